@@ -1,0 +1,199 @@
+"""A small Llama-style decoder: pre-norm RMSNorm, RoPE, causal SDPA, SwiGLU, no biases.
+
+The architecture is whatever `trainer.params.plan` solved; `GPT.from_plan` builds it and checks
+that the analytic count equals the real one, so the study's budget split is never approximate.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from trainer.params import Plan, count_params
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    vocab_size: int
+    d_model: int
+    n_layers: int
+    n_heads: int
+    ffn_hidden: int
+    tied_lm_head: bool = True
+    max_seq_len: int = 1024
+    rope_theta: float = 10_000.0
+    norm_eps: float = 1e-5
+
+    @classmethod
+    def from_plan(cls, p: Plan, max_seq_len: int = 1024) -> ModelConfig:
+        return cls(
+            p.vocab_size,
+            p.d_model,
+            p.n_layers,
+            p.n_heads,
+            p.ffn_hidden,
+            p.tied_lm_head,
+            max_seq_len,
+        )
+
+
+def rope_cache(seq_len: int, head_dim: int, theta: float) -> tuple[torch.Tensor, torch.Tensor]:
+    inv_freq = 1.0 / theta ** (torch.arange(0, head_dim, 2, dtype=torch.float32) / head_dim)
+    freqs = torch.outer(torch.arange(seq_len, dtype=torch.float32), inv_freq)
+    return freqs.cos(), freqs.sin()  # (T, head_dim/2) each
+
+
+def apply_rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+    # x: (B, H, T, D); rotate pairs (x1, x2) split by halves (the GPT-NeoX / Llama HF layout).
+    x1, x2 = x.chunk(2, dim=-1)
+    cos, sin = cos.to(x.dtype), sin.to(x.dtype)
+    return torch.cat((x1 * cos - x2 * sin, x1 * sin + x2 * cos), dim=-1)
+
+
+class Attention(nn.Module):
+    def __init__(self, cfg: ModelConfig):
+        super().__init__()
+        self.n_heads = cfg.n_heads
+        self.head_dim = cfg.d_model // cfg.n_heads
+        self.qkv = nn.Linear(cfg.d_model, 3 * cfg.d_model, bias=False)
+        self.proj = nn.Linear(cfg.d_model, cfg.d_model, bias=False)
+
+    def forward(self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+        B, T, C = x.shape
+        q, k, v = self.qkv(x).view(B, T, 3, self.n_heads, self.head_dim).permute(2, 0, 3, 1, 4)
+        q, k = apply_rope(q, cos, sin), apply_rope(k, cos, sin)
+        y = F.scaled_dot_product_attention(q, k, v, is_causal=True)
+        return self.proj(y.transpose(1, 2).reshape(B, T, C))
+
+
+class SwiGLU(nn.Module):
+    def __init__(self, cfg: ModelConfig):
+        super().__init__()
+        # gate and up fused into one matmul; still 2 * d * f parameters.
+        self.gate_up = nn.Linear(cfg.d_model, 2 * cfg.ffn_hidden, bias=False)
+        self.down = nn.Linear(cfg.ffn_hidden, cfg.d_model, bias=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        gate, up = self.gate_up(x).chunk(2, dim=-1)
+        return self.down(F.silu(gate) * up)
+
+
+class Block(nn.Module):
+    def __init__(self, cfg: ModelConfig):
+        super().__init__()
+        self.attn_norm = nn.RMSNorm(cfg.d_model, eps=cfg.norm_eps)
+        self.attn = Attention(cfg)
+        self.ffn_norm = nn.RMSNorm(cfg.d_model, eps=cfg.norm_eps)
+        self.ffn = SwiGLU(cfg)
+
+    def forward(self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+        x = x + self.attn(self.attn_norm(x), cos, sin)
+        return x + self.ffn(self.ffn_norm(x))
+
+
+class GPT(nn.Module):
+    def __init__(self, cfg: ModelConfig):
+        super().__init__()
+        if cfg.d_model % cfg.n_heads or (cfg.d_model // cfg.n_heads) % 2:
+            raise ValueError(
+                f"d_model={cfg.d_model} must split into n_heads={cfg.n_heads} heads "
+                "of an even head_dim"
+            )
+        self.cfg = cfg
+        self.embed = nn.Embedding(cfg.vocab_size, cfg.d_model)
+        self.blocks = nn.ModuleList(Block(cfg) for _ in range(cfg.n_layers))
+        self.norm = nn.RMSNorm(cfg.d_model, eps=cfg.norm_eps)
+        # A tied head has no weight of its own: forward() reuses embed.weight.
+        self.head = None if cfg.tied_lm_head else nn.Linear(cfg.d_model, cfg.vocab_size, bias=False)
+        cos, sin = rope_cache(cfg.max_seq_len, cfg.d_model // cfg.n_heads, cfg.rope_theta)
+        self.register_buffer("rope_cos", cos, persistent=False)
+        self.register_buffer("rope_sin", sin, persistent=False)
+        self.reset_parameters()
+
+    @classmethod
+    def from_plan(cls, p: Plan, max_seq_len: int = 1024) -> GPT:
+        model = cls(ModelConfig.from_plan(p, max_seq_len))
+        # The plan's analytic count per component equals the built model's, exactly.
+        real, planned = model.param_counts(), {k: getattr(p, k) for k in model.param_counts()}
+        if real != planned:
+            raise RuntimeError(f"parameter accounting drifted: planned {planned}, built {real}")
+        return model
+
+    def reset_parameters(self) -> None:
+        # GPT-2 style: N(0, 0.02), residual projections scaled by 1/sqrt(2 * n_layers) so the
+        # residual stream's variance does not grow with depth.
+        std = 0.02
+        for name, p in self.named_parameters():
+            if p.dim() < 2:
+                nn.init.ones_(p)  # RMSNorm gains
+            elif name.endswith(("proj.weight", "down.weight")):
+                nn.init.normal_(p, 0.0, std / math.sqrt(2 * self.cfg.n_layers))
+            else:
+                nn.init.normal_(p, 0.0, std)
+
+    @property
+    def lm_weight(self) -> torch.Tensor:
+        return self.embed.weight if self.head is None else self.head.weight
+
+    def param_counts(self) -> dict[str, int]:
+        """Real count per component (shared tensors counted once, as `parameters()` does)."""
+        counts = {
+            "embedding": self.embed.weight.numel(),
+            "attention": 0,
+            "ffn": 0,
+            "norm": self.norm.weight.numel(),
+            "head": 0 if self.head is None else self.head.weight.numel(),
+        }
+        for b in self.blocks:
+            counts["attention"] += sum(p.numel() for p in b.attn.parameters())
+            counts["ffn"] += sum(p.numel() for p in b.ffn.parameters())
+            counts["norm"] += b.attn_norm.weight.numel() + b.ffn_norm.weight.numel()
+        counts["total"] = sum(p.numel() for p in self.parameters())
+        if counts["total"] != sum(v for k, v in counts.items() if k != "total"):
+            raise RuntimeError("a parameter is outside the known components")
+        return counts
+
+    def analytic_counts(self) -> dict[str, int]:
+        c = self.cfg
+        return count_params(
+            d_model=c.d_model,
+            n_layers=c.n_layers,
+            ffn_hidden=c.ffn_hidden,
+            vocab_size=c.vocab_size,
+            tied_lm_head=c.tied_lm_head,
+        )
+
+    def hidden(self, idx: torch.Tensor) -> torch.Tensor:
+        T = idx.shape[1]
+        if self.cfg.max_seq_len < T:
+            raise ValueError(f"sequence length {T} > max_seq_len={self.cfg.max_seq_len}")
+        x = self.embed(idx)
+        cos, sin = self.rope_cos[:T], self.rope_sin[:T]
+        for block in self.blocks:
+            x = block(x, cos, sin)
+        return self.norm(x)
+
+    def forward(
+        self, idx: torch.Tensor, targets: torch.Tensor | None = None, reduction: str = "mean"
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Logits (B, T, V), and the cross-entropy against `targets` when given."""
+        logits = F.linear(self.hidden(idx), self.lm_weight)
+        if targets is None:
+            return logits, None
+        loss = F.cross_entropy(
+            logits.float().view(-1, logits.size(-1)), targets.reshape(-1), reduction=reduction
+        )
+        return logits, loss
+
+    def flops_per_token(self, seq_len: int) -> int:
+        """Training FLOPs per token (forward + backward = 3x forward), PaLM appendix B style:
+        6 * matmul params (the embedding lookup is free, the LM head is a matmul) plus
+        attention's 12 * L * d * T."""
+        c = self.cfg
+        matmul = self.param_counts()["attention"] + self.param_counts()["ffn"]
+        matmul += c.vocab_size * c.d_model  # LM head, tied or not
+        return 6 * matmul + 12 * c.n_layers * c.d_model * seq_len
