@@ -17,7 +17,7 @@ app = typer.Typer(
 )
 data_app = typer.Typer(help="Download the study's data sets.", no_args_is_help=True)
 app.add_typer(data_app, name="data")
-err = Console(stderr=True)
+err = Console(stderr=True, soft_wrap=True)
 
 EXIT_BAD_INPUT = 2
 
@@ -164,6 +164,181 @@ def plan_grid(
                     f"{p.n_heads} | {p.ffn_hidden} | {p.total:,} | {p.embedding_ratio:.3f} | "
                     f"{p.glu_expansion:.3f} |"
                 )
+
+
+ConfigOpt = Annotated[
+    Path | None, typer.Option("--config", help="YAML with base: and experiments:.")
+]
+ExpOpt = Annotated[str | None, typer.Option("--exp", help="Experiment name in the YAML.")]
+SetOpt = Annotated[
+    list[str] | None, typer.Option("--set", help="Override, e.g. optim.lr=1e-3 (repeatable).")
+]
+RunDirOpt = Annotated[
+    Path | None,
+    typer.Option("--run-dir", "--run_dir", help="Run directory (default logs/<exp>/<run-id>/)."),
+]
+LogsOpt = Annotated[Path, typer.Option("--logs", "--log_dir", help="Root of run directories.")]
+
+
+def _config(config, exp, overrides):
+    from trainer.config import ConfigError, load_config
+
+    try:
+        return load_config(config, exp, overrides or [])
+    except ConfigError as e:
+        fail(str(e))
+
+
+@app.command("train")
+def train_cmd(
+    config: ConfigOpt = None,
+    exp: ExpOpt = None,
+    overrides: SetOpt = None,
+    run_dir: RunDirOpt = None,
+    logs: LogsOpt = Path("logs"),
+    overfit_tokens: Annotated[
+        int,
+        typer.Option(
+            "--overfit_tokens",
+            "--overfit-tokens",
+            help="Sanity mode: train on the first N tokens only.",
+        ),
+    ] = 0,
+    lr_find_flag: Annotated[
+        bool,
+        typer.Option("--lr_find", "--lr-find", help="Run the LR range test instead of training."),
+    ] = False,
+    no_progress: Annotated[bool, typer.Option("--no-progress")] = False,
+) -> None:
+    """Train (and evaluate) one run; rerunning the same command resumes it.
+
+    Exit codes: 0 done, 1 crashed, 2 bad config, 3 killed by rule, 75 preempted."""
+    from trainer.config import ConfigError
+    from trainer.runs import default_run_dir, finished
+    from trainer.train import EXIT_BAD_CONFIG, RunLocked, train
+
+    cfg = _config(config, exp, overrides)
+    if overfit_tokens:
+        cfg = cfg.model_copy(update={"name": f"{cfg.name}-overfit{overfit_tokens}"})
+    run_dir = run_dir or default_run_dir(cfg, logs)
+    if lr_find_flag:
+        return _lr_find(cfg, run_dir)
+    done = finished(run_dir)
+    if done and done["run"]["spec_hash"] == cfg.spec_hash():
+        err.print(f"{run_dir}: already {done['run']['status']}; nothing to do")
+        print(json.dumps(_summary(done)))
+        return
+    err.print(f"run dir: {run_dir}")
+    try:
+        code, metrics = train(cfg, run_dir, overfit_tokens=overfit_tokens, progress=not no_progress)
+    except (ConfigError, RunLocked) as e:
+        fail(str(e), EXIT_BAD_CONFIG)
+    print(json.dumps(_summary(metrics)))
+    raise typer.Exit(code)
+
+
+def _summary(m: dict) -> dict:
+    out = {
+        "run_dir": m["run"]["run_dir"],
+        "status": m["run"]["status"],
+        "tokens": m["training"]["tokens_seen"],
+        "train_loss": m["training"]["train_loss"],
+        "sample": m["provenance"]["sample"],
+    }
+    if m.get("dev"):
+        out.update(dev_token_ppl=m["dev"]["token_ppl"], dev_word_ppl=m["dev"]["word_ppl"])
+    if m.get("smallbench") and "macro_acc" in m["smallbench"]:
+        out["smallbench_macro_acc"] = m["smallbench"]["macro_acc"]
+    return out
+
+
+def _lr_find(cfg, run_dir: Path) -> None:
+    from trainer.lr_find import lr_find
+
+    res = lr_find(cfg, run_dir)
+    err.print(f"suggested LR: {res['suggested_lr']:.3g} (curve: {res['png']})")
+    print(json.dumps(res))
+
+
+@app.command("lr-find")
+def lr_find_cmd(
+    config: ConfigOpt = None,
+    exp: ExpOpt = None,
+    overrides: SetOpt = None,
+    run_dir: RunDirOpt = None,
+    logs: LogsOpt = Path("logs"),
+) -> None:
+    """LR range test: exponential sweep, loss-vs-LR curve (CSV + PNG), suggested LR."""
+    from trainer.runs import default_run_dir
+
+    cfg = _config(config, exp, overrides)
+    _lr_find(cfg, run_dir or default_run_dir(cfg, logs) / "lr_find")
+
+
+@app.command("eval")
+def eval_cmd(
+    run_dir: Annotated[Path, typer.Option("--run-dir", "--run_dir", help="A run directory.")],
+    smallbench_dir: Annotated[
+        Path | None, typer.Option("--smallbench-dir", "--smallbench_dir")
+    ] = None,
+    only: Annotated[str, typer.Option(help="all, ppl, smallbench or profile")] = "all",
+) -> None:
+    """Evaluate a run's latest checkpoint; writes eval.json in the run directory."""
+    from trainer.evaluate_run import evaluate_run
+
+    try:
+        res = evaluate_run(run_dir, smallbench_dir=smallbench_dir, only=only)
+    except (FileNotFoundError, ValueError) as e:
+        fail(str(e))
+    if res.get("smallbench") and "tasks" in res["smallbench"]:
+        for task, t in res["smallbench"]["tasks"].items():
+            err.print(f"{task:<42} {t['acc']:.3f} +- {t['stderr']:.3f} (n={t['n']})")
+        err.print(f"{'macro':<42} {res['smallbench']['macro_acc']:.3f}")
+    print(
+        json.dumps(
+            {k: v for k, v in res.items() if k != "smallbench"}
+            | {"smallbench_macro_acc": (res.get("smallbench") or {}).get("macro_acc")}
+        )
+    )
+
+
+@data_app.command("smallbench")
+def data_smallbench(
+    output: Annotated[Path, typer.Option("--output")] = Path("data/smallbench"),
+    mirror: Mirror = None,
+    corpus: Annotated[Path, typer.Option(help="Training corpus for the held-out check.")] = Path(
+        "data/wikitext-2/train.txt"
+    ),
+    pairs_per_task: Annotated[int, typer.Option("--pairs-per-task", "--pairs_per_task")] = 200,
+) -> None:
+    """Fetch BLiMP and build the SmallBench suite (held out from the training corpus)."""
+    from trainer.fetch import FetchError
+    from trainer.smallbench import build_suite
+
+    if not corpus.is_file():
+        err.print(
+            f"[yellow]warning:[/] {corpus} not found: the held-out check is skipped "
+            "(run scripts/download_wikitext.py first to enable it)"
+        )
+    try:
+        m = build_suite(output, mirror=mirror, corpus=corpus, pairs_per_task=pairs_per_task)
+    except (FetchError, ValueError) as e:
+        fail(str(e))
+    for task, t in m["tasks"].items():
+        err.print(
+            f"{task:<42} {t['field']:<17} {t['pairs']:>4} pairs "
+            f"({t['dropped_in_training_corpus']} dropped: seen in training corpus)"
+        )
+    print(
+        json.dumps(
+            {
+                "output": str(output),
+                "tasks": len(m["tasks"]),
+                "pairs": sum(t["pairs"] for t in m["tasks"].values()),
+                "held_out_check": m["held_out_check"],
+            }
+        )
+    )
 
 
 def main() -> None:  # pragma: no cover - console entry point

@@ -129,6 +129,38 @@ def fetch(
     return Fetched(path, path.resolve().as_uri(), digest)
 
 
+def mirror_sums(base: str) -> dict[str, str]:
+    """A mirror may carry SHA256SUMS (`sha256sum` output) for files with no built-in hash."""
+    try:
+        f = fetch(base, "SHA256SUMS", sha256=None, subdir="mirror-sums", progress=False)
+    except NotOnSource:
+        return {}
+    sums = {}
+    for line in f.path.read_text().splitlines():
+        parts = line.split()
+        if len(parts) == 2:
+            sums[parts[1].lstrip("*")] = parts[0].lower()
+    return sums
+
+
+def fetch_verified(
+    base: str, relpath: str, sums: dict[str, str], known: dict[str, str], subdir: str
+) -> Fetched:
+    """Fetch a file that must be verified: NotOnSource if absent, FetchError if no hash is known.
+
+    The mirror's own SHA256SUMS comes first (a mirror may hold other copies, e.g. test
+    fixtures), then the official hashes shipped with pax (`known`, by file name)."""
+    if not exists(base, relpath):
+        raise NotOnSource(f"{relpath}: not on {base}")
+    digest = sums.get(relpath) or known.get(Path(relpath).name)
+    if digest is None:
+        raise FetchError(
+            f"no sha256 is known for {relpath}: add a SHA256SUMS file "
+            "(`sha256sum` format, paths relative to the mirror) to the mirror."
+        )
+    return fetch(base, relpath, sha256=digest, subdir=subdir)
+
+
 def atomic_copy(src: Path, dst: Path) -> None:
     tmp = dst.with_name(f".{dst.name}.tmp{os.getpid()}")
     shutil.copyfile(src, tmp)

@@ -23,8 +23,8 @@ from trainer.fetch import (
     FetchError,
     NotOnSource,
     atomic_write_text,
-    exists,
-    fetch,
+    fetch_verified,
+    mirror_sums,
     resolve_mirror,
     sha256_file,
 )
@@ -75,20 +75,6 @@ def parquet_to_text(path: Path) -> str:
     return "".join((row.rstrip("\n") if row else " ") + "\n" for row in rows)
 
 
-def _mirror_sums(base: str) -> dict[str, str]:
-    """A mirror may carry SHA256SUMS (`sha256sum` output) for files with no built-in hash."""
-    try:
-        f = fetch(base, "SHA256SUMS", sha256=None, subdir="mirror-sums", progress=False)
-    except NotOnSource:
-        return {}
-    sums = {}
-    for line in f.path.read_text().splitlines():
-        parts = line.split()
-        if len(parts) == 2:
-            sums[parts[1].lstrip("*")] = parts[0].lower()
-    return sums
-
-
 def _hub_sha256(revision: str, folder: str) -> dict[str, str]:
     url = HF_TREE.format(revision=revision, folder=folder)
     try:
@@ -99,21 +85,6 @@ def _hub_sha256(revision: str, folder: str) -> dict[str, str]:
             f"cannot read file hashes from {url} ({type(e).__name__}). {MIRROR_HINT}"
         ) from e
     return {item["path"]: item["lfs"]["oid"] for item in r.json() if item.get("lfs")}
-
-
-def _get(base: str, relpath: str, sums: dict[str, str], subdir: str) -> Fetched:
-    """Fetch a file the source must verify: NotOnSource if absent, FetchError if unverifiable."""
-    if not exists(base, relpath):
-        raise NotOnSource(f"{relpath}: not on {base}")
-    # The mirror's own SHA256SUMS first (a mirror may hold other copies, e.g. test fixtures),
-    # then the official hashes this tool ships.
-    digest = sums.get(relpath) or KNOWN_SHA256.get(Path(relpath).name)
-    if digest is None:
-        raise FetchError(
-            f"no sha256 is known for {relpath}: add a SHA256SUMS file "
-            "(`sha256sum` format, paths relative to the mirror) to the mirror."
-        )
-    return fetch(base, relpath, sha256=digest, subdir=subdir)
 
 
 def _halves_at_article(text: str) -> tuple[str, str]:
@@ -138,7 +109,7 @@ def _from_base(base: str, variant: str, sums: dict[str, str]) -> tuple[dict, boo
         out = {}
         for split in SPLITS:
             rel = f"{hub_dir}/{HF_SPLIT[split]}-00000-of-00001.parquet"
-            f = _get(base, rel, sums, sub)
+            f = fetch_verified(base, rel, sums, KNOWN_SHA256, sub)
             out[split] = SplitText(parquet_to_text(f.path), [f])
         return out, False, "parquet"
     except NotOnSource:
@@ -147,7 +118,7 @@ def _from_base(base: str, variant: str, sums: dict[str, str]) -> tuple[dict, boo
         out = {}
         for split in SPLITS:
             rel = f"{text_dir}/wiki.{split}.{ext}"
-            f = _get(base, rel, sums, sub)
+            f = fetch_verified(base, rel, sums, KNOWN_SHA256, sub)
             out[split] = SplitText(f.path.read_text(encoding="utf-8"), [f])
         return out, False, "text"
     except NotOnSource:
@@ -158,8 +129,8 @@ def _from_base(base: str, variant: str, sums: dict[str, str]) -> tuple[dict, boo
             f"{ext}; the sample layout exists only for the v1 variant."
         )
     try:
-        valid = _get(base, "wikitext-2-sample/wiki.valid.tokens", sums, sub)
-        test = _get(base, "wikitext-2-sample/wiki.test.tokens", sums, sub)
+        valid = fetch_verified(base, "wikitext-2-sample/wiki.valid.tokens", sums, KNOWN_SHA256, sub)
+        test = fetch_verified(base, "wikitext-2-sample/wiki.test.tokens", sums, KNOWN_SHA256, sub)
     except NotOnSource as e:
         raise FetchError(
             f"mirror {base} holds no WikiText-2 layout this tool knows ({e}). "
@@ -198,7 +169,7 @@ def download_wikitext(
         splits, sample, layout = _from_base(HF_BASE.format(revision=revision), variant, sums)
         origin = "official"
     else:
-        splits, sample, layout = _from_base(base, variant, _mirror_sums(base))
+        splits, sample, layout = _from_base(base, variant, mirror_sums(base))
         origin = "mirror"
 
     manifest = {

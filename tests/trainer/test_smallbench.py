@@ -1,0 +1,153 @@
+import hashlib
+import io
+import json
+import math
+import zipfile
+
+import pytest
+import torch
+
+from trainer import smallbench
+from trainer.fetch import FetchError
+from trainer.smallbench import TASKS, build_suite, load_suite, score, wikitext_style
+from trainer.tokenizer import load_tokenizer
+
+
+class Prefers(torch.nn.Module):
+    """A fake LM whose next-token distribution ignores context and favours some token ids."""
+
+    def __init__(self, V, favoured):
+        super().__init__()
+        self.bias = torch.zeros(V)
+        self.bias[list(favoured)] = 4.0
+
+    def forward(self, idx, targets=None, reduction="mean"):
+        return self.bias.expand(*idx.shape, -1).clone(), None
+
+
+def test_scoring_on_a_hand_made_pair_set(tokenized_dir):
+    sp = load_tokenizer(tokenized_dir)
+    favoured = set(sp.encode("the cat sat on the mat ."))
+    model = Prefers(sp.get_piece_size(), favoured)
+    suite = {
+        "agreement": [
+            {"good": "the cat sat on the mat.", "bad": "zq xv kw jj qq.", "field": "morphology"}
+        ]
+        * 3,
+        "reversed": [
+            {"good": "zq xv kw jj qq.", "bad": "the cat sat on the mat.", "field": "syntax"}
+        ]
+        * 2,
+    }
+    res = score(model, sp, suite, torch.device("cpu"))
+    assert res["tasks"]["agreement"]["acc"] == 1.0 and res["tasks"]["agreement"]["n"] == 3
+    assert res["tasks"]["reversed"]["acc"] == 0.0
+    assert res["macro_acc"] == 0.5 and res["pairs"] == 5
+    assert res["by_field"] == {"morphology": 1.0, "syntax": 0.0}
+    assert res["tasks"]["agreement"]["stderr"] == 0.0
+
+
+def test_summed_loglik_matches_a_manual_computation(tokenized_dir):
+    sp = load_tokenizer(tokenized_dir)
+    V = sp.get_piece_size()
+    model = Prefers(V, {7, 8, 9})
+    s = "the river ."
+    ids = sp.encode(wikitext_style(s))
+    logp = torch.log_softmax(model.bias, -1)
+    expected = float(sum(logp[i] for i in ids))
+    got = smallbench.sentence_logprobs(model, sp, [s, s + " and more words"], torch.device("cpu"))
+    assert got[0] == pytest.approx(expected, rel=1e-5)
+    assert got[1] < got[0]  # padding of the shorter sentence changed nothing
+
+
+def test_stderr_formula():
+    sp = type("SP", (), {"encode": lambda self, s: [10 if "good" in s else 11]})()
+    model = Prefers(20, {10})
+    pairs = [{"good": "good", "bad": "bad", "field": "f"}] * 3 + [
+        {"good": "bad", "bad": "good", "field": "f"}
+    ]
+    res = score(model, sp, {"t": pairs}, torch.device("cpu"))
+    assert res["tasks"]["t"]["acc"] == 0.75
+    assert res["tasks"]["t"]["stderr"] == pytest.approx(math.sqrt(0.75 * 0.25 / 4))
+
+
+def test_wikitext_style():
+    assert wikitext_style("The dog hasn't eaten, has it?") == "The dog has n't eaten , has it ?"
+    assert wikitext_style("Sue's cats left.") == "Sue 's cats left ."
+
+
+def blimp_zip(prefix="blimp-master/") -> bytes:
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as z:
+        for task, field in TASKS.items():
+            rows = [
+                {
+                    "sentence_good": f"Cats {i} like {task}.",
+                    "sentence_bad": f"Cats {i} likes.",
+                    "field": field,
+                    "linguistics_term": task,
+                    "pairID": str(i),
+                }
+                for i in range(300)
+            ]
+            z.writestr(f"{prefix}data/{task}.jsonl", "\n".join(json.dumps(r) for r in rows))
+        z.writestr("__MACOSX/data/._adjunct_island.jsonl", b"\xb0\x00junk")
+    return buf.getvalue()
+
+
+def test_build_suite_over_http_with_held_out_check(tmp_path, http_mirror):
+    mirror = tmp_path / "mirror"
+    (mirror / "blimp").mkdir(parents=True)
+    data = blimp_zip(prefix="")
+    (mirror / "blimp" / "BLiMP.zip").write_bytes(data)
+    (mirror / "SHA256SUMS").write_text(f"{hashlib.sha256(data).hexdigest()}  blimp/BLiMP.zip\n")
+    corpus = tmp_path / "train.txt"
+    # two sentences of the suite occur (WikiText-tokenised) in the training corpus
+    corpus.write_text(
+        " = Heading = \n Cats 5 like passive_1 . Other words here . \n cats 7 likes . \n"
+    )
+    m = build_suite(tmp_path / "sb", mirror=http_mirror(mirror), corpus=corpus, pairs_per_task=100)
+    assert len(m["tasks"]) == len(TASKS) >= 6
+    assert {"morphology", "syntax", "semantics"} <= {t["field"] for t in m["tasks"].values()}
+    suite = load_suite(tmp_path / "sb")
+    dropped = {t: v["dropped_in_training_corpus"] for t, v in m["tasks"].items()}
+    # 'Cats 7 likes.' is a bad sentence in every task; chosen ones are dropped wherever sampled
+    assert (
+        m["held_out_check"]["checked"]
+        and m["held_out_check"]["dropped"] == sum(dropped.values()) >= 1
+    )
+    for task, pairs in suite.items():
+        assert len(pairs) == 100 - dropped[task]
+        assert all("Cats 7 " not in p["bad"] for p in pairs)
+    assert all(
+        "passive_1" not in p["good"] or "Cats 5 " not in p["good"] for p in suite["passive_1"]
+    )
+    # deterministic: the same selection again
+    m2 = build_suite(
+        tmp_path / "sb2", mirror=http_mirror(mirror), corpus=corpus, pairs_per_task=100
+    )
+    assert m2["tasks"] == m["tasks"]
+    assert (tmp_path / "sb" / "passive_1.jsonl").read_text() == (
+        tmp_path / "sb2" / "passive_1.jsonl"
+    ).read_text()
+
+
+def test_corrupt_archive_is_refused(tmp_path):
+    mirror = tmp_path / "mirror"
+    (mirror / "blimp").mkdir(parents=True)
+    (mirror / "blimp" / "BLiMP.zip").write_bytes(blimp_zip())  # hash != the official one
+    with pytest.raises(FetchError, match="does not match"):
+        build_suite(tmp_path / "sb", mirror=str(mirror))
+
+
+def test_missing_suite_says_what_to_run(tmp_path):
+    with pytest.raises(FileNotFoundError, match="download_smallbench.py"):
+        load_suite(tmp_path)
+
+
+@pytest.mark.mirror
+def test_real_blimp_from_the_mirror(tmp_path, real_mirror):
+    m = build_suite(tmp_path / "sb", mirror=str(real_mirror))
+    assert len(m["tasks"]) == len(TASKS)
+    assert all(t["pairs"] == 200 for t in m["tasks"].values())
+    assert m["source"]["sha256"] == smallbench.MIRROR_SHA256

@@ -1,0 +1,316 @@
+"""The training harness with real subprocesses: resume bit for bit, signals, overfit, LR finder."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import ROOT, tiny_raw, write_config
+from trainer.config import validate
+from trainer.train import EXIT_PREEMPTED, RunLock, train
+
+
+def pax(args, cwd, **kw):
+    return subprocess.Popen(
+        [sys.executable, "-m", "pax.cli", *args],
+        cwd=cwd,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+        **kw,
+    )
+
+
+def events(run_dir: Path, kind: str | None = None) -> list[dict]:
+    path = run_dir / "metrics.jsonl"
+    if not path.is_file():
+        return []
+    out = []
+    for line in path.read_text().splitlines():
+        try:
+            out.append(json.loads(line))
+        except ValueError:
+            continue
+    return [e for e in out if kind is None or e["event"] == kind]
+
+
+def wait_for(pred, timeout=120):
+    t0 = time.time()
+    while time.time() - t0 < timeout:
+        if pred():
+            return True
+        time.sleep(0.05)
+    raise TimeoutError
+
+
+def _curve(run_dir):
+    return [(e["step"], e["loss"]) for e in events(run_dir, "train")]
+
+
+def _evals(run_dir):
+    return [(e["step"], e["split"], e["loss"]) for e in events(run_dir, "eval")]
+
+
+@pytest.fixture
+def long_config(tmp_path, tokenized_dir):
+    raw = tiny_raw(tokenized_dir.parent, max_tokens=48 * 8 * 64)
+    return write_config(tmp_path / "tiny.yaml", raw, {"tiny": {}})
+
+
+def test_sigkill_and_restart_is_bit_identical(tmp_path, long_config):
+    ref_dir, cut_dir = tmp_path / "ref", tmp_path / "cut"
+    ref = pax(
+        ["train", "--config", str(long_config), "--exp", "tiny", "--run-dir", str(ref_dir)],
+        tmp_path,
+    )
+    p = pax(
+        ["train", "--config", str(long_config), "--exp", "tiny", "--run-dir", str(cut_dir)],
+        tmp_path,
+    )
+    # kill once a checkpoint exists and training has gone past it
+    wait_for(lambda: any(e["step"] >= 14 for e in events(cut_dir, "train")))
+    p.send_signal(signal.SIGKILL)
+    p.wait()
+    assert p.returncode == -signal.SIGKILL
+    assert not (cut_dir / "metrics.json").exists()
+    again = pax(
+        ["train", "--config", str(long_config), "--exp", "tiny", "--run-dir", str(cut_dir)],
+        tmp_path,
+    )
+    assert again.wait(timeout=300) == 0, again.stderr.read()
+    assert ref.wait(timeout=300) == 0, ref.stderr.read()
+    assert _curve(cut_dir) == _curve(ref_dir) and len(_curve(ref_dir)) == 48
+    assert _evals(cut_dir) == _evals(ref_dir)
+    a = json.loads((ref_dir / "metrics.json").read_text())
+    b = json.loads((cut_dir / "metrics.json").read_text())
+    assert b["run"]["attempts"] == 2 and a["run"]["attempts"] == 1
+    for key in ("dev", "test", "dev_curve", "plan", "params"):
+        assert a[key] == b[key], key
+    assert a["training"]["train_loss"] == b["training"]["train_loss"]
+    starts = events(cut_dir, "start")
+    assert [s["resumed"] for s in starts] == [False, True]
+
+
+def test_sigterm_checkpoints_and_exits_75_then_resumes(tmp_path, long_config):
+    run_dir = tmp_path / "run"
+    p = pax(
+        ["train", "--config", str(long_config), "--exp", "tiny", "--run-dir", str(run_dir)],
+        tmp_path,
+    )
+    wait_for(lambda: any(e["step"] >= 6 for e in events(run_dir, "train")))
+    p.send_signal(signal.SIGTERM)
+    assert p.wait(timeout=60) == EXIT_PREEMPTED
+    end = events(run_dir, "end")[-1]
+    assert end["status"] == "preempted" and end["exit_code"] == 75
+    ckpts = sorted((run_dir / "checkpoints").glob("step_*.json"))
+    assert json.loads(ckpts[-1].read_text())["step"] == end["step"]
+    assert not (run_dir / "metrics.json").exists()
+    again = pax(
+        ["train", "--config", str(long_config), "--exp", "tiny", "--run-dir", str(run_dir)],
+        tmp_path,
+    )
+    assert again.wait(timeout=300) == 0
+    m = json.loads((run_dir / "metrics.json").read_text())
+    assert m["run"]["status"] == "succeeded" and m["training"]["steps"] == 48
+
+
+def test_metrics_json_schema(tmp_path, tokenized_dir):
+    cfg = validate(tiny_raw(tokenized_dir.parent, eval={"profile": True, "profile_repeats": 3}))
+    code, m = train(cfg, tmp_path / "r", progress=False)
+    assert code == 0
+    on_disk = json.loads((tmp_path / "r" / "metrics.json").read_text())
+    assert on_disk["run"]["status"] == "succeeded" and on_disk["schema_version"] == 1
+    for key in (
+        "config",
+        "plan",
+        "provenance",
+        "training",
+        "dev",
+        "test",
+        "smallbench",
+        "latency",
+        "memory",
+        "throughput",
+        "params",
+        "dev_curve",
+    ):
+        assert key in on_disk, key
+    prov = on_disk["provenance"]
+    for key in (
+        "git_sha",
+        "tokenizer_sha256",
+        "data_manifest_sha256",
+        "sample",
+        "seed",
+        "device",
+        "dtype",
+    ):
+        assert key in prov
+    assert prov["sample"] is False and prov["device"] == "cpu"
+    assert set(on_disk["latency"]) == {"seq128", "seq512"}
+    lat = on_disk["latency"]["seq128"]
+    assert 0 < lat["median_ms"] <= lat["p90_ms"]
+    assert 0 < on_disk["throughput"]["mfu"] < 1
+    assert on_disk["memory"]["bytes"] > 0
+    dev = on_disk["dev"]
+    assert dev["word_ppl"] > dev["token_ppl"] > 1 and not dev["partial"]
+    assert on_disk["params"]["total"] == on_disk["plan"]["total"]
+    # dev PPL falls as training goes on
+    curve = on_disk["dev_curve"]
+    assert len(curve) >= 2 and curve[-1]["token_ppl"] < curve[0]["token_ppl"]
+    # the same numbers are in metrics.jsonl
+    last_train = events(tmp_path / "r", "train")[-1]
+    assert last_train["loss"] == on_disk["training"]["train_loss"]
+
+
+def test_same_config_and_seed_same_result_on_cpu(tmp_path, tokenized_dir):
+    cfg = validate(tiny_raw(tokenized_dir.parent, max_tokens=8 * 8 * 64))
+    _, a = train(cfg, tmp_path / "a", progress=False)
+    _, b = train(cfg, tmp_path / "b", progress=False)
+    assert a["dev"] == b["dev"] and _curve(tmp_path / "a") == _curve(tmp_path / "b")
+
+
+def test_overfit_drives_loss_near_zero(tmp_path, tokenized_dir):
+    raw = tiny_raw(
+        tokenized_dir.parent,
+        max_tokens=160_000,
+        model={"total_params": 300_000, "embedding_ratio": 0.1},
+        optim={"lr": 1e-2, "warmup_tokens": 2048, "weight_decay": 0.0},
+        data={"batch_size": 4},
+        log={"every_steps": 20},
+        checkpoint={"every_steps": 0},
+        runtime={"threads": 2},
+    )
+    code, m = train(validate(raw), tmp_path / "o", overfit_tokens=1024, progress=False)
+    assert code == 0 and m["run"]["overfit_tokens"] == 1024
+    losses = [e["loss"] for e in events(tmp_path / "o", "train")]
+    assert losses[0] > 4.0
+    assert m["training"]["train_loss"] < 0.1
+
+
+def test_run_experiment_as_written_in_parallel(tmp_path, tokenized_dir):
+    """`python run_experiment.py --config X --exp E`, three experiments at once, in one cwd."""
+    base = tiny_raw(
+        tokenized_dir.parent,
+        max_tokens=8 * 8 * 64,
+        eval={"smallbench": True, "smallbench_dir": "nope"},
+    )
+    (tmp_path / "configs").mkdir()
+    write_config(
+        tmp_path / "configs" / "embed_ratio.yaml",
+        base,
+        {"emb25": {"optim": {"lr": 1e-3}}, "emb35": {}, "emb45": {"runtime": {"seed": 3}}},
+    )
+    procs = [
+        subprocess.Popen(
+            [
+                sys.executable,
+                str(ROOT / "run_experiment.py"),
+                "--config",
+                "configs/embed_ratio.yaml",
+                "--exp",
+                exp,
+            ],
+            cwd=tmp_path,
+            env={**os.environ, "PYTHONPATH": str(ROOT)},
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for exp in ("emb25", "emb35", "emb45")
+    ]
+    outs = [p.communicate(timeout=300) for p in procs]
+    for p, (out, err) in zip(procs, outs, strict=True):
+        assert p.returncode == 0, err
+        summary = json.loads(out.splitlines()[-1])
+        assert summary["status"] == "succeeded"
+    dirs = sorted(p.parent for p in (tmp_path / "logs").glob("*/*/metrics.json"))
+    assert [d.parent.name for d in dirs] == ["emb25", "emb35", "emb45"]
+    m = json.loads((dirs[0] / "metrics.json").read_text())
+    assert "skipped" in m["smallbench"]  # no suite: said, not silently dropped
+    # the same command again: already done, nothing retrained
+    again = subprocess.run(
+        [
+            sys.executable,
+            str(ROOT / "run_experiment.py"),
+            "--config",
+            "configs/embed_ratio.yaml",
+            "--exp",
+            "emb35",
+        ],
+        cwd=tmp_path,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert again.returncode == 0 and "already succeeded" in again.stderr
+
+
+def test_a_locked_run_dir_is_refused(tmp_path, long_config):
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    with RunLock(run_dir):
+        p = pax(
+            ["train", "--config", str(long_config), "--exp", "tiny", "--run-dir", str(run_dir)],
+            tmp_path,
+        )
+        _, err = p.communicate(timeout=120)
+    assert p.returncode == 2 and "is being trained by pid" in err
+
+
+def test_bad_config_exits_2_with_the_field(tmp_path):
+    cfg = write_config(tmp_path / "c.yaml", {"optim": {"lr": "fast"}}, {"x": {}})
+    p = pax(["train", "--config", str(cfg), "--exp", "x"], tmp_path)
+    _, err = p.communicate(timeout=120)
+    assert p.returncode == 2 and "optim.lr" in err
+
+
+def test_missing_token_files_say_what_to_run(tmp_path):
+    raw = tiny_raw(tmp_path / "nothing-here")
+    p = pax(
+        ["train", "--config", str(write_config(tmp_path / "c.yaml", raw, {"x": {}})), "--exp", "x"],
+        tmp_path,
+    )
+    _, err = p.communicate(timeout=120)
+    assert p.returncode == 2 and "preprocess_lm.py" in err
+
+
+def test_lr_find_writes_csv_png_and_suggests(tmp_path, tokenized_dir, long_config):
+    p = pax(
+        [
+            "lr-find",
+            "--config",
+            str(long_config),
+            "--exp",
+            "tiny",
+            "--run-dir",
+            str(tmp_path / "lr"),
+        ],
+        tmp_path,
+    )
+    out, err = p.communicate(timeout=300)
+    assert p.returncode == 0, err
+    res = json.loads(out.splitlines()[-1])
+    assert 1e-6 < res["suggested_lr"] < 1.0
+    rows = (tmp_path / "lr" / "lr_find.csv").read_text().splitlines()
+    assert rows[0] == "step,lr,loss,smoothed_loss" and len(rows) > 20
+    assert (tmp_path / "lr" / "lr_find.png").stat().st_size > 5000
+    assert "suggested LR" in err
+
+
+def test_pax_eval_reproduces_the_final_dev_numbers(tmp_path, tokenized_dir):
+    cfg = validate(tiny_raw(tokenized_dir.parent, max_tokens=8 * 8 * 64))
+    _, m = train(cfg, tmp_path / "r", progress=False)
+    p = pax(["eval", "--run-dir", str(tmp_path / "r"), "--only", "ppl"], tmp_path)
+    out, err = p.communicate(timeout=120)
+    assert p.returncode == 0, err
+    ev = json.loads((tmp_path / "r" / "eval.json").read_text())
+    assert ev["dev"]["token_ppl"] == pytest.approx(m["dev"]["token_ppl"], rel=1e-9)
+    assert ev["step"] == m["training"]["steps"]

@@ -1,0 +1,267 @@
+"""Typed training config: one pydantic model per concern, every field described and bounded.
+
+A YAML file holds `base:` plus named `experiments:`; `--exp NAME` deep-merges one experiment over
+the base, and `--set a.b=value` overrides on top. Validation errors name the dotted field and the
+allowed range, so a bad spec is refused before any compute is spent.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from trainer.params import Plan, parse_count, plan
+
+
+class Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class ModelSpec(Section):
+    total_params: int = Field(
+        10_000_000, ge=10_000, le=2_000_000_000, description="Parameter budget for the whole model."
+    )
+    embedding_ratio: float = Field(
+        0.35, ge=0.01, le=0.95, description="Share of the budget in the input embedding table."
+    )
+    glu_expansion: float = Field(2.66, ge=0.5, le=16, description="SwiGLU inner width / d_model.")
+    vocab_size: int = Field(16_000, ge=64, le=65_535, description="Tokenizer vocabulary size.")
+    tied_lm_head: bool = Field(True, description="Share the embedding tensor with the LM head.")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _counts(cls, data: Any) -> Any:
+        if isinstance(data, dict) and isinstance(data.get("total_params"), str):
+            data = {**data, "total_params": parse_count(data["total_params"])}
+        return data
+
+
+class DataSpec(Section):
+    tokenized_dir: str = Field(
+        "data/lm_tokenized", description="Root written by preprocess_lm.py; sp<V>/ is used."
+    )
+    seq_len: int = Field(256, ge=8, le=4096, description="Training context length in tokens.")
+    batch_size: int = Field(16, ge=1, le=4096, description="Sequences per optimizer step.")
+
+
+class OptimSpec(Section):
+    lr: float = Field(3e-3, gt=0, le=1.0, description="Peak learning rate.")
+    min_lr_ratio: float = Field(0.1, ge=0, le=1, description="Cosine floor as a fraction of lr.")
+    warmup_tokens: int = Field(200_000, ge=0, description="Linear warmup length in tokens.")
+    weight_decay: float = Field(
+        0.1,
+        ge=0,
+        le=1,
+        description="AdamW decoupled weight decay "
+        "(matrices only; norms and embeddings are not decayed).",
+    )
+    beta1: float = Field(0.9, ge=0, lt=1, description="AdamW beta1.")
+    beta2: float = Field(0.95, ge=0, lt=1, description="AdamW beta2.")
+    grad_clip: float = Field(1.0, ge=0, description="Global grad-norm clip; 0 disables.")
+
+
+class EvalSpec(Section):
+    every_tokens: int = Field(1_000_000, ge=0, description="Dev evaluation interval; 0 = end only.")
+    max_tokens: int = Field(
+        0,
+        ge=0,
+        description="Cap on dev tokens per interval eval (0 = the "
+        "whole split); the final eval always uses the whole split.",
+    )
+    smallbench_dir: str = Field(
+        "data/smallbench",
+        description="SmallBench suite folder; skipped (and reported as such) when missing.",
+    )
+    smallbench: bool = Field(True, description="Score SmallBench at the end.")
+    profile: bool = Field(True, description="Measure batch-1 latency and memory at the end.")
+    profile_repeats: int = Field(20, ge=3, le=1000, description="Timed runs per length.")
+    test: bool = Field(True, description="Evaluate the test split at the end.")
+
+
+class CheckpointSpec(Section):
+    every_steps: int = Field(500, ge=0, description="Checkpoint every N steps (0 = off).")
+    every_minutes: float = Field(10.0, ge=0, description="...and/or every M minutes (0 = off).")
+    keep_latest_k: int = Field(2, ge=1, le=100, description="Checkpoints kept on disk.")
+    resume: bool = Field(True, description="Resume from the latest checkpoint when present.")
+
+
+class RuntimeSpec(Section):
+    device: Literal["auto", "cpu", "cuda"] = Field("auto", description="auto = cuda if present.")
+    dtype: Literal["bf16", "fp16", "fp32"] = Field(
+        "bf16",
+        description="Autocast dtype; fp16 uses a GradScaler, bf16 falls back to fp16 where "
+        "the device lacks it.",
+    )
+    compile: bool = Field(False, description="torch.compile the model.")
+    seed: int = Field(1337, ge=0, le=2**31 - 1, description="Seed for init, data order, dropout.")
+    deterministic: bool = Field(True, description="Deterministic algorithms (bit-exact on CPU).")
+    threads: int = Field(0, ge=0, le=256, description="torch CPU threads (0 = torch's default).")
+
+
+class LogSpec(Section):
+    every_steps: int = Field(10, ge=1, description="Train-loss logging interval in steps.")
+    tensorboard: bool = Field(False, description="Also write TensorBoard event files.")
+    wandb: bool = Field(True, description="Use W&B when installed and WANDB_API_KEY is set.")
+    wandb_project: str = Field("pax", description="W&B project name.")
+
+
+class TrainConfig(Section):
+    name: str = Field("run", min_length=1, max_length=100, description="Experiment name.")
+    max_tokens: int = Field(5_000_000, ge=1, le=10**12, description="Token budget of the run.")
+    model: ModelSpec = Field(default_factory=ModelSpec)
+    data: DataSpec = Field(default_factory=DataSpec)
+    optim: OptimSpec = Field(default_factory=OptimSpec)
+    eval: EvalSpec = Field(default_factory=EvalSpec)
+    checkpoint: CheckpointSpec = Field(default_factory=CheckpointSpec)
+    runtime: RuntimeSpec = Field(default_factory=RuntimeSpec)
+    log: LogSpec = Field(default_factory=LogSpec)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _counts(cls, data: Any) -> Any:
+        if isinstance(data, dict) and isinstance(data.get("max_tokens"), str):
+            data = {**data, "max_tokens": parse_count(data["max_tokens"])}
+        return data
+
+    @model_validator(mode="after")
+    def _fits(self) -> TrainConfig:
+        if self.max_tokens < self.tokens_per_step:
+            raise ValueError(
+                f"max_tokens={self.max_tokens} is less than one step "
+                f"(data.batch_size x data.seq_len = {self.tokens_per_step})"
+            )
+        return self
+
+    @property
+    def tokens_per_step(self) -> int:
+        return self.data.batch_size * self.data.seq_len
+
+    @property
+    def total_steps(self) -> int:
+        return self.max_tokens // self.tokens_per_step
+
+    def plan(self) -> Plan:
+        m = self.model
+        return plan(
+            m.total_params, m.embedding_ratio, m.glu_expansion, m.vocab_size, m.tied_lm_head
+        )
+
+    def spec_hash(self) -> str:
+        """Identity of what is trained (the name is a label, not part of the identity)."""
+        payload = self.model_dump(exclude={"name"})
+        return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:12]
+
+    def tokenized_path(self) -> Path:
+        return Path(self.data.tokenized_dir) / f"sp{self.model.vocab_size}"
+
+
+class ConfigError(ValueError):
+    """A config that cannot be used; the message names the field and the fix."""
+
+
+def format_validation_error(e: ValidationError) -> str:
+    lines = []
+    for err in e.errors():
+        loc = ".".join(str(p) for p in err["loc"]) or "config"
+        msg = err["msg"].removeprefix("Value error, ")
+        if err["type"] == "extra_forbidden":
+            msg = "unknown field (check the spelling; `pax train --help-config` lists fields)"
+        lines.append(f"{loc}: {msg}")
+    return "invalid config: " + "; ".join(lines)
+
+
+def deep_merge(base: dict, over: dict) -> dict:
+    out = copy.deepcopy(base)
+    for k, v in over.items():
+        if isinstance(v, dict) and isinstance(out.get(k), dict):
+            out[k] = deep_merge(out[k], v)
+        else:
+            out[k] = copy.deepcopy(v)
+    return out
+
+
+def apply_overrides(raw: dict, overrides: list[str]) -> dict:
+    """`--set optim.lr=1e-3 model.tied_lm_head=false`: values parsed as YAML scalars."""
+    raw = copy.deepcopy(raw)
+    for item in overrides:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise ConfigError(f"--set {item!r}: use dotted.key=value, e.g. --set optim.lr=1e-3")
+        node = raw
+        parts = key.strip().split(".")
+        for p in parts[:-1]:
+            node = node.setdefault(p, {})
+            if not isinstance(node, dict):
+                raise ConfigError(f"--set {item!r}: {p} is not a section")
+        node[parts[-1]] = yaml.safe_load(value)
+    return raw
+
+
+def experiments_in(path: Path) -> dict[str, dict]:
+    doc = _load_yaml(path)
+    return doc.get("experiments") or {}
+
+
+def _load_yaml(path: Path) -> dict:
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"config file {path} not found")
+    try:
+        doc = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as e:
+        raise ConfigError(f"{path}: not valid YAML ({e})") from None
+    if not isinstance(doc, dict):
+        raise ConfigError(f"{path}: expected a mapping with `base:` and `experiments:`")
+    return doc
+
+
+def raw_config(path: Path | None, exp: str | None = None, overrides: list[str] = ()) -> dict:
+    """The merged, not yet validated dict (what the runner stores as a spec)."""
+    raw: dict = {}
+    if path is not None:
+        doc = _load_yaml(path)
+        unknown = set(doc) - {"base", "experiments", "plan", "description"}
+        if unknown:
+            raise ConfigError(
+                f"{path}: unknown top-level keys {sorted(unknown)}; expected "
+                "`base:` and `experiments:`"
+            )
+        raw = copy.deepcopy(doc.get("base") or {})
+        exps = doc.get("experiments") or {}
+        if exp is not None:
+            if exp not in exps:
+                raise ConfigError(
+                    f"--exp {exp!r} is not in {path}; choose one of "
+                    f"{', '.join(sorted(exps)) or '(none defined)'}"
+                )
+            raw = deep_merge(raw, exps[exp] or {})
+            # logs/<exp>/...: the experiment's key names the run unless it sets a name itself
+            raw["name"] = (exps[exp] or {}).get("name", exp)
+    elif exp is not None:
+        raise ConfigError("--exp needs --config")
+    return apply_overrides(raw, list(overrides))
+
+
+def validate(raw: dict, *, check_plan: bool = True) -> TrainConfig:
+    try:
+        cfg = TrainConfig.model_validate(raw)
+    except ValidationError as e:
+        raise ConfigError(format_validation_error(e)) from None
+    if check_plan:
+        try:
+            cfg.plan()
+        except ValueError as e:
+            raise ConfigError(f"model: {e}") from None
+    return cfg
+
+
+def load_config(
+    path: Path | None, exp: str | None = None, overrides: list[str] = ()
+) -> TrainConfig:
+    return validate(raw_config(path, exp, overrides))

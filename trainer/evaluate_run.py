@@ -1,0 +1,57 @@
+"""Evaluate a finished (or interrupted) run from its directory: `pax eval --run-dir DIR`."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from trainer import checkpoint as ckpt
+from trainer.config import TrainConfig
+from trainer.model import GPT
+
+
+def evaluate_run(run_dir: Path, *, smallbench_dir: Path | None = None, only: str = "all") -> dict:
+    from trainer import profile, smallbench
+    from trainer.evaluate import evaluate_split
+    from trainer.tokenizer import load_tokenizer, load_tokens
+    from trainer.train import PROFILE_LENGTHS, precision, resolve_device, write_json
+
+    if only not in ("all", "ppl", "smallbench", "profile"):
+        raise ValueError(f"--only {only!r}: choose all, ppl, smallbench or profile")
+    run_dir = Path(run_dir)
+    cfg_path = run_dir / "config.json"
+    if not cfg_path.is_file():
+        raise FileNotFoundError(f"{cfg_path} is missing: is {run_dir} a run directory?")
+    cfg = TrainConfig.model_validate_json(cfg_path.read_text())
+    found = ckpt.latest(run_dir / "checkpoints")
+    if found is None:
+        raise FileNotFoundError(f"{run_dir}/checkpoints holds no complete checkpoint")
+    saved, meta = found
+    device = resolve_device(cfg.runtime.device)
+    autocast, _, _ = precision(device, cfg.runtime.dtype)
+    model = GPT.from_plan(cfg.plan(), max_seq_len=max(cfg.data.seq_len, *PROFILE_LENGTHS))
+    model.load_state_dict(saved["model"])
+    model.to(device).eval()
+    tok_dir = cfg.tokenized_path()
+    splits = json.loads((tok_dir / "manifest.json").read_text())["splits"]
+    out: dict = {"run_dir": str(run_dir), "step": meta["step"], "tokens": meta["tokens"]}
+    if only in ("all", "ppl"):
+        for split, key in (("valid", "dev"), ("test", "test")):
+            out[key] = evaluate_split(
+                model,
+                load_tokens(tok_dir, split),
+                splits[split],
+                cfg.data.seq_len,
+                device,
+                autocast=autocast,
+            )
+    if only in ("all", "smallbench"):
+        suite = smallbench.load_suite(Path(smallbench_dir or cfg.eval.smallbench_dir))
+        out["smallbench"] = smallbench.score(model, load_tokenizer(tok_dir), suite, device)
+    if only in ("all", "profile"):
+        out["latency"] = profile.latency(
+            model, device, PROFILE_LENGTHS, repeats=cfg.eval.profile_repeats, autocast=autocast
+        )
+        out["memory"] = profile.peak_memory(device)
+    write_json(run_dir / "eval.json", out)
+    return out

@@ -1,0 +1,29 @@
+"""Run directories: logs/<name>/<run-id>/, where the id is derived from the spec and the seed.
+
+The same command maps to the same directory, so rerunning it resumes (auto-resume is the
+default); different experiments or seeds get different directories and never collide.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from trainer.config import TrainConfig
+
+
+def run_id(cfg: TrainConfig) -> str:
+    return f"{cfg.spec_hash()[:10]}-s{cfg.runtime.seed}"
+
+
+def default_run_dir(cfg: TrainConfig, logs_root: Path = Path("logs")) -> Path:
+    return Path(logs_root) / cfg.name / run_id(cfg)
+
+
+def finished(run_dir: Path) -> dict | None:
+    """The metrics.json of a run that already ended as succeeded or killed, else None."""
+    path = Path(run_dir) / "metrics.json"
+    if not path.is_file():
+        return None
+    doc = json.loads(path.read_text())
+    return doc if doc.get("run", {}).get("status") in ("succeeded", "killed") else None
