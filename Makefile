@@ -31,25 +31,30 @@ format: setup ## apply ruff's fixes and formatting
 	$(BIN)/ruff check --fix .
 	$(BIN)/ruff format .
 
-data: setup ## fetch WikiText-2 (official source, or $$PAX_DATA_MIRROR)
+data: setup ## fetch WikiText-2 and SmallBench (official sources, or $$PAX_DATA_MIRROR)
 	$(BIN)/python scripts/download_wikitext.py --output data/wikitext-2
+	$(BIN)/python scripts/download_smallbench.py --output data/smallbench
 
 tokenize: data ## train the tokenizers (V=16k and 8k) and encode every split
 	for v in $(VOCABS); do \
 	  $(BIN)/python scripts/preprocess_lm.py --input data/wikitext-2 --vocab_size $$v \
 	    --output data/lm_tokenized || exit 1; done
 
-train: tokenize ## train the study's baseline (lands with the trainer issue)
-	@echo "make train: the training loop lands with the trainer issue (#3)"; exit 1
+train: tokenize ## train the study's baseline (emb35: 10M, V=16k, tied, 0.35, GLU 2.66)
+	$(BIN)/python run_experiment.py --config configs/embed_ratio.yaml --exp emb35
 
-eval: setup ## evaluate a run (lands with the trainer issue)
-	@echo "make eval: evaluation lands with the trainer issue (#3)"; exit 1
+eval: setup ## re-evaluate the newest run directory under logs/
+	@run=$$(ls -td logs/*/*/ 2>/dev/null | head -1); \
+	  if [ -z "$$run" ]; then echo "no run under logs/: run make train first"; exit 1; fi; \
+	  $(BIN)/pax eval --run-dir $$run
 
 plots: setup ## aggregate results and plot (lands with the plans issue)
 	@echo "make plots: aggregation and plots land with the plans issue (#5)"; exit 1
 
-demo: tokenize ## the main job: data, tokenizers, planned grid (grows into the full study)
+demo: tokenize ## the main job: data, tokenizers, SmallBench, the planned grid, a smoke run
 	$(BIN)/pax plan-grid --total-params 10M
+	$(BIN)/python run_experiment.py --config configs/smoke.yaml --exp smoke --no-progress
+	@echo "demo: results in logs/smoke/*/metrics.json"
 
 clean: ## remove generated data, logs and reports (keeps .venv)
 	rm -rf data logs reports var

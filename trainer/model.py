@@ -95,6 +95,65 @@ class Block(nn.Module):
         return x + self.ffn(self.ffn_norm(x))
 
 
+class LinearCrossEntropy(torch.autograd.Function):
+    """Sum of cross-entropy of `h @ W.T` against `targets`, in row chunks, gradients included.
+
+    The LM head is the largest matmul of these models (V=16k against d~220) and a plain
+    logits -> float -> log_softmax path moves (N, V) fp32 tensors through memory four times.
+    Here each chunk's logits live only while its loss and its gradient are computed (in the
+    forward pass, as Liger's fused linear-CE does), so the full logits never exist.
+    """
+
+    @staticmethod
+    def forward(ctx, h, W, targets, chunk: int):
+        need_grad = h.requires_grad or W.requires_grad
+        grad_h = torch.empty_like(h) if need_grad else None
+        grad_W = torch.zeros(W.shape, dtype=torch.float32, device=W.device) if need_grad else None
+        loss = torch.zeros((), dtype=torch.float32, device=h.device)
+        for s in range(0, h.shape[0], chunk):
+            hc, tc = h[s : s + chunk], targets[s : s + chunk]
+            logits = (hc @ W.t()).float()
+            lse = torch.logsumexp(logits, dim=-1)
+            loss += (lse - logits.gather(1, tc[:, None]).squeeze(1)).sum()
+            if need_grad:
+                # d(sum loss)/d logits = softmax - onehot
+                p = torch.exp_(logits.sub_(lse[:, None]))
+                p[torch.arange(tc.shape[0], device=p.device), tc] -= 1.0
+                p = p.to(h.dtype)
+                grad_h[s : s + chunk] = p @ W
+                grad_W.add_((p.t() @ hc).float())
+        ctx.save_for_backward(grad_h, grad_W)
+        ctx.w_dtype = W.dtype
+        return loss
+
+    @staticmethod
+    def backward(ctx, g):
+        grad_h, grad_W = ctx.saved_tensors
+        return grad_h * g, (grad_W * g).to(ctx.w_dtype), None, None
+
+
+def linear_cross_entropy(
+    h: torch.Tensor,
+    W: torch.Tensor,
+    targets: torch.Tensor,
+    reduction: str = "mean",
+    chunk: int = 128,
+) -> torch.Tensor:
+    """Cross-entropy of the LM head without materialising the (N, V) logits."""
+    if torch.is_autocast_enabled(h.device.type):
+        dt = torch.get_autocast_dtype(h.device.type)
+        h, W = h.to(dt), W.to(dt)
+    h = h.reshape(-1, h.shape[-1])
+    targets = targets.reshape(-1)
+    with torch.autocast(h.device.type, enabled=False):
+        loss = LinearCrossEntropy.apply(h, W, targets, chunk)
+    if reduction == "mean":
+        return loss / targets.numel()
+    if reduction == "sum":
+        return loss
+    raise ValueError(f"reduction={reduction!r}: use 'mean' or 'sum'")
+
+
 class GPT(nn.Module):
     def __init__(self, cfg: ModelConfig):
         super().__init__()
@@ -134,6 +193,12 @@ class GPT(nn.Module):
                 nn.init.normal_(p, 0.0, std / math.sqrt(2 * self.cfg.n_layers))
             else:
                 nn.init.normal_(p, 0.0, std)
+
+    def compiled(self) -> GPT:
+        """Compile the transformer body; the chunked LM-head loss stays eager (compiling it
+        unrolls the chunk loop and was slower than eager here)."""
+        self.hidden = torch.compile(self.hidden)
+        return self
 
     @property
     def lm_weight(self) -> torch.Tensor:
@@ -179,15 +244,13 @@ class GPT(nn.Module):
 
     def forward(
         self, idx: torch.Tensor, targets: torch.Tensor | None = None, reduction: str = "mean"
-    ) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """Logits (B, T, V), and the cross-entropy against `targets` when given."""
-        logits = F.linear(self.hidden(idx), self.lm_weight)
+    ) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+        """(logits (B, T, V), None) without targets; (None, cross-entropy) with them: the loss
+        path never builds the full logits (see LinearCrossEntropy)."""
+        h = self.hidden(idx)
         if targets is None:
-            return logits, None
-        loss = F.cross_entropy(
-            logits.float().view(-1, logits.size(-1)), targets.reshape(-1), reduction=reduction
-        )
-        return logits, loss
+            return F.linear(h, self.lm_weight), None
+        return None, linear_cross_entropy(h, self.lm_weight, targets, reduction)
 
     def flops_per_token(self, seq_len: int) -> int:
         """Training FLOPs per token (forward + backward = 3x forward), PaLM appendix B style:

@@ -288,7 +288,7 @@ def _train(
 
     model = GPT.from_plan(plan, max_seq_len=max(cfg.data.seq_len, *PROFILE_LENGTHS)).to(device)
     optimizer = build_optimizer(model, cfg, device)
-    fwd = torch.compile(model) if cfg.runtime.compile else model
+    fwd = model.compiled() if cfg.runtime.compile else model
 
     (run_dir / "config.json").write_text(cfg.model_dump_json(indent=2))
     (run_dir / "plan.json").write_text(plan.to_json())
