@@ -341,6 +341,81 @@ def data_smallbench(
     )
 
 
+db_app = typer.Typer(help="The ledger's schema (Alembic).", no_args_is_help=True)
+app.add_typer(db_app, name="db")
+
+
+@db_app.command("upgrade")
+def db_upgrade(
+    db: Annotated[
+        Path | None, typer.Option(help="Ledger file (default $PAX_DB or var/pax.db).")
+    ] = None,
+    revision: Annotated[str, typer.Option(help="Target revision.")] = "head",
+) -> None:
+    """Migrate the ledger to the newest schema (data kept)."""
+    from runner.db import current_revision, upgrade
+    from runner.settings import Settings
+
+    path = db or Settings().db
+    upgrade(path, revision)
+    print(json.dumps({"db": str(path), "revision": current_revision(path)}))
+
+
+def build_app(settings):
+    """The composition root: the service plus the dashboard's routers."""
+    from runner.app import create_app
+
+    routers = []
+    try:
+        from web.pages import router as web_router
+    except ImportError:
+        web_router = None
+    if web_router is not None:
+        routers.append(web_router)
+    return create_app(settings, extra_routers=routers)
+
+
+@app.command("serve")
+def serve(
+    db: Annotated[Path | None, typer.Option(help="Ledger file [env PAX_DB; var/pax.db].")] = None,
+    host: Annotated[
+        str | None, typer.Option(help="Bind address [env PAX_HOST; 127.0.0.1].")
+    ] = None,
+    port: Annotated[int | None, typer.Option(help="Port [env PAX_PORT; 8000].")] = None,
+    concurrency: Annotated[
+        int | None,
+        typer.Option(help="Runs launched at once; 0 = ledger only [env PAX_CONCURRENCY; 1]."),
+    ] = None,
+    log_level: Annotated[str, typer.Option(help="uvicorn log level.")] = "warning",
+) -> None:
+    """Run the service: REST API (/api/v1, docs at /docs), scheduler and local launcher."""
+    import uvicorn
+    from pydantic import ValidationError
+
+    from runner.settings import Settings
+
+    given = {
+        k: v
+        for k, v in {"db": db, "host": host, "port": port, "concurrency": concurrency}.items()
+        if v is not None
+    }
+    try:
+        settings = Settings(**given)
+    except ValidationError as e:
+        fail("; ".join(f"{'.'.join(map(str, x['loc']))}: {x['msg']}" for x in e.errors()))
+    err.print(
+        f"pax serve: ledger {settings.db}, http://{settings.host}:{settings.port} "
+        f"(API /api/v1, docs /docs), concurrency {settings.concurrency}"
+    )
+    uvicorn.run(
+        build_app(settings),
+        host=settings.host,
+        port=settings.port,
+        log_level=log_level,
+        access_log=False,
+    )
+
+
 def main() -> None:  # pragma: no cover - console entry point
     app()
 

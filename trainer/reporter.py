@@ -145,6 +145,11 @@ def optional_reporters(run_dir: Path, cfg, warn=lambda m: print(m, file=sys.stde
                 "log.tensorboard is on but the tensorboard package is not installed "
                 "(pip install tensorboard); continuing without it"
             )
+    from trainer.http_reporter import from_env
+
+    runner = from_env(run_dir)  # launched by the runner: stream to it as well
+    if runner is not None:
+        out.append(runner)
     if cfg.log.wandb and os.environ.get("WANDB_API_KEY"):
         with contextlib.suppress(ImportError):  # W&B is never required
             out.append(WandbReporter(run_dir, cfg.log.wandb_project, cfg.name, cfg.model_dump()))

@@ -328,7 +328,7 @@ def _train(
     splits = tok_manifest["splits"]
     eval_every = cfg.eval.every_tokens if not overfit_tokens else 0
 
-    def evaluate(split: str, max_tokens: int = 0) -> dict:
+    def evaluate(split: str, max_tokens: int = 0, final: bool = False) -> dict:
         res = evaluate_split(
             fwd,
             load_tokens(tok_dir, split),
@@ -338,7 +338,14 @@ def _train(
             max_tokens=max_tokens,
             autocast=autocast,
         )
-        rec = {"event": "eval", "split": split, "step": state.step, "tokens": state.tokens, **res}
+        rec = {
+            "event": "eval",
+            "split": split,
+            "final": final,
+            "step": state.step,
+            "tokens": state.tokens,
+            **res,
+        }
         report.log(rec)
         return rec
 
@@ -554,8 +561,8 @@ def final_evaluation(
     from trainer import profile
     from trainer.tokenizer import load_tokenizer
 
-    out: dict = {"dev": _ppl(evaluate("valid"))}
-    out["test"] = _ppl(evaluate("test")) if cfg.eval.test else None
+    out: dict = {"dev": _ppl(evaluate("valid", final=True))}
+    out["test"] = _ppl(evaluate("test", final=True)) if cfg.eval.test else None
     out["smallbench"] = None
     if cfg.eval.smallbench:
         from trainer import smallbench

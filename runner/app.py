@@ -1,0 +1,88 @@
+"""The service: `create_app(settings, extra_routers)`. The CLI adds the dashboard's routers one
+floor up, so the service never imports the web package."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from contextlib import asynccontextmanager
+
+from fastapi import APIRouter, FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+
+from runner.api.routes import health, runs
+from runner.auth import load_or_create_admin_token
+from runner.db import make_engine, upgrade
+from runner.settings import Settings
+
+API_PREFIX = "/api/v1"
+
+
+def create_app(
+    settings: Settings | None = None,
+    extra_routers: Sequence[APIRouter] = (),
+    launcher=None,
+    start_scheduler: bool = True,
+) -> FastAPI:
+    settings = settings or Settings()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI):
+        from runner.scheduler import Scheduler
+
+        upgrade(settings.db)  # once, before listening
+        app.state.engine = make_engine(settings.db)
+        app.state.admin_token = load_or_create_admin_token(settings.db, settings.admin_token)
+        sched = None
+        if start_scheduler:
+            from runner.launchers.local import LocalLauncher
+
+            sched = Scheduler(app.state.engine, settings, launcher or LocalLauncher())
+            sched.start()
+        app.state.scheduler = sched
+        yield
+        if sched:
+            sched.shutdown()
+        app.state.engine.dispose()
+
+    app = FastAPI(
+        title="pax runner",
+        version="1",
+        lifespan=lifespan,
+        description="Ledger, queue and launcher for parameter-allocation experiments.",
+    )
+    app.state.settings = settings
+
+    @app.exception_handler(RequestValidationError)
+    async def _invalid(request: Request, exc: RequestValidationError):
+        # one readable sentence per problem, naming the field
+        problems = []
+        for e in exc.errors():
+            loc = ".".join(str(p) for p in e["loc"] if p != "body") or "body"
+            problems.append(f"{loc}: {e['msg']}")
+        return JSONResponse(
+            {"detail": "; ".join(problems), "errors": jsonable(exc.errors())}, status_code=422
+        )
+
+    api = APIRouter(prefix=API_PREFIX)
+    api.include_router(runs.router)
+    api.include_router(health.router)
+    app.include_router(api)
+    app.include_router(health.router)  # /healthz at the root too, for load balancers
+    for r in extra_routers:
+        app.include_router(r)
+    logging.getLogger("pax").setLevel(logging.INFO)
+    return app
+
+
+def jsonable(errors: list) -> list:
+    out = []
+    for e in errors:
+        e = dict(e)
+        e.pop("ctx", None)
+        e.pop("url", None)
+        if not isinstance(e.get("input"), (str, int, float, bool, type(None), list, dict)):
+            e["input"] = repr(e.get("input"))
+        out.append(e)
+    return out

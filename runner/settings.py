@@ -1,0 +1,49 @@
+"""Service settings: one pydantic-settings class, read from PAX_* environment variables."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="PAX_", extra="ignore")
+
+    db: Path = Field(Path("var/pax.db"), description="SQLite ledger file.")
+    host: str = Field("127.0.0.1", description="Bind address (loopback by default).")
+    port: int = Field(8000, ge=1, le=65535)
+    concurrency: int = Field(
+        1, ge=0, le=256, description="Runs launched at once; 0 = a pure ledger host."
+    )
+    admin_token: str | None = Field(
+        None,
+        description="Bearer token for mutating user routes; "
+        "generated (0600, next to the db) when unset.",
+    )
+    runs_root: Path = Field(Path("var/runs"), description="Where launched runs get directories.")
+    runner_url: str | None = Field(
+        None, description="URL trainers use to reach the service (default http://<host>:<port>)."
+    )
+    lease_s: float = Field(
+        60.0,
+        gt=0,
+        description="A running run with no heartbeat for this long is lost and requeued.",
+    )
+    heartbeat_s: float = Field(5.0, gt=0, description="Heartbeat interval asked of trainers.")
+    max_attempts: int = Field(3, ge=1, le=100, description="Attempts before a run fails.")
+    stop_grace_s: float = Field(10.0, ge=0, description="SIGTERM -> SIGKILL grace on cancel.")
+    tick_s: float = Field(0.5, gt=0, description="Scheduler loop interval.")
+    max_points_per_post: int = Field(10_000, ge=1)
+
+    @field_validator("host")
+    @classmethod
+    def _safe_host(cls, v: str) -> str:
+        if not v:
+            raise ValueError("host must not be empty")
+        return v
+
+    @property
+    def url(self) -> str:
+        return self.runner_url or f"http://{self.host}:{self.port}"
