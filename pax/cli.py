@@ -209,6 +209,12 @@ def train_cmd(
         typer.Option("--lr_find", "--lr-find", help="Run the LR range test instead of training."),
     ] = False,
     no_progress: Annotated[bool, typer.Option("--no-progress")] = False,
+    lock_wait: Annotated[
+        float,
+        typer.Option(
+            "--lock-wait", help="Seconds to wait for a run directory another process holds."
+        ),
+    ] = 0.0,
 ) -> None:
     """Train (and evaluate) one run; rerunning the same command resumes it.
 
@@ -230,7 +236,13 @@ def train_cmd(
         return
     err.print(f"run dir: {run_dir}")
     try:
-        code, metrics = train(cfg, run_dir, overfit_tokens=overfit_tokens, progress=not no_progress)
+        code, metrics = train(
+            cfg,
+            run_dir,
+            overfit_tokens=overfit_tokens,
+            progress=not no_progress,
+            lock_wait_s=lock_wait,
+        )
     except (ConfigError, RunLocked) as e:
         fail(str(e), EXIT_BAD_CONFIG)
     print(json.dumps(_summary(metrics)))

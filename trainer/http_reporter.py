@@ -23,7 +23,10 @@ import httpx
 from trainer.reporter import Reporter
 
 OUTBOX, ACK = "outbox.jsonl", "outbox.ack"
-PERMANENT = {400, 401, 403, 404, 409, 413, 422}  # retrying cannot help: skip, say so
+PERMANENT = {400, 404, 409, 413, 422}  # retrying cannot help: skip, say so
+# The token was revoked: a newer attempt of this run owns it now. Keep the points in the shared
+# outbox (the next attempt's reporter sends them with its own token) and stop sending.
+REVOKED = {401, 403}
 
 
 def to_points(record: dict) -> list[dict]:
@@ -80,6 +83,7 @@ class HttpReporter(Reporter):
         self.stop_reason: str | None = None
         self.last = {"step": 0, "tokens": 0}
         self.pending_result: dict | None = None
+        self.revoked = False
         self.thread = threading.Thread(target=self._loop, daemon=True, name="pax-reporter")
         self.thread.start()
 
@@ -158,8 +162,17 @@ class HttpReporter(Reporter):
             ok = True
             try:
                 points, end = self._pending()
+                if self.revoked:
+                    break
                 if points:
                     r = client.post(f"{self.base}/metrics", json={"points": points})
+                    if r.status_code in REVOKED:
+                        self._warn(
+                            f"runner refused this attempt's token ({r.status_code}); "
+                            f"{len(points)}+ points stay in {OUTBOX} for the next attempt"
+                        )
+                        self.revoked = True
+                        continue
                     if r.status_code in PERMANENT:
                         self._warn(
                             f"runner refused {len(points)} points ({r.status_code}: "
@@ -173,6 +186,9 @@ class HttpReporter(Reporter):
                         continue  # more may be waiting
                 if time.monotonic() >= next_beat:
                     r = client.post(f"{self.base}/heartbeat", json=self.last)
+                    if r.status_code in REVOKED:
+                        self.revoked = True
+                        continue
                     if r.status_code not in PERMANENT:
                         r.raise_for_status()
                         self._answer(r)

@@ -120,14 +120,21 @@ def build_optimizer(model: torch.nn.Module, cfg: TrainConfig, device: torch.devi
 class RunLock:
     """One process per run directory (an flock, released by the kernel even on SIGKILL)."""
 
-    def __init__(self, run_dir: Path):
+    def __init__(self, run_dir: Path, wait_s: float = 0.0):
         self.path = Path(run_dir) / ".lock"
+        self.wait_s = wait_s  # a relaunch may briefly overlap the previous attempt's exit
 
     def __enter__(self):
-        self.f = open(self.path, "a+")
-        try:
-            fcntl.flock(self.f, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
+        self.f = open(self.path, "a+")  # noqa: SIM115 - held for the whole run
+        deadline = time.monotonic() + self.wait_s
+        while True:
+            try:
+                fcntl.flock(self.f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() < deadline:
+                    time.sleep(0.2)
+                    continue
             self.f.seek(0)
             holder = self.f.read().strip() or "another process"
             self.f.close()
@@ -257,11 +264,12 @@ def train(
     reporters: list[Reporter] | None = None,
     overfit_tokens: int = 0,
     progress: bool = True,
+    lock_wait_s: float = 0.0,
 ) -> tuple[int, dict]:
     """Train and evaluate one run in `run_dir`; return (exit code, metrics document)."""
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
-    with RunLock(run_dir), StopSignal() as stop:
+    with RunLock(run_dir, lock_wait_s), StopSignal() as stop:
         return _train(cfg, run_dir, stop, reporters or [], overfit_tokens, progress)
 
 

@@ -32,6 +32,8 @@ class LocalLauncher:
             "--run-dir",
             str(spec.run_dir),
             "--no-progress",
+            "--lock-wait",
+            "120",
         ]
 
     def start(self, spec: LaunchSpec) -> str:
@@ -75,6 +77,7 @@ class LocalLauncher:
         def _stop():
             try:
                 os.killpg(pid, signal.SIGTERM)
+                os.killpg(pid, signal.SIGCONT)  # a stopped trainer must wake to checkpoint
             except (ProcessLookupError, PermissionError):
                 return
             deadline = time.time() + grace_s
