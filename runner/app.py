@@ -11,6 +11,7 @@ from fastapi import APIRouter, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
+from runner.api.deps import describe_errors
 from runner.api.routes import health, runs
 from runner.auth import load_or_create_admin_token
 from runner.db import make_engine, upgrade
@@ -57,12 +58,9 @@ def create_app(
     @app.exception_handler(RequestValidationError)
     async def _invalid(request: Request, exc: RequestValidationError):
         # one readable sentence per problem, naming the field
-        problems = []
-        for e in exc.errors():
-            loc = ".".join(str(p) for p in e["loc"] if p != "body") or "body"
-            problems.append(f"{loc}: {e['msg']}")
         return JSONResponse(
-            {"detail": "; ".join(problems), "errors": jsonable(exc.errors())}, status_code=422
+            {"detail": describe_errors(exc.errors()), "errors": jsonable(exc.errors())},
+            status_code=422,
         )
 
     api = APIRouter(prefix=API_PREFIX)
@@ -77,12 +75,5 @@ def create_app(
 
 
 def jsonable(errors: list) -> list:
-    out = []
-    for e in errors:
-        e = dict(e)
-        e.pop("ctx", None)
-        e.pop("url", None)
-        if not isinstance(e.get("input"), (str, int, float, bool, type(None), list, dict)):
-            e["input"] = repr(e.get("input"))
-        out.append(e)
-    return out
+    """Validation errors without their inputs: an input may be huge, or NaN (not JSON)."""
+    return [{k: v for k, v in e.items() if k in ("type", "loc", "msg")} for e in errors]

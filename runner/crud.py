@@ -11,13 +11,14 @@ import hmac
 import json
 import secrets
 import time
+from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import func, text
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
 
-from runner.db import WRITE_LOCK, write_session
+from runner.db import write_session
 from runner.models import ACTIVE, FINISHED, Event, LatestMetric, Result, Run
 
 LIST_LIMIT_MAX = 1000
@@ -212,63 +213,65 @@ def add_event(
 # ---------------------------------------------------------------- trainer-facing
 
 
-def check_run_token(engine: Engine, *, run_id: int, token: str, admin_token: str) -> Run:
+@dataclass(frozen=True)
+class RunRef:
+    """What the trainer-facing hot path needs of a run (no ORM object: it costs more than the
+    write itself)."""
+
+    id: int
+    status: str
+    token_hash: str | None
+    sweep_id: int | None
+    phase: str | None
+
+
+def run_ref(engine: Engine, *, run_id: int) -> RunRef:
+    with engine.connect() as conn:
+        row = conn.exec_driver_sql(
+            "SELECT id, status, token_hash, sweep_id, phase FROM runs WHERE id = ?", (run_id,)
+        ).first()
+    if row is None:
+        raise NotFound(f"run {run_id} does not exist")
+    return RunRef(*row)
+
+
+def check_run_token(engine: Engine, *, run_id: int, token: str, admin_token: str) -> RunRef:
     """The run, if `token` is its own or the admin's; NotFound / PermissionError otherwise."""
-    run = get_run(engine, run_id=run_id)
+    run = run_ref(engine, run_id=run_id)
     if hmac.compare_digest(token, admin_token) or token_matches(token, run.token_hash):
         return run
     raise PermissionError(f"this token may not post to run {run_id}")
 
 
-_INSERT_POINT = (
-    "INSERT OR IGNORE INTO metric_points (run_id, name, step, tokens, value) VALUES (?, ?, ?, ?, ?)"
-)
-_UPSERT_LATEST = (
-    "INSERT INTO latest_metrics (run_id, name, step, tokens, value) VALUES (?, ?, ?, ?, ?) "
-    "ON CONFLICT(run_id, name) DO UPDATE SET step=excluded.step, tokens=excluded.tokens, "
-    "value=excluded.value WHERE excluded.step >= latest_metrics.step"
-)
-
-
 def ingest_metrics(
-    engine: Engine, *, run: Run, points: list[tuple[str, int, int, float]], kill_rule=None
+    engine: Engine, *, run: Run | RunRef, points: list[tuple[str, int, int, float]], kill_rule=None
 ) -> tuple[int, int, str, str | None]:
     """Store points idempotently (unique run/name/step); return (accepted, duplicates, action,
-    reason). The hot path: raw statements, one transaction, no ORM objects."""
-    rid = run.id
-    rows = [(rid, n, st, tk, v) for n, st, tk, v in points]
-    latest: dict[str, tuple] = {}
-    for r in rows:  # the newest point per name
-        if r[1] not in latest or r[2] >= latest[r[1]][2]:
-            latest[r[1]] = r
-    max_tokens = max((r[3] for r in rows), default=None)
-    with WRITE_LOCK, engine.connect() as conn:
-        raw = conn.connection.dbapi_connection
-        before = raw.total_changes
-        raw.executemany(_INSERT_POINT, rows)
-        inserted = raw.total_changes - before
-        if latest:
-            raw.executemany(_UPSERT_LATEST, list(latest.values()))
-        if max_tokens is not None:
-            raw.execute(
-                "UPDATE runs SET tokens_seen = MAX(tokens_seen, ?), last_heartbeat = ?, "
-                "status = CASE WHEN status = 'launching' THEN 'running' ELSE status END "
-                "WHERE id = ?",
-                (max_tokens, now(), rid),
-            )
-        raw.commit()
-    action, reason = "continue", None
+    reason). Raw statements, group-committed (runner/ingest.py), no ORM."""
+    from runner.ingest import writer_for
+
+    rows = [(run.id, n, st, tk, v) for n, st, tk, v in points]
+    inserted = writer_for(engine).submit(run.id, rows) if rows else 0
+    return (
+        len(rows),
+        len(rows) - inserted,
+        *decide(engine, run=run, points=points, kill_rule=kill_rule),
+    )
+
+
+def decide(engine: Engine, *, run: Run | RunRef, points, kill_rule=None) -> tuple[str, str | None]:
+    """The answer to a trainer's post: continue, or stop (cancelled, or the kill rule)."""
     if run.status in ("cancelled", "killed"):
-        action, reason = "stop", f"run {rid} is {run.status}"
-    elif kill_rule is not None and points:
+        return "stop", f"run {run.id} is {run.status}"
+    if kill_rule is not None and points:
         verdict = kill_rule(engine, run, points)
         if verdict:
-            action, reason = "stop", verdict
-    return len(rows), len(rows) - inserted, action, reason
+            return "stop", verdict
+    return "continue", None
 
 
 def heartbeat(
-    engine: Engine, *, run: Run, step: int | None, tokens: int | None
+    engine: Engine, *, run: Run | RunRef, step: int | None, tokens: int | None
 ) -> tuple[str, str | None]:
     with write_session(engine) as s:
         r = s.get(Run, run.id)
@@ -284,7 +287,7 @@ def heartbeat(
     return "continue", None
 
 
-def post_result(engine: Engine, *, run: Run, metrics: dict[str, Any]) -> Run:
+def post_result(engine: Engine, *, run: Run | RunRef, metrics: dict[str, Any]) -> Run:
     """Store the final metrics.json; it also settles the run's final status."""
     status = (metrics.get("run") or {}).get("status")
     reason = (metrics.get("run") or {}).get("exit_reason") or "result posted"

@@ -41,3 +41,12 @@ EngineDep = Annotated[Engine, Depends(get_engine)]
 SettingsDep = Annotated[Settings, Depends(get_settings)]
 TokenDep = Annotated[str, Depends(bearer)]
 AdminDep = Annotated[None, Depends(require_admin)]
+
+
+def describe_errors(errors: list) -> str:
+    """Validation errors as one readable line, each naming its field."""
+    parts = []
+    for e in errors:
+        loc = ".".join(str(p) for p in e["loc"] if p != "body") or "body"
+        parts.append(f"{loc}: {e['msg']}")
+    return "; ".join(parts)
