@@ -428,6 +428,101 @@ def serve(
     )
 
 
+sweep_app = typer.Typer(help="Plans and sweeps on a running service.", no_args_is_help=True)
+app.add_typer(sweep_app, name="sweep")
+UrlOpt = Annotated[str, typer.Option("--url", envvar="PAX_URL", help="The service.")]
+TokenOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--token",
+        envvar="PAX_ADMIN_TOKEN",
+        help="Admin token (default: PAX_ADMIN_TOKEN, or the token file next to --db).",
+    ),
+]
+
+
+def _admin_token(token: str | None, db: Path | None = None) -> str:
+    from runner.auth import token_file
+    from runner.settings import Settings
+
+    if token:
+        return token
+    path = token_file(db or Settings().db)
+    if path.is_file():
+        return path.read_text().strip()
+    fail(f"no admin token: pass --token, set PAX_ADMIN_TOKEN, or run where {path} exists")
+
+
+@sweep_app.command("submit")
+def sweep_submit(
+    file: Annotated[
+        Path,
+        typer.Argument(
+            help="Plan YAML (configs/plan_10m.yaml) or a study "
+            "sweep file (configs/embed_ratio.yaml)."
+        ),
+    ],
+    url: UrlOpt = "http://127.0.0.1:8000",
+    token: TokenOpt = None,
+) -> None:
+    """Submit a plan: its cells are queued at once; promotion follows by itself."""
+    import httpx
+
+    if not file.is_file():
+        fail(f"{file} not found")
+    try:
+        r = httpx.post(
+            f"{url.rstrip('/')}/api/v1/sweeps",
+            content=file.read_bytes(),
+            headers={
+                "Authorization": f"Bearer {_admin_token(token)}",
+                "Content-Type": "application/yaml",
+            },
+            timeout=120,
+        )
+    except httpx.HTTPError as e:
+        fail(f"cannot reach the service at {url} ({e}); start it with `pax serve`")
+    if r.status_code != 201:
+        fail(f"{r.status_code}: {r.json().get('detail', r.text)}")
+    print(json.dumps(r.json()))
+
+
+@sweep_app.command("status")
+def sweep_status(sweep_id: int, url: UrlOpt = "http://127.0.0.1:8000") -> None:
+    """A sweep's phase, run counts and decisions."""
+    import httpx
+
+    r = httpx.get(f"{url.rstrip('/')}/api/v1/sweeps/{sweep_id}", timeout=60)
+    if r.status_code != 200:
+        fail(f"{r.status_code}: {r.json().get('detail', r.text)}")
+    print(json.dumps(r.json(), indent=2))
+
+
+@app.command("aggregate")
+def aggregate_cmd(
+    log_dir: Annotated[
+        Path, typer.Option("--log_dir", "--log-dir", help="Run directories.")
+    ] = Path("logs"),
+    output: Annotated[Path, typer.Option("--output")] = Path("results_summary.csv"),
+    report_dir: Annotated[
+        Path, typer.Option("--report-dir", "--report_dir", help="Tables and plots.")
+    ] = Path("reports/aggregate"),
+) -> None:
+    """One row per run directory (the same columns as GET /api/v1/results.csv), plus the
+    early-results, ranking and finalists tables and the plots."""
+    from runner.report import aggregate_logs
+
+    try:
+        files = aggregate_logs(log_dir, output, report_dir)
+    except FileNotFoundError as e:
+        fail(str(e))
+    err.print(
+        f"wrote {files['results']} and {len(files.get('plots', []))} plot files in "
+        f"{report_dir}/plots"
+    )
+    print(json.dumps(files))
+
+
 def main() -> None:  # pragma: no cover - console entry point
     app()
 

@@ -11,8 +11,9 @@ from fastapi import APIRouter, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
+from runner import killrule
 from runner.api.deps import describe_errors
-from runner.api.routes import health, runs
+from runner.api.routes import health, runs, sweeps
 from runner.auth import load_or_create_admin_token
 from runner.db import make_engine, upgrade
 from runner.settings import Settings
@@ -35,6 +36,7 @@ def create_app(
         upgrade(settings.db)  # once, before listening
         app.state.engine = make_engine(settings.db)
         app.state.admin_token = load_or_create_admin_token(settings.db, settings.admin_token)
+        app.state.kill_rule = killrule.check
         sched = None
         if start_scheduler:
             from runner.launchers.local import LocalLauncher
@@ -65,6 +67,7 @@ def create_app(
 
     api = APIRouter(prefix=API_PREFIX)
     api.include_router(runs.router)
+    api.include_router(sweeps.router)
     api.include_router(health.router)
     app.include_router(api)
     app.include_router(health.router)  # /healthz at the root too, for load balancers

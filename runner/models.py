@@ -25,6 +25,9 @@ class Sweep(SQLModel, table=True):
     kind: str = "plan"
     spec_json: str = "{}"
     status: str = "active"
+    phase: str = "ranking"
+    report_dir: str | None = None
+    budget_usd: float | None = None
     created_at: float
     updated_at: float
 
@@ -55,6 +58,9 @@ class Run(SQLModel, table=True):
     exit_reason: str | None = None
     gpu_hours: float = 0.0
     cost_usd: float = 0.0
+    cell: str | None = None
+    axis: str | None = None
+    is_baseline: bool = False
 
 
 class MetricPoint(SQLModel, table=True):
@@ -133,6 +139,9 @@ class RunPublic(BaseModel):
     exit_reason: str | None
     gpu_hours: float
     cost_usd: float
+    cell: str | None = None
+    axis: str | None = None
+    is_baseline: bool = False
     latest: dict[str, float] = {}
 
 

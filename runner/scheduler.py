@@ -21,7 +21,7 @@ from pathlib import Path
 import yaml
 from sqlalchemy.engine import Engine
 
-from runner import crud
+from runner import crud, plans
 from runner.launchers.base import RUNNING, UNKNOWN, LaunchSpec
 from runner.models import ACTIVE, FINISHED, Run
 from runner.settings import Settings
@@ -115,6 +115,7 @@ class Scheduler:
                     reason=f"no heartbeat for {s.lease_s:.0f}s (lease expired)",
                 )
         self._stop_finished()
+        plans.advance(self.engine)  # promotion when a ranking phase has finished
         if s.concurrency > 0:
             busy = sum(1 for r in crud.active_runs(self.engine) if r.launcher == self.launcher.name)
             for run, token in crud.claim_queued(

@@ -23,6 +23,7 @@ class Settings(BaseSettings):
         "generated (0600, next to the db) when unset.",
     )
     runs_root: Path = Field(Path("var/runs"), description="Where launched runs get directories.")
+    reports_root: Path = Field(Path("reports"), description="Where sweep reports are written.")
     runner_url: str | None = Field(
         None, description="URL trainers use to reach the service (default http://<host>:<port>)."
     )

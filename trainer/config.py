@@ -81,6 +81,13 @@ class EvalSpec(Section):
     smallbench: bool = Field(True, description="Score SmallBench at the end.")
     profile: bool = Field(True, description="Measure batch-1 latency and memory at the end.")
     profile_repeats: int = Field(20, ge=3, le=1000, description="Timed runs per length.")
+    early_stop_patience: int = Field(
+        0,
+        ge=0,
+        le=1000,
+        description="Stop after this many interval dev evals without a new "
+        "best dev PPL (0 = off); the run still ends as succeeded, with the reason.",
+    )
     test: bool = Field(True, description="Evaluate the test split at the end.")
 
 

@@ -470,6 +470,15 @@ def _train(
                         )
                     }
                 )
+                patience = cfg.eval.early_stop_patience
+                if patience and len(state.evals) > patience:
+                    best = min(e["token_ppl"] for e in state.evals[:-patience])
+                    if min(e["token_ppl"] for e in state.evals[-patience:]) >= best:
+                        reason = (
+                            f"early stop: no better dev PPL in {patience} evals (best {best:.3f})"
+                        )
+                        save_checkpoint()
+                        break
             due_steps = cfg.checkpoint.every_steps and state.step % cfg.checkpoint.every_steps == 0
             due_time = (
                 cfg.checkpoint.every_minutes

@@ -154,7 +154,7 @@ def test_upgrading_an_old_ledger_keeps_its_data(tmp_path):
     c.commit()
     c.close()
     upgrade(db)
-    assert current_revision(db) == "0002"
+    assert current_revision(db) == "0003"
     c = sqlite3.connect(db)
     assert c.execute("SELECT name, status, gpu_hours, cost_usd FROM runs").fetchall() == [
         ("old", "succeeded", 0.0, 0.0)
@@ -179,7 +179,7 @@ def test_pax_db_upgrade_command(tmp_path):
         timeout=60,
     )
     assert res.returncode == 0, res.stderr
-    assert json.loads(res.stdout.splitlines()[-1])["revision"] == "0002"
+    assert json.loads(res.stdout.splitlines()[-1])["revision"] == "0003"
     mode = sqlite3.connect(tmp_path / "x.db").execute("PRAGMA journal_mode").fetchone()
     assert mode == ("wal",)
 
