@@ -48,13 +48,11 @@ eval: setup ## re-evaluate the newest run directory under logs/
 	  if [ -z "$$run" ]; then echo "no run under logs/: run make train first"; exit 1; fi; \
 	  $(BIN)/pax eval --run-dir $$run
 
-plots: setup ## aggregate results and plot (lands with the plans issue)
-	@echo "make plots: aggregation and plots land with the plans issue (#5)"; exit 1
+plots: setup ## aggregate logs/ into results_summary.csv, tables and plots (reports/aggregate)
+	$(BIN)/python scripts/aggregate_results.py --log_dir logs --output results_summary.csv
 
-demo: tokenize ## the main job: data, tokenizers, SmallBench, the planned grid, a smoke run
-	$(BIN)/pax plan-grid --total-params 10M
-	$(BIN)/python run_experiment.py --config configs/smoke.yaml --exp smoke --no-progress
-	@echo "demo: results in logs/smoke/*/metrics.json"
+demo: setup ## the main job: data, tokenizers, service, the smoke plan end to end, report
+	$(BIN)/pax demo --plan configs/plan_smoke.yaml
 
 clean: ## remove generated data, logs and reports (keeps .venv)
 	rm -rf data logs reports var

@@ -1,0 +1,166 @@
+"""`make demo` / `pax demo`: the whole study on a tiny budget, on this machine, end to end."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import yaml
+from rich.console import Console
+from rich.table import Table
+
+console = Console(stderr=True, soft_wrap=True)
+DEMO_DB = Path("var/demo/pax.db")
+
+
+def prepare_data(vocab_sizes: list[int]) -> None:
+    """WikiText-2 (official source or $PAX_DATA_MIRROR), SmallBench, one tokenizer per V."""
+    from trainer.smallbench import build_suite
+    from trainer.tokenizer import build_tokenizer
+    from trainer.wikitext import download_wikitext
+
+    t0 = time.time()
+    m = download_wikitext(Path("data/wikitext-2"))
+    console.print(f"data: WikiText-2 in data/wikitext-2 ({'SAMPLE' if m['sample'] else 'full'})")
+    build_suite(Path("data/smallbench"), corpus=Path("data/wikitext-2/train.txt"))
+    console.print("data: SmallBench in data/smallbench")
+    for v in sorted(set(vocab_sizes)):
+        build_tokenizer(Path("data/wikitext-2"), v, Path("data/lm_tokenized"))
+        console.print(f"tokenizer: V={v} in data/lm_tokenized/sp{v}")
+    console.print(f"data ready in {time.time() - t0:.0f}s")
+
+
+def start_service(port: int, concurrency: int, token: str) -> subprocess.Popen:
+    env = {
+        **os.environ,
+        "PAX_DB": str(DEMO_DB),
+        "PAX_PORT": str(port),
+        "PAX_CONCURRENCY": str(concurrency),
+        "PAX_ADMIN_TOKEN": token,
+        "PAX_RUNS_ROOT": "var/demo/runs",
+        "PAX_REPORTS_ROOT": "reports/demo",
+    }
+    DEMO_DB.parent.mkdir(parents=True, exist_ok=True)
+    log = open(DEMO_DB.parent / "serve.log", "ab")  # noqa: SIM115 - the child keeps it
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "pax.cli", "serve"], env=env, stdout=log, stderr=subprocess.STDOUT
+    )
+    for _ in range(300):
+        if proc.poll() is not None:
+            raise RuntimeError(f"pax serve exited; see {DEMO_DB.parent / 'serve.log'}")
+        try:
+            if httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1).status_code == 200:
+                return proc
+        except httpx.HTTPError:
+            time.sleep(0.1)
+    raise RuntimeError(f"pax serve did not come up on port {port}")
+
+
+def run_demo(plan_path: Path, *, concurrency: int, port: int, timeout_s: float) -> dict:
+    import secrets
+
+    t_start = time.time()
+    plan_doc = yaml.safe_load(Path(plan_path).read_text())
+    vocabs = [
+        plan_doc["baseline"]["vocab_size"],
+        *(plan_doc.get("ablation") or {}).get("vocab_sizes", []),
+    ]
+    prepare_data(vocabs)
+    token = secrets.token_urlsafe(24)
+    proc = start_service(port, concurrency, token)
+    api = f"http://127.0.0.1:{port}/api/v1"
+    try:
+        r = httpx.post(
+            f"{api}/sweeps",
+            content=Path(plan_path).read_bytes(),
+            timeout=120,
+            headers={"Authorization": f"Bearer {token}", "Content-Type": "application/yaml"},
+        )
+        if r.status_code != 201:
+            raise RuntimeError(f"submitting {plan_path}: {r.status_code} {r.text}")
+        sweep = r.json()
+        console.print(
+            f"sweep {sweep['id']} submitted: {sweep['runs']} "
+            f"(API {api}, docs http://127.0.0.1:{port}/docs)"
+        )
+        last = None
+        while True:
+            s = httpx.get(f"{api}/sweeps/{sweep['id']}", timeout=60).json()
+            line = f"phase {s['phase']:<10} " + " ".join(
+                f"{k}={v}" for k, v in sorted(s["runs"].items())
+            )
+            if line != last:
+                console.print(f"[{time.time() - t_start:5.0f}s] {line}")
+                last = line
+            if s["status"] == "done":
+                break
+            if time.time() - t_start > timeout_s:
+                raise RuntimeError(f"the demo did not finish in {timeout_s / 60:.0f} minutes")
+            time.sleep(2)
+        report = Path(s["report_dir"])
+        for _ in range(60):  # the report is written right after the sweep closes
+            if (report / "finalists.csv").is_file():
+                break
+            time.sleep(1)
+        summary = show(s, report)
+        summary["wall_s"] = time.time() - t_start
+        console.print(
+            f"\ndemo finished in {summary['wall_s'] / 60:.1f} min. Results: "
+            f"{report}/results.csv, ranking.csv, finalists.csv, early_results.csv; "
+            f"plots in {report}/plots; decisions in {report}/decisions.md; ledger "
+            f"{DEMO_DB} (inspect with `pax serve --db {DEMO_DB}` and /docs)."
+        )
+        return summary
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+
+
+def show(sweep: dict, report: Path) -> dict:
+    import pandas as pd
+
+    ranking = pd.read_csv(report / "ranking.csv")
+    finalists = pd.read_csv(report / "finalists.csv")
+    results = pd.read_csv(report / "results.csv")
+    sample = bool(results["sample"].fillna(False).astype(bool).any())
+    t = Table(
+        title="ranking (dev token PPL, lower is better)" + (" - SAMPLE data" if sample else "")
+    )
+    for col in ("axis", "rank", "cell", "dev PPL", "killed", "latency ms"):
+        t.add_column(col)
+    for _, r in ranking.iterrows():
+        t.add_row(
+            r["axis"],
+            str(r["rank"]),
+            r["cell"],
+            f"{r['dev_ppl']:.2f}",
+            str(r["killed"]),
+            f"{r['latency_ms']:.2f}",
+        )
+    console.print(t)
+    f = Table(title="finalists (3 seeds)" + (" - SAMPLE data" if sample else ""))
+    for col in ("cell", "dev PPL mean", "std", "95% CI", "SmallBench"):
+        f.add_column(col)
+    for _, r in finalists.iterrows():
+        f.add_row(
+            r["cell"],
+            f"{r['dev_ppl_mean']:.2f}",
+            f"{r['dev_ppl_std']:.2f}",
+            f"[{r['dev_ppl_ci95_low']:.2f}, {r['dev_ppl_ci95_high']:.2f}]",
+            f"{r['smallbench_mean']:.3f}",
+        )
+    console.print(f)
+    killed = results[results["status"] == "killed"]["name"].tolist()
+    console.print(f"killed by the rule: {killed or 'none'}")
+    return {
+        "sweep_id": sweep["id"],
+        "report_dir": str(report),
+        "runs": sweep["runs"],
+        "killed": killed,
+        "finalists": finalists["cell"].tolist(),
+        "sample": sample,
+    }
