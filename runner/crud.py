@@ -157,6 +157,7 @@ def transition(s: Session, run: Run, to: str, reason: str, **fields: Any) -> Non
         setattr(run, k, v)
     if to in FINISHED:
         run.finished_at = t
+        run.exit_reason = reason
     s.add(run)
 
 
@@ -375,7 +376,7 @@ def claim_queued(engine: Engine, *, limit: int, launcher: str) -> list[tuple[Run
                 attempt=run.attempt + 1,
                 token_hash=hash_token(token),
                 started_at=now(),
-                last_heartbeat=now(),
+                last_heartbeat=None,  # the start-up grace applies until the first heartbeat
             )
             out.append((run, token))
         s.commit()

@@ -104,7 +104,7 @@ class Scheduler:
                 code = self.launcher.poll(run.backend_id)
             if code not in (RUNNING, UNKNOWN):
                 self.settle(run, int(code))
-            elif run.last_heartbeat is not None and time.time() - run.last_heartbeat > s.lease_s:
+            elif self._lease_expired(run, time.time()):
                 if run.backend_id and code is RUNNING:
                     self.launcher.stop(run.backend_id, s.stop_grace_s)
                 crud.requeue_or_fail(
@@ -123,16 +123,30 @@ class Scheduler:
             ):
                 self.launch(run, token)
 
+    def _lease_expired(self, run: Run, now: float) -> bool:
+        if run.last_heartbeat is None:  # not heard from yet: still starting up
+            return (
+                run.started_at is not None and now - run.started_at > self.settings.startup_grace_s
+            )
+        return now - run.last_heartbeat > self.settings.lease_s
+
     def _stop_finished(self) -> None:
-        """Cancelled / killed runs whose process still runs: SIGTERM, then SIGKILL."""
+        """Cancelled runs whose process still runs: SIGTERM, then SIGKILL after the grace.
+        (A run stopped by the kill rule is told so in its next answer and exits by itself,
+        with its final evaluation; it is not signalled.) Processes of runs that are no longer
+        active are reaped, and what they left in their run directory is taken in."""
         alive = getattr(self.launcher, "alive", lambda: [])()
-        if not alive:
-            return
-        for run_id_status in self._runs_by_backend(alive):
-            backend_id, run = run_id_status
-            if run.status in FINISHED and backend_id not in self.stopping:
+        for backend_id, run in self._runs_by_backend(alive):
+            if run.status == "cancelled" and backend_id not in self.stopping:
                 self.stopping.add(backend_id)
                 self.launcher.stop(backend_id, self.settings.stop_grace_s)
+        exited = getattr(self.launcher, "exited", lambda: [])()
+        for backend_id, run in self._runs_by_backend(exited):
+            if run.status in FINISHED:  # active runs are settled by the poll in tick()
+                self.launcher.poll(backend_id)  # reaps it
+                if run.run_dir:
+                    reconcile_outbox(self.engine, run, Path(run.run_dir))
+                    reconcile_result(self.engine, run, Path(run.run_dir))
 
     def _runs_by_backend(self, backend_ids: list[str]):
         from sqlmodel import Session, col, select

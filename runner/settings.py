@@ -33,6 +33,12 @@ class Settings(BaseSettings):
         description="A running run with no heartbeat for this long is lost and requeued.",
     )
     heartbeat_s: float = Field(5.0, gt=0, description="Heartbeat interval asked of trainers.")
+    startup_grace_s: float = Field(
+        180.0,
+        gt=0,
+        description="Time a launched trainer has to "
+        "send its first heartbeat (imports, data, model build).",
+    )
     max_attempts: int = Field(3, ge=1, le=100, description="Attempts before a run fails.")
     stop_grace_s: float = Field(10.0, ge=0, description="SIGTERM -> SIGKILL grace on cancel.")
     tick_s: float = Field(0.5, gt=0, description="Scheduler loop interval.")

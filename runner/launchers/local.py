@@ -96,6 +96,11 @@ class LocalLauncher:
         with self.lock:
             return [b for b, p in self.procs.items() if p.poll() is None]
 
+    def exited(self) -> list[str]:
+        """Tracked processes that have exited (poll() reports and forgets them)."""
+        with self.lock:
+            return [b for b, p in self.procs.items() if p.poll() is not None]
+
 
 def _alive(pid: int) -> bool:
     try:

@@ -1,0 +1,353 @@
+"""Plans: cells, promotion choices, submission over the API, automatic and manual promotion."""
+
+import csv
+import io
+import json
+import math
+import subprocess
+import sys
+import time
+
+import httpx
+import pytest
+import yaml
+
+from runner.plans import Finalists, choose, load_plan_text
+from runner.plans import cells as plan_cells
+from tests.conftest import ROOT, tiny_raw
+from tests.runner.conftest import ADMIN
+
+
+def test_study_plan_cells():
+    plan, kind = load_plan_text((ROOT / "configs" / "plan_10m.yaml").read_text())
+    assert kind == "plan"
+    cells = {c["cell"]: c for c in plan_cells(plan)}
+    assert [
+        c for c in cells if cells[c]["axis"] in ("baseline", "embedding_ratio", "glu_expansion")
+    ] == ["baseline", "emb25", "emb45", "glu2x", "glu3x", "glu4x"]
+    assert cells["baseline"]["is_baseline"] and cells["baseline"]["model"] == {
+        "embedding_ratio": 0.35,
+        "glu_expansion": 2.66,
+        "vocab_size": 16000,
+        "tied_lm_head": True,
+    }
+    ablation = [c for c in cells.values() if c["axis"] == "ablation"]
+    # V x tied x share = 12 points; the 3 at V=16k tied are ranking cells already
+    assert len(ablation) == 9
+    assert plan.ranking.max_tokens <= 5_000_000 and plan.finalists.seeds == [1, 2, 3]
+
+
+def test_ranking_budget_is_capped():
+    doc = yaml.safe_load((ROOT / "configs" / "plan_10m.yaml").read_text())
+    doc["ranking"]["max_tokens"] = "6M"
+    with pytest.raises(ValueError, match="ranking.max_tokens"):
+        load_plan_text(yaml.safe_dump(doc))
+
+
+def cell(name, ppl, std=0.0, killed=0, lat=1.0, seeds=1):
+    return {
+        "cell": name,
+        "dev_ppl": ppl,
+        "dev_ppl_std": std,
+        "killed": killed,
+        "latency_ms": lat,
+        "ppls": [ppl] * seeds,
+        "is_baseline": False,
+    }
+
+
+@pytest.mark.parametrize(
+    "ranked,fin,expected",
+    [
+        ([cell("a", 100), cell("b", 110)], Finalists(), ["a"]),
+        ([cell("a", 100), cell("b", 100.5)], Finalists(thin_margin=0.01), ["a", "b"]),
+        (
+            [cell("a", 100, std=2.0, seeds=2), cell("b", 101.5)],
+            Finalists(thin_margin=0.001),
+            ["a", "b"],
+        ),
+        (
+            [cell("a", 100, std=2.0, seeds=2), cell("b", 101.5)],
+            Finalists(thin_margin=0.001, use_seed_spread=False),
+            ["a"],
+        ),
+        ([cell("a", 90, killed=1), cell("b", 100), cell("c", 120)], Finalists(), ["b"]),
+        (
+            [cell("a", 100), cell("b", 105), cell("c", 106)],
+            Finalists(top_k=2, thin_margin=0.05),
+            ["a", "b", "c"],
+        ),
+        ([cell("a", math.inf)], Finalists(), []),
+    ],
+)
+def test_choose(ranked, fin, expected):
+    picks, why = choose(ranked, fin)
+    assert [c["cell"] for c in picks] == expected
+    assert why
+
+
+SMALL_PLAN = """
+name: small
+baseline: {embedding_ratio: 0.35, glu_expansion: 2.66, vocab_size: 16000, tied_lm_head: true}
+base: %s
+ranking: {max_tokens: 4096, seeds: [7], embedding_ratio: [0.35, 0.45],
+          glu_expansion: [2.0, 2.66]}
+ablation: {vocab_sizes: [16000], tied: [true, false], embedding_ratio: [0.25, 0.45]}
+controls: [{name: lr-tiny, overrides: {optim: {lr: 1.0e-6}}}]
+finalists: {max_tokens: 4096, seeds: [1, 2, 3], top_k: 1, thin_margin: 0.0}
+kill_rule: {margin: 0.05, relative: true, window_tokens: 1024}
+"""
+
+
+def small_plan(tok_root):
+    """Cells of the study's shape (10M, V=16k): these tests decide, they do not train."""
+    base = tiny_raw(tok_root)
+    base.pop("name")
+    base.pop("max_tokens")
+    base["model"] = {"total_params": 10_000_000}
+    return SMALL_PLAN % json.dumps(base)
+
+
+def submit(svc, text, ctype="application/yaml"):
+    return httpx.post(
+        f"{svc.api}/sweeps",
+        content=text,
+        timeout=60,
+        headers={"Authorization": f"Bearer {ADMIN}", "Content-Type": ctype},
+    )
+
+
+def test_submit_records_cells_and_infeasible(service, tokenized_dir):
+    r = submit(service, small_plan(tokenized_dir.parent))
+    assert r.status_code == 201, r.text
+    sw = r.json()
+    detail = httpx.get(f"{service.api}/sweeps/{sw['id']}").json()
+    cells = {c["cell"]: c for c in detail["cells"]}
+    assert cells["baseline"]["is_baseline"] and "control-lr-tiny" in cells
+    infeasible = [d for d in detail["decisions"] if d["kind"] == "infeasible"]
+    # V=16k untied at 0.45 cannot be planned at 10M: recorded with the planner's message
+    assert [d["data"]["cell"] for d in infeasible] == ["v16000-untied-emb45"]
+    assert "no plan within tolerances" in infeasible[0]["reason"]
+    assert "v16000-untied-emb45" not in cells and "v16000-untied-emb25" in cells
+    md = httpx.get(f"{service.api}/sweeps/{sw['id']}/decisions.md").text
+    assert "Infeasible cells" in md and "v16000-untied-emb45" in md
+    assert sw["phase"] == "ranking" and sw["runs"]["queued"] == len(cells)
+
+
+def test_study_sweep_file_is_a_one_phase_sweep(service, tokenized_dir, tmp_path):
+    doc = {
+        "base": tiny_raw(tokenized_dir.parent),
+        "experiments": {
+            "emb25": {"model": {"embedding_ratio": 0.25}},
+            "emb35": {"model": {"embedding_ratio": 0.35}},
+            "emb45": {"model": {"embedding_ratio": 0.45}},
+        },
+    }
+    r = submit(service, yaml.safe_dump(doc))
+    assert r.status_code == 201, r.text
+    detail = httpx.get(f"{service.api}/sweeps/{r.json()['id']}").json()
+    assert detail["kind"] == "sweep"
+    base = [c["cell"] for c in detail["cells"] if c["is_baseline"]]
+    assert base == ["emb35"]
+    assert {d["data"]["cell"] for d in detail["decisions"] if d["kind"] == "infeasible"} <= {
+        "emb25",
+        "emb45",
+    }
+
+
+def test_invalid_plan_names_the_field(service):
+    r = submit(service, "name: x\nfinalists: {seeds: []}\n")
+    assert r.status_code == 422 and "finalists.seeds" in r.json()["detail"]
+    r = submit(service, "- not a mapping")
+    assert r.status_code == 422 and "mapping" in r.json()["detail"]
+    r = httpx.post(f"{service.api}/sweeps", content="name: x", timeout=30)
+    assert r.status_code == 401
+
+
+def post_result(svc, run_id, ppl, status="succeeded", latency=1.0):
+    metrics = {
+        "run": {"status": status, "exit_reason": "test"},
+        "training": {"tokens_seen": 4096},
+        "dev": {"token_ppl": ppl, "word_ppl": ppl * 2, "bits_per_byte": 1.0},
+        "latency": {"seq128": {"median_ms": latency}},
+        "provenance": {"sample": False},
+    }
+    r = httpx.post(
+        f"{svc.api}/runs/{run_id}/result",
+        json=metrics,
+        timeout=30,
+        headers={"Authorization": f"Bearer {ADMIN}"},
+    )
+    assert r.status_code == 200, r.text
+
+
+def wait(pred, timeout=30):
+    t0 = time.time()
+    while time.time() - t0 < timeout:
+        v = pred()
+        if v:
+            return v
+        time.sleep(0.2)
+    raise TimeoutError
+
+
+def test_automatic_then_manual_promotion(service, tokenized_dir):
+    sw = submit(service, small_plan(tokenized_dir.parent)).json()
+    detail = httpx.get(f"{service.api}/sweeps/{sw['id']}").json()
+    ppl = {
+        "baseline": 100.0,
+        "emb45": 90.0,
+        "glu2x": 95.0,
+        "v16000-untied-emb25": 80.0,
+        "control-lr-tiny": 500.0,
+    }
+    # manual promotion before the phase has finished is refused with the reason
+    r = httpx.post(
+        f"{service.api}/sweeps/{sw['id']}/promote",
+        timeout=30,
+        headers={"Authorization": f"Bearer {ADMIN}"},
+    )
+    assert r.status_code == 409 and "not finished" in r.json()["detail"]
+    for c in detail["cells"]:
+        post_result(
+            service,
+            c["run_id"],
+            ppl.get(c["cell"], 120.0),
+            status="killed" if c["cell"] == "control-lr-tiny" else "succeeded",
+        )
+    # the scheduler promotes by itself once ranking has finished
+    fin = wait(
+        lambda: [
+            c
+            for c in httpx.get(f"{service.api}/sweeps/{sw['id']}").json()["cells"]
+            if c["phase"] == "finalists"
+        ]
+    )
+    assert sorted({(c["cell"], c["seed"]) for c in fin}) == [
+        ("emb45", 1),
+        ("emb45", 2),
+        ("emb45", 3),
+        ("glu2x", 1),
+        ("glu2x", 2),
+        ("glu2x", 3),
+    ]
+    detail = httpx.get(f"{service.api}/sweeps/{sw['id']}").json()
+    assert detail["phase"] == "finalists"
+    promo = [d for d in detail["decisions"] if d["kind"] == "promotion"][0]["data"]
+    assert promo["axes"]["embedding_ratio"]["promoted"] == ["emb45"]
+    assert promo["axes"]["glu_expansion"]["promoted"] == ["glu2x"]
+    assert "moves" in promo["ablation"]
+    md = httpx.get(f"{service.api}/sweeps/{sw['id']}/decisions.md").text
+    assert "Promotion (automatic)" in md and "| 1 | emb45 | 90.000 |" in md
+    # again by hand, with an override: only the missing finalist runs are added
+    r = httpx.post(
+        f"{service.api}/sweeps/{sw['id']}/promote",
+        json={"cells": ["emb45", "baseline"]},
+        headers={"Authorization": f"Bearer {ADMIN}"},
+        timeout=30,
+    )
+    assert r.status_code == 200, r.text
+    assert len(r.json()["created_runs"]) == 3  # baseline x 3 seeds; emb45 already there
+    r = httpx.post(
+        f"{service.api}/sweeps/{sw['id']}/promote",
+        json={"cells": ["nope"]},
+        headers={"Authorization": f"Bearer {ADMIN}"},
+        timeout=30,
+    )
+    assert r.status_code == 409 and "unknown cells" in r.json()["detail"]
+
+
+def test_bad_config_is_killed_and_good_is_not(service_factory, tokenized_dir):
+    """Real trainers: a tiny learning rate trails the baseline and is stopped by the rule."""
+    svc = service_factory(concurrency=2)
+    base = tiny_raw(
+        tokenized_dir.parent, max_tokens=64 * 8 * 64, eval={"every_tokens": 512, "max_tokens": 1024}
+    )
+    base.pop("name")
+    plan = {
+        "name": "kill",
+        "baseline": {
+            "embedding_ratio": 0.35,
+            "glu_expansion": 2.66,
+            "vocab_size": 512,
+            "tied_lm_head": True,
+        },
+        "base": base,
+        "ranking": {
+            "max_tokens": 64 * 8 * 64,
+            "seeds": [7],
+            "embedding_ratio": [0.35],
+            "glu_expansion": [2.66],
+        },
+        "controls": [{"name": "lr-tiny", "overrides": {"optim": {"lr": 1e-6}}}],
+        "finalists": {"max_tokens": 2048, "seeds": [1]},
+        "kill_rule": {"margin": 0.03, "relative": True, "window_tokens": 2048},
+    }
+    sw = submit(svc, json.dumps(plan), "application/json").json()
+
+    def done():
+        d = httpx.get(f"{svc.api}/sweeps/{sw['id']}").json()
+        st = {c["cell"]: c["status"] for c in d["cells"] if c["phase"] == "ranking"}
+        return d if all(s in ("succeeded", "killed", "failed") for s in st.values()) else None
+
+    d = wait(done, timeout=240)
+    st = {c["cell"]: (c["status"], c["run_id"]) for c in d["cells"] if c["phase"] == "ranking"}
+    assert st["baseline"][0] == "succeeded"
+    assert st["control-lr-tiny"][0] == "killed"
+    events = httpx.get(f"{svc.api}/runs/{st['control-lr-tiny'][1]}/events").json()
+    kill = [e for e in events if e["to_status"] == "killed"][0]
+    assert kill["reason"].startswith("kill rule:")
+    assert kill["data"]["baseline_run"] == st["baseline"][1] and len(kill["data"]["run"]) >= 2
+    # the trainer obeyed: its result says killed, with the final evaluation
+    res = wait(
+        lambda: httpx.get(f"{svc.api}/runs/{st['control-lr-tiny'][1]}").json()["result"],
+        timeout=120,
+    )
+    assert res["run"]["status"] == "killed" and res["run"]["exit_code"] == 3
+    assert res["dev"]["token_ppl"] > 0
+
+
+def test_aggregate_script_matches_results_csv_columns(tmp_path, tokenized_dir, service):
+    from trainer.config import validate
+    from trainer.train import train
+
+    # two points the planner can meet at V=512
+    for name, r, total in (("emb35", 0.35, 60_000), ("emb25", 0.25, 80_000)):
+        cfg = validate(
+            tiny_raw(
+                tokenized_dir.parent,
+                name=name,
+                max_tokens=4 * 8 * 64,
+                model={"embedding_ratio": r, "total_params": total},
+                eval={"profile": True, "profile_repeats": 3},
+            )
+        )
+        train(cfg, tmp_path / "logs" / name / "r", progress=False)
+    res = subprocess.run(
+        [
+            sys.executable,
+            str(ROOT / "scripts" / "aggregate_results.py"),
+            "--log_dir",
+            "logs",
+            "--output",
+            "results_summary.csv",
+        ],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert res.returncode == 0, res.stderr
+    rows = list(csv.DictReader((tmp_path / "results_summary.csv").open()))
+    assert len(rows) == 2 and {r["name"] for r in rows} == {"emb35", "emb25"}
+    api_cols = next(csv.reader(io.StringIO(httpx.get(f"{service.api}/results.csv").text)))
+    assert list(rows[0].keys()) == api_cols
+    plots = list((tmp_path / "reports" / "aggregate" / "plots").glob("*.png"))
+    assert {p.stem for p in plots} >= {
+        "ppl_vs_embedding_ratio",
+        "ppl_vs_glu_expansion",
+        "latency_vs_ppl",
+    }
+    assert all(p.with_suffix(".svg").is_file() for p in plots)
+    early = list(csv.DictReader((tmp_path / "reports" / "aggregate" / "early_results.csv").open()))
+    assert "ppl_slope_per_decade" in early[0]
