@@ -128,7 +128,7 @@ def show(sweep: dict, report: Path) -> dict:
     results = pd.read_csv(report / "results.csv")
     sample = bool(results["sample"].fillna(False).astype(bool).any())
     t = Table(
-        title="ranking (dev token PPL, lower is better)" + (" - SAMPLE data" if sample else "")
+        title="ranking (dev word-level PPL, lower is better)" + (" - SAMPLE data" if sample else "")
     )
     for col in ("axis", "rank", "cell", "dev PPL", "killed", "latency ms"):
         t.add_column(col)

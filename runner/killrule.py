@@ -27,7 +27,11 @@ class KillRuleSpec(BaseModel):
     )
     relative: bool = Field(False, description="Read margin as a fraction (0.05 = 5%).")
     window_tokens: int = Field(1_000_000, ge=0, description="How long it must trail.")
-    metric: str = Field("dev/token_ppl", description="The curve compared.")
+    metric: str = Field(
+        "dev/word_ppl",
+        description="The curve compared (word-level PPL: "
+        "comparable across vocab sizes, as token PPL is not).",
+    )
 
     @model_validator(mode="before")
     @classmethod

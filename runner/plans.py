@@ -389,7 +389,7 @@ def final_ppl(result: dict | None) -> float | None:
     if not result:
         return None
     dev = result.get("dev") or {}
-    return dev.get("token_ppl")
+    return dev.get("word_ppl")  # comparable across vocab sizes, unlike token PPL
 
 
 def rank_cells(engine: Engine, runs: list[Run]) -> list[dict]:

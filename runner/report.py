@@ -77,7 +77,7 @@ def frame_from_ledger(engine: Engine, sweep_id: int | None = None) -> tuple[pd.D
         ).all()
         pts = conn.exec_driver_sql(
             "SELECT p.run_id, p.tokens, p.value FROM metric_points p JOIN runs r ON r.id = "
-            f"p.run_id {where} {'AND' if where else 'WHERE'} p.name = 'dev/token_ppl' "
+            f"p.run_id {where} {'AND' if where else 'WHERE'} p.name = 'dev/word_ppl' "
             "ORDER BY p.run_id, p.tokens",
             args,
         ).all()
@@ -140,7 +140,7 @@ def frame_from_logs(log_dir: Path) -> tuple[pd.DataFrame, dict]:
         )
         row.update(cell=cfg.get("name"), axis=None, is_baseline=False)
         rows.append(row)
-        curves[i] = [(int(e["tokens"]), float(e["token_ppl"])) for e in m.get("dev_curve", [])]
+        curves[i] = [(int(e["tokens"]), float(e["word_ppl"])) for e in m.get("dev_curve", [])]
     return pd.DataFrame(rows, columns=[*aggregate.COLUMNS, "cell", "axis", "is_baseline"]), curves
 
 
@@ -176,12 +176,12 @@ def early_results(df: pd.DataFrame, curves: dict) -> pd.DataFrame:
         "tied_lm_head",
         "tokens_seen",
         "last_dev_ppl",
-        "dev_token_ppl",
+        "dev_word_ppl",
         "ppl_slope_per_decade",
         "latency_seq128_ms",
         "sample",
     ]
-    return ranking[[c for c in cols if c in ranking]].sort_values("dev_token_ppl")
+    return ranking[[c for c in cols if c in ranking]].sort_values("dev_word_ppl")
 
 
 def infer_axis(df: pd.DataFrame) -> pd.Series:
@@ -216,9 +216,9 @@ def ranking_table(df: pd.DataFrame) -> pd.DataFrame:
             part.groupby("cell")
             .agg(
                 knob=(knob, "first"),
-                dev_ppl=("dev_token_ppl", "mean"),
-                dev_ppl_std=("dev_token_ppl", "std"),
-                seeds=("dev_token_ppl", "count"),
+                dev_ppl=("dev_word_ppl", "mean"),
+                dev_ppl_std=("dev_word_ppl", "std"),
+                seeds=("dev_word_ppl", "count"),
                 killed=("status", lambda s: int((s == "killed").sum())),
                 latency_ms=("latency_seq128_ms", "mean"),
             )
@@ -235,17 +235,20 @@ def finalists_table(df: pd.DataFrame) -> pd.DataFrame:
     fin = df[df["phase"] == "finalists"]
     if fin.empty:
         return pd.DataFrame()
+    p1 = df[df["phase"] != "finalists"]
+    axis_of = dict(zip(p1["cell"], p1["axis"], strict=False))
     rows = []
     for cell, g in fin.groupby("cell"):
-        vals = g["dev_token_ppl"].dropna().to_numpy(dtype=float)
+        vals = g["dev_word_ppl"].dropna().to_numpy(dtype=float)
         n = len(vals)
         mean = float(vals.mean()) if n else math.nan
         std = float(vals.std(ddof=1)) if n > 1 else 0.0
         half = t95(n - 1) * std / math.sqrt(n) if n > 1 else math.nan
-        test = g["test_token_ppl"].dropna().to_numpy(dtype=float)
+        test = g["test_word_ppl"].dropna().to_numpy(dtype=float)
         rows.append(
             {
                 "cell": cell,
+                "axis": axis_of.get(cell),
                 "embedding_ratio": g["embedding_ratio"].iloc[0],
                 "glu_expansion": g["glu_expansion"].iloc[0],
                 "vocab_size": g["vocab_size"].iloc[0],
@@ -308,27 +311,27 @@ def plots(df: pd.DataFrame, curves: dict, out: Path) -> list[str]:
         ("glu_expansion", "SwiGLU expansion (FFN width / d_model)", "ppl_vs_glu_expansion"),
     ):
         part = p1[p1["axis"].isin([knob, "baseline"]) | p1["is_baseline"]].dropna(
-            subset=["dev_token_ppl"]
+            subset=["dev_word_ppl"]
         )
         fig, ax = plt.subplots(figsize=(5.5, 4))
         if not part.empty:
             killed = part["status"] == "killed"
             ax.scatter(
                 part.loc[~killed, knob],
-                part.loc[~killed, "dev_token_ppl"],
+                part.loc[~killed, "dev_word_ppl"],
                 label="ranking runs",
                 color="#3b6ea8",
             )
             if killed.any():
                 ax.scatter(
                     part.loc[killed, knob],
-                    part.loc[killed, "dev_token_ppl"],
+                    part.loc[killed, "dev_word_ppl"],
                     marker="x",
                     color="#c0504d",
                     label="killed",
                 )
-        if not fin.empty:
-            f = fin.dropna(subset=["dev_ppl_mean"])
+        if not fin.empty:  # this axis's finalists (and the baseline's)
+            f = fin[fin["axis"].isin([knob, "baseline"])].dropna(subset=["dev_ppl_mean"])
             ax.errorbar(
                 f[knob],
                 f["dev_ppl_mean"],
@@ -338,17 +341,19 @@ def plots(df: pd.DataFrame, curves: dict, out: Path) -> list[str]:
                 color="#2e7d32",
                 label="finalists (mean +- std over seeds)",
             )
-        ax.set(xlabel=label, ylabel="dev token PPL", title=_title(f"dev PPL vs {knob}", sample))
+        ax.set(
+            xlabel=label, ylabel="dev word-level PPL", title=_title(f"dev PPL vs {knob}", sample)
+        )
         ax.grid(alpha=0.3)
         if ax.get_legend_handles_labels()[0]:
             ax.legend()
         written += _save(fig, out, name)
         plt.close(fig)
 
-    done = df.dropna(subset=["dev_token_ppl", "latency_seq128_ms"])
+    done = df.dropna(subset=["dev_word_ppl", "latency_seq128_ms"])
     fig, ax = plt.subplots(figsize=(5.5, 4))
     if not done.empty:
-        pts = list(zip(done["latency_seq128_ms"], done["dev_token_ppl"], strict=True))
+        pts = list(zip(done["latency_seq128_ms"], done["dev_word_ppl"], strict=True))
         ax.scatter(*zip(*pts, strict=True), color="#7f7f7f", label="runs")
         front = sorted(pts[i] for i in pareto_front(pts))
         ax.plot(*zip(*front, strict=True), "-o", color="#c0504d", label="Pareto front")
@@ -356,7 +361,7 @@ def plots(df: pd.DataFrame, curves: dict, out: Path) -> list[str]:
             ax.annotate(str(cell), (x, y), fontsize=6, alpha=0.7)
     ax.set(
         xlabel="batch-1 latency at seq 128 (ms)",
-        ylabel="dev token PPL",
+        ylabel="dev word-level PPL",
         title=_title("latency vs PPL", sample),
     )
     ax.grid(alpha=0.3)
@@ -373,7 +378,7 @@ def plots(df: pd.DataFrame, curves: dict, out: Path) -> list[str]:
                 ax.plot([t for t, _ in c], [v for _, v in c], label=f"{cell} (#{rid})", lw=1)
         ax.set(
             xlabel="tokens seen",
-            ylabel="dev token PPL",
+            ylabel="dev word-level PPL",
             yscale="log",
             title=_title(f"learning curves: {phase}", sample),
         )
