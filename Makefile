@@ -23,9 +23,11 @@ setup: $(STAMP) ## create .venv and install pax with its dev tools
 test: setup ## run the whole test suite (hermetic; mirror tests run when PAX_DATA_MIRROR is set)
 	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
 
-lint: setup ## ruff lint + format check
+lint: setup ## ruff lint + format check, hadolint on the Dockerfile, compose.yaml validation
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/hadolint Dockerfile
+	PAX_ADMIN_TOKEN=lint-only $(BIN)/docker-compose -f compose.yaml --profile cpu config -q
 
 format: setup ## apply ruff's fixes and formatting
 	$(BIN)/ruff check --fix .

@@ -523,6 +523,44 @@ def aggregate_cmd(
     print(json.dumps(files))
 
 
+@app.command("worker")
+def worker_cmd(
+    runner_url: Annotated[
+        str,
+        typer.Option(
+            "--runner-url", envvar="PAX_RUNNER_URL", help="The service to pull runs from."
+        ),
+    ],
+    token: TokenOpt = None,
+    name: Annotated[str | None, typer.Option(help="Worker name (default host-pid).")] = None,
+    runs_root: Annotated[Path, typer.Option("--runs-root")] = Path("var/worker-runs"),
+    poll_s: Annotated[float, typer.Option("--poll-s")] = 5.0,
+    max_runs: Annotated[int, typer.Option("--max-runs", help="Stop after N runs (0 = never).")] = 0,
+    idle_exit_s: Annotated[
+        float,
+        typer.Option(
+            "--idle-exit-s", help="Stop after the queue stayed empty this long (0 = never)."
+        ),
+    ] = 0,
+) -> None:
+    """Pull queued runs from a service and train them here (GPU if present)."""
+    from runner.worker import run_worker
+
+    if not token:
+        fail("no token: pass --token or set PAX_ADMIN_TOKEN (the service's admin token)")
+    raise typer.Exit(
+        run_worker(
+            runner_url,
+            token,
+            name=name,
+            runs_root=runs_root,
+            poll_s=poll_s,
+            max_runs=max_runs,
+            idle_exit_s=idle_exit_s,
+        )
+    )
+
+
 @app.command("demo")
 def demo_cmd(
     plan: Annotated[Path, typer.Option(help="The plan to run.")] = Path("configs/plan_smoke.yaml"),

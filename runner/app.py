@@ -13,7 +13,7 @@ from fastapi.responses import JSONResponse
 
 from runner import killrule
 from runner.api.deps import describe_errors
-from runner.api.routes import health, runs, sweeps
+from runner.api.routes import health, runs, sweeps, workers
 from runner.auth import load_or_create_admin_token
 from runner.db import make_engine, upgrade
 from runner.settings import Settings
@@ -68,6 +68,7 @@ def create_app(
     api = APIRouter(prefix=API_PREFIX)
     api.include_router(runs.router)
     api.include_router(sweeps.router)
+    api.include_router(workers.router)
     api.include_router(health.router)
     app.include_router(api)
     app.include_router(health.router)  # /healthz at the root too, for load balancers

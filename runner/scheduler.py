@@ -197,38 +197,56 @@ class Scheduler:
         run_dir = Path(run.run_dir or run_dir_for(self.settings, run))
         reconcile_outbox(self.engine, run, run_dir)
         metrics = reconcile_result(self.engine, run, run_dir)
-        if code == EXIT_PREEMPTED:
-            crud.requeue_or_fail(
-                self.engine,
-                run_id=run.id,
-                max_attempts=self.settings.max_attempts,
-                reason="preempted (exit 75; checkpoint written)",
-            )
-        elif code == EXIT_OK:
-            status = ((metrics or {}).get("run") or {}).get("status", "succeeded")
-            crud.move(
-                self.engine, run_id=run.id, to=status, only_from=ACTIVE, reason="trainer exited 0"
-            )
-        elif code == EXIT_KILLED:
-            crud.move(
-                self.engine,
-                run_id=run.id,
-                to="killed",
-                only_from=ACTIVE,
-                reason="stopped by the kill rule (exit 3)",
-            )
-        elif code == EXIT_BAD_CONFIG:
-            crud.move(
-                self.engine,
-                run_id=run.id,
-                to="failed",
-                only_from=ACTIVE,
-                reason=f"bad config or input (exit 2); see {run_dir / 'train.log'}",
-            )
-        else:
-            crud.requeue_or_fail(
-                self.engine,
-                run_id=run.id,
-                max_attempts=self.settings.max_attempts,
-                reason=f"trainer crashed (exit {code}); see {run_dir / 'train.log'}",
-            )
+        apply_exit(
+            self.engine,
+            run.id,
+            code,
+            self.settings.max_attempts,
+            log=str(run_dir / "train.log"),
+            metrics=metrics,
+        )
+
+
+def apply_exit(
+    engine: Engine,
+    run_id: int,
+    code: int,
+    max_attempts: int,
+    *,
+    log: str,
+    metrics: dict | None = None,
+) -> None:
+    """The run's next state from its trainer's exit code (the documented codes)."""
+    if code == EXIT_PREEMPTED:
+        crud.requeue_or_fail(
+            engine,
+            run_id=run_id,
+            max_attempts=max_attempts,
+            reason="preempted (exit 75; checkpoint written)",
+        )
+    elif code == EXIT_OK:
+        status = ((metrics or {}).get("run") or {}).get("status", "succeeded")
+        crud.move(engine, run_id=run_id, to=status, only_from=ACTIVE, reason="trainer exited 0")
+    elif code == EXIT_KILLED:
+        crud.move(
+            engine,
+            run_id=run_id,
+            to="killed",
+            only_from=ACTIVE,
+            reason="stopped by the kill rule (exit 3)",
+        )
+    elif code == EXIT_BAD_CONFIG:
+        crud.move(
+            engine,
+            run_id=run_id,
+            to="failed",
+            only_from=ACTIVE,
+            reason=f"bad config or input (exit 2); see {log}",
+        )
+    else:
+        crud.requeue_or_fail(
+            engine,
+            run_id=run_id,
+            max_attempts=max_attempts,
+            reason=f"trainer crashed (exit {code}); see {log}",
+        )
