@@ -11,7 +11,7 @@ from fastapi import APIRouter, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
-from runner import killrule
+from runner import cost, killrule
 from runner.api.deps import describe_errors
 from runner.api.routes import health, runs, sweeps, workers
 from runner.auth import load_or_create_admin_token
@@ -37,6 +37,9 @@ def create_app(
         app.state.engine = make_engine(settings.db)
         app.state.admin_token = load_or_create_admin_token(settings.db, settings.admin_token)
         app.state.kill_rule = killrule.check
+        cost.configure(
+            settings.accelerator, settings.spot, str(settings.prices) if settings.prices else None
+        )
         sched = None
         if start_scheduler:
             from runner.launchers.local import LocalLauncher

@@ -151,6 +151,13 @@ def transition(s: Session, run: Run, to: str, reason: str, **fields: Any) -> Non
             data_json=json.dumps(fields.pop("event_data")) if "event_data" in fields else None,
         )
     )
+    if run.status in ACTIVE and to not in ACTIVE and run.started_at:
+        # an attempt ends (done, killed, lost, preempted...): its provisioned time is charged
+        from runner.cost import charge
+
+        hours, usd = charge(t - run.started_at)
+        run.gpu_hours = (run.gpu_hours or 0.0) + hours
+        run.cost_usd = (run.cost_usd or 0.0) + usd
     run.status = to
     run.updated_at = t
     for k, v in fields.items():
@@ -366,6 +373,10 @@ def claim_queued(engine: Engine, *, limit: int, launcher: str) -> list[tuple[Run
             .limit(limit)
         ).all()
         for run in runs:
+            refusal = budget_refusal(s, run)
+            if refusal:
+                transition(s, run, "cancelled", refusal)
+                continue
             token = secrets.token_urlsafe(24)
             transition(
                 s,
@@ -383,6 +394,36 @@ def claim_queued(engine: Engine, *, limit: int, launcher: str) -> list[tuple[Run
         for run, _ in out:
             s.refresh(run)
     return out
+
+
+def budget_refusal(s: Session, run: Run) -> str | None:
+    """Why launching `run` would cross its sweep's budget cap, or None. Forecast: what the sweep
+    has spent, plus the tokens still to train in its active runs and in this one, at the
+    sweep's measured tokens per second and the service's price."""
+    from runner import cost
+    from runner.models import Sweep
+
+    if run.sweep_id is None:
+        return None
+    sweep = s.get(Sweep, run.sweep_id)
+    if sweep is None or not sweep.budget_usd:
+        return None
+    rows = s.exec(select(Run).where(Run.sweep_id == run.sweep_id)).all()
+    spent = sum(r.cost_usd or 0.0 for r in rows)
+    pending = sum(max(0, r.max_tokens - r.tokens_seen) for r in rows if r.status in ACTIVE)
+    pending += max(0, run.max_tokens - run.tokens_seen)
+    engine = s.get_bind()
+    p = cost.PRICING
+    ahead = cost.forecast_usd(
+        engine, run.sweep_id, pending, p["accelerator"], p["spot"], p["prices"]
+    )
+    if spent + ahead > sweep.budget_usd:
+        return (
+            f"budget: sweep {run.sweep_id} has spent ${spent:.2f}; with this run and the "
+            f"ones running it would reach ${spent + ahead:.2f}, over its cap "
+            f"${sweep.budget_usd:.2f}. Raise budget_usd or shorten the runs."
+        )
+    return None
 
 
 def active_runs(engine: Engine) -> list[Run]:

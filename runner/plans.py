@@ -518,6 +518,10 @@ def promote(
         chosen = {c: by[c] for c in cells_override}
     created = []
     t = crud.now()
+    refusal = _finalists_budget_refusal(engine, sweep, plan, len(chosen))
+    if refusal:
+        crud.add_event(engine, sweep_id=sweep_id, kind="budget", reason=refusal)
+        chosen = {}
     with write_session(engine) as s:
         for cell, c in chosen.items():
             for seed in plan.finalists.seeds:
@@ -590,6 +594,28 @@ def promote(
         )
     write_decisions(engine, sweep_id)
     return decision
+
+
+def _finalists_budget_refusal(
+    engine: Engine, sweep: Sweep, plan: PlanSpec, cells: int
+) -> str | None:
+    """Refuse a promotion whose forecast would cross the sweep's budget cap."""
+    from runner import cost
+
+    if not sweep.budget_usd or not cells:
+        return None
+    spent = cost.sweep_cost(engine, sweep.id)["spent_usd"]
+    tokens = cells * len(plan.finalists.seeds) * plan.finalists.max_tokens
+    p = cost.PRICING
+    ahead = cost.forecast_usd(engine, sweep.id, tokens, p["accelerator"], p["spot"], p["prices"])
+    if spent + ahead > sweep.budget_usd:
+        return (
+            f"budget: promoting {cells} cells x {len(plan.finalists.seeds)} seeds x "
+            f"{plan.finalists.max_tokens:,} tokens is forecast at ${ahead:.2f}; with "
+            f"${spent:.2f} spent that crosses the cap ${sweep.budget_usd:.2f}. Raise "
+            "budget_usd, or promote fewer cells or seeds by hand."
+        )
+    return None
 
 
 def _num(x):

@@ -411,11 +411,15 @@ def write_tables(
 
 
 def write_report(engine: Engine, sweep_id: int) -> dict:
+    from runner.cost import write_summary
     from runner.plans import get_sweep
 
     sw = get_sweep(engine, sweep_id)
     df, curves = frame_from_ledger(engine, sweep_id)
-    return write_tables(df, curves, Path(sw.report_dir or f"reports/sweep-{sweep_id:04d}"))
+    out = Path(sw.report_dir or f"reports/sweep-{sweep_id:04d}")
+    files = write_tables(df, curves, out)
+    files["cost"] = str(write_summary(engine, sweep_id, out))
+    return files
 
 
 def aggregate_logs(log_dir: Path, output: Path, report_dir: Path | None = None) -> dict:

@@ -43,6 +43,13 @@ class Settings(BaseSettings):
     stop_grace_s: float = Field(10.0, ge=0, description="SIGTERM -> SIGKILL grace on cancel.")
     tick_s: float = Field(0.5, gt=0, description="Scheduler loop interval.")
     max_points_per_post: int = Field(10_000, ge=1)
+    accelerator: str | None = Field(
+        None,
+        description="GPU the launched runs use (T4, L4, A10G, "
+        "A100, A100-80GB, H100) for cost; unset = CPU, free.",
+    )
+    spot: bool = Field(False, description="Price runs at spot rates.")
+    prices: Path | None = Field(None, description="Price table YAML (default configs/prices.yaml).")
 
     @field_validator("host")
     @classmethod

@@ -39,11 +39,16 @@ def wait_for_step(svc, run_id, step, timeout=120):
 
 
 def test_sigkilled_trainer_is_relaunched_and_resumes(service_factory, tokenized_dir):
-    svc = service_factory(concurrency=1)
+    """A preemption simulation: the launcher's process dies, the run resumes as a new attempt,
+    and both attempts are charged."""
+    svc = service_factory(concurrency=1, PAX_ACCELERATOR="T4", PAX_SPOT="true")
     run = post_run(svc, long_spec(tokenized_dir.parent))
     wait_for_step(svc, run["id"], 25)
-    pid = int(svc.run(run["id"])["backend_id"])
+    first = svc.run(run["id"])
+    pid = int(first["backend_id"])
     os.killpg(pid, signal.SIGKILL)
+    svc.wait_status(run["id"], ("queued", "launching", "running", "succeeded"), timeout=60)
+    t0 = first["started_at"]
     done = svc.wait_status(run["id"], ("succeeded", "failed"), timeout=240)
     assert done["status"] == "succeeded" and done["attempt"] == 2
     assert_complete_history(svc, run["id"], 120)
@@ -54,6 +59,12 @@ def test_sigkilled_trainer_is_relaunched_and_resumes(service_factory, tokenized_
     assert "=== attempt 2 ===" in log
     metrics = httpx.get(f"{svc.api}/runs/{run['id']}").json()["result"]
     assert metrics["run"]["attempts"] == 2
+    # cost: provisioned time of both attempts, at the T4 spot price
+    from runner.cost import hourly_price
+
+    wall = done["finished_at"] - t0
+    assert 0 < done["gpu_hours"] * 3600 <= wall + 1
+    assert done["cost_usd"] == pytest.approx(done["gpu_hours"] * hourly_price("T4", True))
 
 
 def test_lost_lease_requeues_and_the_next_attempt_resumes(service_factory, tokenized_dir):

@@ -149,3 +149,17 @@ def decisions(sweep_id: SweepId, engine: EngineDep) -> Response:
     except crud.NotFound as e:
         raise HTTPException(404, str(e)) from None
     return Response(path.read_text(), media_type="text/markdown")
+
+
+@router.get("/{sweep_id}/cost")
+def sweep_cost(sweep_id: SweepId, engine: EngineDep) -> dict[str, Any]:
+    """GPU-hours and $ per run and phase, spent vs the sweep's budget (also COST_SUMMARY.json
+    in the sweep's report folder)."""
+    from runner import cost
+
+    try:
+        sw = plans.get_sweep(engine, sweep_id)
+    except crud.NotFound as e:
+        raise HTTPException(404, str(e)) from None
+    cost.write_summary(engine, sweep_id, Path(sw.report_dir or f"reports/sweep-{sweep_id:04d}"))
+    return cost.sweep_cost(engine, sweep_id)

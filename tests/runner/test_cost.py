@@ -1,0 +1,66 @@
+"""Cost: prices, per-attempt charging, sweep summaries, budget caps."""
+
+import json
+
+import httpx
+import pytest
+
+from runner.cost import attempt_cost, hourly_price, price_table
+from tests.conftest import tiny_raw
+from tests.runner.conftest import ADMIN, post_run, run_spec
+
+
+def test_price_table_and_attempt_cost():
+    table = price_table()
+    assert table["date"] and {"T4", "L4", "A10G", "A100", "H100"} <= set(table["accelerators"])
+    assert hourly_price("H100", spot=False) > hourly_price("H100", spot=True) > 0
+    hours, usd = attempt_cost(1800, "A100", spot=True)
+    assert hours == pytest.approx(0.5) and usd == pytest.approx(0.5 * hourly_price("A100", True))
+    assert attempt_cost(3600, None, False) == (0.0, 0.0)  # local CPU runs are free
+    with pytest.raises(ValueError, match="accelerator='TPU9'"):
+        hourly_price("TPU9", False)
+
+
+def test_runs_are_charged_and_summarised(service_factory, tokenized_dir):
+    svc = service_factory(concurrency=1, PAX_ACCELERATOR="T4", PAX_SPOT="true")
+    run = post_run(svc, run_spec(tokenized_dir.parent))
+    done = svc.wait_status(run["id"], ("succeeded", "failed"), timeout=180)
+    assert done["status"] == "succeeded"
+    assert done["gpu_hours"] > 0
+    assert done["cost_usd"] == pytest.approx(done["gpu_hours"] * hourly_price("T4", True))
+
+
+def test_budget_cap_refuses_what_would_cross_it(service_factory, tokenized_dir, tmp_path):
+    svc = service_factory(concurrency=1, PAX_ACCELERATOR="H100")
+    base = tiny_raw(tokenized_dir.parent)
+    base.pop("name")
+    plan = {
+        "name": "capped",
+        "budget_usd": 0.0001,
+        "baseline": {
+            "embedding_ratio": 0.35,
+            "glu_expansion": 2.66,
+            "vocab_size": 512,
+            "tied_lm_head": True,
+        },
+        "base": base,
+        "ranking": {
+            "max_tokens": 8192,
+            "seeds": [7],
+            "embedding_ratio": [0.35],
+            "glu_expansion": [2.66],
+        },
+    }
+    r = httpx.post(
+        f"{svc.api}/sweeps", json=plan, timeout=30, headers={"Authorization": f"Bearer {ADMIN}"}
+    )
+    assert r.status_code == 201, r.text
+    sid = r.json()["id"]
+    cells = httpx.get(f"{svc.api}/sweeps/{sid}").json()["cells"]
+    done = svc.wait_status(cells[0]["run_id"], ("cancelled", "succeeded"), timeout=60)
+    assert done["status"] == "cancelled"
+    assert done["exit_reason"].startswith("budget:") and "cap $0.00" in done["exit_reason"]
+    c = httpx.get(f"{svc.api}/sweeps/{sid}/cost").json()
+    assert c["budget_usd"] == 0.0001 and c["spent_usd"] == 0.0
+    summary = svc.cwd / "reports" / f"sweep-{sid:04d}" / "COST_SUMMARY.json"
+    assert json.loads(summary.read_text())["sweep_id"] == sid
