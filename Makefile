@@ -15,10 +15,10 @@ help:
 $(STAMP): pyproject.toml
 	$(PY) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
-	$(BIN)/python -m pip install -q -e '.[dev]'
+	$(BIN)/python -m pip install -q -e '.[dev,cloud]'
 	touch $@
 
-setup: $(STAMP) ## create .venv and install pax with its dev tools
+setup: $(STAMP) ## create .venv and install pax with its dev tools and SkyPilot
 
 test: setup ## run the whole test suite (hermetic; mirror tests run when PAX_DATA_MIRROR is set)
 	$(BIN)/python -m pytest -q $(PYTEST_ARGS)

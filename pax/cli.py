@@ -561,6 +561,67 @@ def worker_cmd(
     )
 
 
+sky_app = typer.Typer(
+    help="Cloud spot runs through SkyPilot (pip install .[cloud]).", no_args_is_help=True
+)
+app.add_typer(sky_app, name="sky")
+
+
+@sky_app.command("launch")
+def sky_launch(
+    config: Annotated[
+        Path,
+        typer.Option(
+            "--config",
+            help="A train config YAML, a study sweep file, or a plan (its ranking cells).",
+        ),
+    ],
+    exp: ExpOpt = None,
+    runner_url: Annotated[
+        str,
+        typer.Option(
+            "--runner-url",
+            envvar="PAX_RUNNER_URL",
+            help="Public URL of the service (https, or a reverse tunnel).",
+        ),
+    ] = "",
+    token: TokenOpt = None,
+    accelerators: Annotated[
+        str, typer.Option(help="Acceptable GPUs, comma-separated.")
+    ] = "L4,A10G,A100",
+    image: Annotated[
+        str, typer.Option(help="docker:<image> with pax inside.")
+    ] = "docker:ghcr.io/example/pax:latest",
+    bucket: Annotated[
+        str, typer.Option(help="Checkpoint bucket (MOUNT_CACHED).")
+    ] = "pax-checkpoints",
+    tokens_per_s: Annotated[
+        float, typer.Option("--tokens-per-s", help="Expected training speed for the forecast.")
+    ] = 60_000.0,
+    yes: Annotated[bool, typer.Option("--yes", help="Launch without asking.")] = False,
+) -> None:
+    """Launch one run or a whole sweep as managed spot jobs (auto-terminating, resumable from
+    the bucket checkpoint), after printing the forecast cost and asking for confirmation."""
+    from runner.spot import launch_spot
+
+    try:
+        out = launch_spot(
+            config,
+            exp=exp,
+            runner_url=runner_url,
+            admin_token=token,
+            accelerators=tuple(a.strip() for a in accelerators.split(",") if a),
+            image=image,
+            bucket=bucket,
+            tokens_per_s=tokens_per_s,
+            confirm=(lambda msg: True) if yes else (lambda msg: typer.confirm(msg, default=False)),
+            log=err.print,
+        )
+    except (ValueError, RuntimeError, FileNotFoundError) as e:
+        fail(str(e))
+    print(json.dumps(out))
+
+
 @app.command("demo")
 def demo_cmd(
     plan: Annotated[Path, typer.Option(help="The plan to run.")] = Path("configs/plan_smoke.yaml"),

@@ -42,9 +42,7 @@ def create_app(
         )
         sched = None
         if start_scheduler:
-            from runner.launchers.local import LocalLauncher
-
-            sched = Scheduler(app.state.engine, settings, launcher or LocalLauncher())
+            sched = Scheduler(app.state.engine, settings, launcher or make_launcher(settings))
             sched.start()
         app.state.scheduler = sched
         yield
@@ -79,6 +77,25 @@ def create_app(
         app.include_router(r)
     logging.getLogger("pax").setLevel(logging.INFO)
     return app
+
+
+def make_launcher(settings: Settings):
+    """The configured launcher; docker falls back to local processes when no engine answers."""
+    from runner.launchers.local import LocalLauncher
+
+    if settings.launcher == "docker":
+        from runner.launchers.docker import DockerLauncher, DockerOptions, engine_available
+
+        if engine_available():
+            return DockerLauncher(DockerOptions(image=settings.docker_image))
+        logging.getLogger("pax").warning(
+            "launcher=docker but no Docker engine answers `docker info`: using local processes"
+        )
+    elif settings.launcher == "skypilot":
+        from runner.launchers.skypilot import SkyPilotLauncher
+
+        return SkyPilotLauncher()
+    return LocalLauncher()
 
 
 def jsonable(errors: list) -> list:

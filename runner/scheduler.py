@@ -104,6 +104,16 @@ class Scheduler:
                 code = self.launcher.poll(run.backend_id)
             if code not in (RUNNING, UNKNOWN):
                 self.settle(run, int(code))
+            elif self._over_limit(run, time.time()):
+                if run.backend_id:
+                    self.launcher.stop(run.backend_id, s.stop_grace_s)
+                crud.move(
+                    self.engine,
+                    run_id=run.id,
+                    to="failed",
+                    only_from=ACTIVE,
+                    reason=self._over_limit(run, time.time()),
+                )
             elif self._lease_expired(run, time.time()):
                 if run.backend_id and code is RUNNING:
                     self.launcher.stop(run.backend_id, s.stop_grace_s)
@@ -122,6 +132,21 @@ class Scheduler:
                 self.engine, limit=s.concurrency - busy, launcher=self.launcher.name
             ):
                 self.launch(run, token)
+
+    def _over_limit(self, run: Run, now: float) -> str | None:
+        """A reason to stop a run that ran too long or cost too much, or None."""
+        from runner.cost import charge
+
+        s = self.settings
+        if not run.started_at:
+            return None
+        if s.max_run_hours and now - run.started_at > 3600 * s.max_run_hours:
+            return (
+                f"time limit: running {(now - run.started_at) / 3600:.2f} h > {s.max_run_hours} h"
+            )
+        if s.max_run_usd and run.cost_usd + charge(now - run.started_at)[1] > s.max_run_usd:
+            return f"cost limit: over ${s.max_run_usd:.2f} (PAX_MAX_RUN_USD)"
+        return None
 
     def _lease_expired(self, run: Run, now: float) -> bool:
         if run.last_heartbeat is None:  # not heard from yet: still starting up

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -43,6 +44,18 @@ class Settings(BaseSettings):
     stop_grace_s: float = Field(10.0, ge=0, description="SIGTERM -> SIGKILL grace on cancel.")
     tick_s: float = Field(0.5, gt=0, description="Scheduler loop interval.")
     max_points_per_post: int = Field(10_000, ge=1)
+    launcher: Literal["local", "docker", "skypilot"] = Field(
+        "local",
+        description="How queued runs start: local processes, Docker containers (used "
+        "when an engine answers), or SkyPilot managed spot jobs (pip install .[cloud]).",
+    )
+    docker_image: str = Field("pax:latest", description="Image for the docker launcher.")
+    max_run_hours: float = Field(
+        0.0, ge=0, description="Stop a run after this long (0 = no limit)."
+    )
+    max_run_usd: float = Field(
+        0.0, ge=0, description="Stop a run whose attempts cost more (0 = no limit)."
+    )
     accelerator: str | None = Field(
         None,
         description="GPU the launched runs use (T4, L4, A10G, "

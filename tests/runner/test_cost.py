@@ -64,3 +64,18 @@ def test_budget_cap_refuses_what_would_cross_it(service_factory, tokenized_dir, 
     assert c["budget_usd"] == 0.0001 and c["spent_usd"] == 0.0
     summary = svc.cwd / "reports" / f"sweep-{sid:04d}" / "COST_SUMMARY.json"
     assert json.loads(summary.read_text())["sweep_id"] == sid
+
+
+def test_time_limit_stops_a_run(service_factory, tokenized_dir):
+    svc = service_factory(concurrency=1, PAX_MAX_RUN_HOURS="0.001")  # 3.6 s
+    run = post_run(svc, run_spec(tokenized_dir.parent, max_tokens=2000 * 8 * 64))
+    done = svc.wait_status(run["id"], ("failed", "succeeded"), timeout=120)
+    assert done["status"] == "failed" and done["exit_reason"].startswith("time limit")
+
+
+def test_badge(service, tokenized_dir):
+    post_run(service, run_spec(tokenized_dir.parent))
+    r = httpx.get(f"{service.api}/badge.svg")
+    assert r.status_code == 200 and r.headers["content-type"].startswith("image/svg+xml")
+    assert "1 runs" in r.text and "$0.00" in r.text
+    assert httpx.get(f"{service.api}/badge.svg", params={"sweep": 99}).status_code == 404
