@@ -64,35 +64,58 @@ def create_run(
     phase: str | None = None,
 ) -> Run:
     cfg = validate_spec(config if name is None else {**config, "name": name})
-    t = now()
     with write_session(engine) as s:
-        run = Run(
-            name=cfg.name,
-            spec_json=cfg.model_dump_json(),
-            spec_hash=cfg.spec_hash(),
-            sweep_id=sweep_id,
-            phase=phase,
-            seed=cfg.runtime.seed,
-            priority=priority,
-            max_tokens=cfg.max_tokens,
-            created_at=t,
-            updated_at=t,
-        )
-        s.add(run)
-        s.flush()
-        s.add(
-            Event(
-                run_id=run.id,
-                sweep_id=sweep_id,
-                time=t,
-                kind="state",
-                to_status="queued",
-                reason="submitted",
-            )
+        run = add_queued_run(
+            s, cfg, reason="submitted", sweep_id=sweep_id, phase=phase, priority=priority
         )
         s.commit()
         s.refresh(run)
         return run
+
+
+def add_queued_run(
+    s: Session,
+    cfg,
+    *,
+    reason: str,
+    sweep_id: int | None = None,
+    phase: str | None = None,
+    priority: int = 0,
+    cell: str | None = None,
+    axis: str | None = None,
+    is_baseline: bool = False,
+) -> Run:
+    """A queued run for a validated TrainConfig, and its first event, in the caller's
+    transaction (runs submitted alone, plan cells, promoted finalists)."""
+    t = now()
+    run = Run(
+        name=cfg.name,
+        spec_json=cfg.model_dump_json(),
+        spec_hash=cfg.spec_hash(),
+        sweep_id=sweep_id,
+        phase=phase,
+        seed=cfg.runtime.seed,
+        priority=priority,
+        max_tokens=cfg.max_tokens,
+        created_at=t,
+        updated_at=t,
+        cell=cell,
+        axis=axis,
+        is_baseline=is_baseline,
+    )
+    s.add(run)
+    s.flush()
+    s.add(
+        Event(
+            run_id=run.id,
+            sweep_id=sweep_id,
+            time=t,
+            kind="state",
+            to_status="queued",
+            reason=reason,
+        )
+    )
+    return run
 
 
 def get_run(engine: Engine, *, run_id: int) -> Run:

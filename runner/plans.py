@@ -48,6 +48,15 @@ def _count(v: Any) -> Any:
     return parse_count(v) if isinstance(v, str) else v
 
 
+def _max_tokens_counts(d: Any) -> Any:
+    """'5M' -> 5_000_000 in a section's max_tokens."""
+    return (
+        {**d, "max_tokens": _count(d["max_tokens"])}
+        if isinstance(d, dict) and "max_tokens" in d
+        else d
+    )
+
+
 class Ranking(Strict):
     max_tokens: int = Field(
         5_000_000,
@@ -62,11 +71,7 @@ class Ranking(Strict):
     @model_validator(mode="before")
     @classmethod
     def _counts(cls, d: Any) -> Any:
-        return (
-            {**d, "max_tokens": _count(d["max_tokens"])}
-            if isinstance(d, dict) and "max_tokens" in d
-            else d
-        )
+        return _max_tokens_counts(d)
 
 
 class Ablation(Strict):
@@ -96,11 +101,7 @@ class Finalists(Strict):
     @model_validator(mode="before")
     @classmethod
     def _counts(cls, d: Any) -> Any:
-        return (
-            {**d, "max_tokens": _count(d["max_tokens"])}
-            if isinstance(d, dict) and "max_tokens" in d
-            else d
-        )
+        return _max_tokens_counts(d)
 
 
 class Control(Strict):
@@ -322,33 +323,17 @@ def submit(engine: Engine, plan: PlanSpec, kind: str, reports_root: Path) -> Swe
             )
         )
         for r in rows:
-            tc = r["cfg"]
-            run = Run(
-                name=tc.name,
-                spec_json=tc.model_dump_json(),
-                spec_hash=tc.spec_hash(),
+            crud.add_queued_run(
+                s,
+                r["cfg"],
+                reason=f"cell {r['cell']} of sweep {sweep.id}",
                 sweep_id=sweep.id,
                 phase=r["phase"],
-                seed=tc.runtime.seed,
-                priority=10 if r["is_baseline"] else 0,  # the baseline leads: kills need it
-                max_tokens=tc.max_tokens,
-                created_at=t,
-                updated_at=t,
                 cell=r["cell"],
                 axis=r["axis"],
                 is_baseline=r["is_baseline"],
-            )
-            s.add(run)
-            s.flush()
-            s.add(
-                Event(
-                    run_id=run.id,
-                    sweep_id=sweep.id,
-                    time=t,
-                    kind="state",
-                    to_status="queued",
-                    reason=f"cell {r['cell']} of sweep {sweep.id}",
-                )
+                # the baseline leads: the kill rule compares with it
+                priority=10 if r["is_baseline"] else 0,
             )
         for i in infeasible:
             s.add(
@@ -542,33 +527,16 @@ def promote(
                     cfg.setdefault("eval", {})["early_stop_patience"] = (
                         plan.finalists.early_stop_patience
                     )
-                tc = validate(cfg)
-                run = Run(
-                    name=tc.name,
-                    spec_json=tc.model_dump_json(),
-                    spec_hash=tc.spec_hash(),
+                run = crud.add_queued_run(
+                    s,
+                    validate(cfg),
+                    reason=f"finalist {cell}, seed {seed}",
                     sweep_id=sweep_id,
                     phase="finalists",
-                    seed=seed,
-                    max_tokens=tc.max_tokens,
-                    created_at=t,
-                    updated_at=t,
                     cell=cell,
                     axis="finalist",
                     is_baseline=c["is_baseline"],
                     priority=5,
-                )
-                s.add(run)
-                s.flush()
-                s.add(
-                    Event(
-                        run_id=run.id,
-                        sweep_id=sweep_id,
-                        time=t,
-                        kind="state",
-                        to_status="queued",
-                        reason=f"finalist {cell}, seed {seed}",
-                    )
                 )
                 created.append(run.id)
         sw = s.get(Sweep, sweep_id)
