@@ -38,7 +38,10 @@ def create_app(
         app.state.admin_token = load_or_create_admin_token(settings.db, settings.admin_token)
         app.state.kill_rule = killrule.check
         cost.configure(
-            settings.accelerator, settings.spot, str(settings.prices) if settings.prices else None
+            settings.accelerator,
+            settings.spot,
+            str(settings.prices) if settings.prices else None,
+            settings.price_source,
         )
         sched = None
         if start_scheduler:

@@ -29,21 +29,33 @@ def price_table(path: str | None = None) -> dict:
     return yaml.safe_load(p.read_text())
 
 
-def catalog_price(accelerator: str, spot: bool) -> float | None:
-    """SkyPilot's catalog price (cheapest region/cloud), when SkyPilot is installed."""
+@lru_cache(maxsize=64)
+def catalog_price(accelerator: str, spot: bool, cloud: str = "aws") -> float | None:
+    """The cheapest one-GPU instance price in SkyPilot's catalog, or None when SkyPilot is not
+    installed or its catalog cannot be read (SkyPilot fetches it over the network)."""
     try:
-        from sky import catalog  # noqa: PLC0415 - optional dependency
-    except Exception:
-        return None
-    try:
-        return float(catalog.get_hourly_cost(None, accelerator, use_spot=spot))  # type: ignore
-    except Exception:
+        from sky import catalog
+
+        types, _ = catalog.get_instance_type_for_accelerator(
+            accelerator, 1, use_spot=spot, clouds=cloud
+        )
+        prices = [catalog.get_hourly_cost(t, spot, None, None, clouds=cloud) for t in types or []]
+        return float(min(prices)) if prices else None
+    except Exception:  # not installed, offline, unknown GPU: the shipped table answers
         return None
 
 
-def hourly_price(accelerator: str | None, spot: bool, prices_path: str | None = None) -> float:
+def hourly_price(
+    accelerator: str | None, spot: bool, prices_path: str | None = None, source: str = "table"
+) -> float:
+    """USD per GPU-hour: SkyPilot's catalog when asked (source="skypilot") and readable, else
+    the shipped, dated table."""
     if not accelerator:
         return 0.0
+    if source == "skypilot":
+        price = catalog_price(accelerator, spot)
+        if price is not None:
+            return price
     table = price_table(prices_path)["accelerators"]
     if accelerator not in table:
         raise ValueError(
@@ -59,12 +71,13 @@ def attempt_cost(
     spot: bool,
     gpus: int = 1,
     prices_path: str | None = None,
+    source: str = "table",
 ) -> tuple[float, float]:
     """(GPU-hours, USD) of one attempt."""
     if not accelerator:
         return 0.0, 0.0
     hours = max(0.0, seconds) / 3600 * gpus
-    return hours, hours * hourly_price(accelerator, spot, prices_path)
+    return hours, hours * hourly_price(accelerator, spot, prices_path, source)
 
 
 def measured_tokens_per_s(engine: Engine, sweep_id: int) -> float:
@@ -145,15 +158,18 @@ def write_summary(engine: Engine, sweep_id: int, out_dir: Path) -> Path:
 
 
 # The service's pricing, set once at start-up (create_app): which GPU its runs use.
-PRICING = {"accelerator": None, "spot": False, "prices": None}
+PRICING = {"accelerator": None, "spot": False, "prices": None, "source": "table"}
 
 
-def configure(accelerator: str | None, spot: bool, prices: str | None) -> None:
+def configure(
+    accelerator: str | None, spot: bool, prices: str | None, source: str = "table"
+) -> None:
     if accelerator:
         hourly_price(accelerator, spot, prices)  # refuse an unknown accelerator at start-up
-    PRICING.update(accelerator=accelerator, spot=spot, prices=prices)
+    PRICING.update(accelerator=accelerator, spot=spot, prices=prices, source=source)
 
 
 def charge(seconds: float) -> tuple[float, float]:
     """(GPU-hours, USD) of an attempt that ran `seconds`, at the service's pricing."""
-    return attempt_cost(seconds, PRICING["accelerator"], PRICING["spot"], 1, PRICING["prices"])
+    p = PRICING
+    return attempt_cost(seconds, p["accelerator"], p["spot"], 1, p["prices"], p["source"])

@@ -63,6 +63,10 @@ class Settings(BaseSettings):
     )
     spot: bool = Field(False, description="Price runs at spot rates.")
     prices: Path | None = Field(None, description="Price table YAML (default configs/prices.yaml).")
+    price_source: Literal["table", "skypilot"] = Field(
+        "table",
+        description="skypilot: SkyPilot's catalog first (it needs network), then the table.",
+    )
 
     @field_validator("host")
     @classmethod

@@ -79,3 +79,12 @@ def test_badge(service, tokenized_dir):
     assert r.status_code == 200 and r.headers["content-type"].startswith("image/svg+xml")
     assert "1 runs" in r.text and "$0.00" in r.text
     assert httpx.get(f"{service.api}/badge.svg", params={"sweep": 99}).status_code == 404
+
+
+def test_catalog_source_falls_back_to_the_table_offline(monkeypatch, tmp_path):
+    from runner import cost
+
+    monkeypatch.setenv("HOME", str(tmp_path))  # `import sky` writes ~/.sky
+    cost.catalog_price.cache_clear()
+    monkeypatch.setattr(cost, "catalog_price", lambda *a, **k: None)  # what offline returns
+    assert hourly_price("L4", True, source="skypilot") == hourly_price("L4", True)
