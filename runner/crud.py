@@ -302,13 +302,32 @@ def decide(engine: Engine, *, run: Run | RunRef, points, kill_rule=None) -> tupl
 
 
 def heartbeat(
-    engine: Engine, *, run: Run | RunRef, step: int | None, tokens: int | None
+    engine: Engine,
+    *,
+    run: Run | RunRef,
+    step: int | None,
+    tokens: int | None,
+    attempt: int | None = None,
 ) -> tuple[str, str | None]:
     with write_session(engine) as s:
         r = s.get(Run, run.id)
         r.last_heartbeat = now()
         if tokens is not None:
             r.tokens_seen = max(r.tokens_seen, tokens)
+        if attempt is not None and attempt > r.attempt:
+            # resumed outside the runner (a SkyPilot spot recovery): the ledger counts it too
+            s.add(
+                Event(
+                    run_id=r.id,
+                    sweep_id=r.sweep_id,
+                    time=now(),
+                    kind="attempt",
+                    reason=f"the trainer resumed as attempt {attempt} (recovered outside "
+                    "the runner, e.g. a spot relaunch)",
+                    data_json=json.dumps({"attempt": attempt, "step": step, "tokens": tokens}),
+                )
+            )
+            r.attempt = attempt
         if r.status == "launching":
             transition(s, r, "running", "first heartbeat")
         s.add(r)

@@ -180,6 +180,12 @@ class MetricsAck(BaseModel):
 class Heartbeat(Strict):
     step: int | None = PField(None, ge=0)
     tokens: int | None = PField(None, ge=0)
+    attempt: int | None = PField(
+        None,
+        ge=1,
+        le=10_000,
+        description="The trainer's own attempt count (resumes of this run directory).",
+    )
 
 
 class MetricSeries(BaseModel):

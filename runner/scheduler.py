@@ -208,6 +208,11 @@ class Scheduler:
                 reason=f"{self.launcher.name} launcher could not start the trainer: {e}",
             )
             return
+        mount = self.settings.sky_bucket_mount
+        if self.launcher.name == "skypilot" and mount:
+            # the run lives in the checkpoint bucket (/pax/runs/<id> in the job): where this
+            # host sees it, so an exited run's buffered metrics and result are taken in
+            run_dir = Path(mount) / "runs" / str(run.id)
         crud.set_run_fields(self.engine, run_id=run.id, backend_id=backend_id, run_dir=str(run_dir))
         crud.move(
             self.engine,

@@ -50,6 +50,12 @@ class Settings(BaseSettings):
         "when an engine answers), or SkyPilot managed spot jobs (pip install .[cloud]).",
     )
     docker_image: str = Field("pax:latest", description="Image for the docker launcher.")
+    sky_bucket_mount: Path | None = Field(
+        None,
+        description="Where this host sees the SkyPilot "
+        "checkpoint bucket (e.g. a gcsfuse/s3fs mount): runs "
+        "are reconciled from it when they end.",
+    )
     max_run_hours: float = Field(
         0.0, ge=0, description="Stop a run after this long (0 = no limit)."
     )

@@ -91,7 +91,13 @@ class HttpReporter(Reporter):
 
     def log(self, record: dict) -> None:
         if "step" in record:
-            self.last = {"step": int(record["step"]), "tokens": int(record.get("tokens", 0))}
+            self.last = {
+                **self.last,
+                "step": int(record["step"]),
+                "tokens": int(record.get("tokens", 0)),
+            }
+        if record.get("event") == "start":  # the heartbeat tells the runner which attempt
+            self.last["attempt"] = int(record.get("attempt", 1))
         points = to_points(record)
         if not points:
             return

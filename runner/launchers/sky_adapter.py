@@ -1,5 +1,5 @@
-"""The only module that calls SkyPilot's cloud API (sky.jobs.launch/queue/cancel, sky.down,
-sky.get). Tests replace this adapter and nothing else."""
+"""The only module that calls SkyPilot's cloud API (sky.jobs.launch/queue/cancel, sky.launch,
+sky.job_status, sky.down, sky.get). Tests replace this adapter and nothing else."""
 
 from __future__ import annotations
 
@@ -29,3 +29,18 @@ class SkyAdapter:
         import sky
 
         sky.get(sky.down(cluster))
+
+    def launch_cluster(self, task, cluster: str, idle_minutes: int) -> int:
+        """A plain (unmanaged) cluster that stops and tears itself down when idle."""
+        import sky
+
+        job_id, _handle = sky.get(
+            sky.launch(task, cluster_name=cluster, idle_minutes_to_autostop=idle_minutes, down=True)
+        )
+        return int(job_id)
+
+    def cluster_job_status(self, cluster: str, job_id: int) -> str | None:
+        import sky
+
+        status = sky.get(sky.job_status(cluster, [job_id])).get(job_id)
+        return None if status is None else str(status).split(".")[-1]

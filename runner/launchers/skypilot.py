@@ -42,6 +42,8 @@ class SkyOptions:
     max_restarts_on_errors: int = 2
     vocabs: str = "16000 8000"
     extra_envs: dict = field(default_factory=dict)
+    managed: bool = True  # managed spot job with recovery; False: a plain autostop+down cluster
+    idle_minutes: int = 10  # plain clusters: autostop (and down) after this long idle
 
 
 def validate_options(o: SkyOptions) -> None:
@@ -109,13 +111,24 @@ class SkyPilotLauncher:
     def start(self, spec: LaunchSpec) -> str:
         config = yaml.safe_load(Path(spec.config_path).read_text())["base"]
         task = build_task(spec, config, self.opts)
-        return str(self.adapter.launch(task, name=f"pax-run-{spec.run_id}"))
+        name = f"pax-run-{spec.run_id}"
+        if self.opts.managed:
+            return str(self.adapter.launch(task, name=name))
+        job = self.adapter.launch_cluster(task, name, self.opts.idle_minutes)
+        return f"cluster:{name}:{job}"
 
     def poll(self, backend_id: str) -> int | str | None:
-        status = self.adapter.status(int(backend_id))
+        if backend_id.startswith("cluster:"):
+            _, cluster, job = backend_id.split(":")
+            status = self.adapter.cluster_job_status(cluster, int(job))
+        else:
+            status = self.adapter.status(int(backend_id))
         if status is None:
             return UNKNOWN
         return DONE.get(status, RUNNING)  # PENDING, STARTING, RUNNING, RECOVERING...
 
     def stop(self, backend_id: str, grace_s: float) -> None:
-        self.adapter.cancel(int(backend_id))  # managed jobs tear their cluster down
+        if backend_id.startswith("cluster:"):
+            self.adapter.down(backend_id.split(":")[1])  # a plain cluster: tear it down
+        else:
+            self.adapter.cancel(int(backend_id))  # managed jobs tear their cluster down

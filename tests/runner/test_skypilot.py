@@ -106,6 +106,16 @@ class FakeAdapter:
     def cancel(self, job_id):
         self.cancelled.append(job_id)
 
+    def launch_cluster(self, task, cluster, idle_minutes):
+        self.launched.append((task, cluster, idle_minutes))
+        return 3
+
+    def cluster_job_status(self, cluster, job_id):
+        return self.states.get((cluster, job_id))
+
+    def down(self, cluster):
+        self.cancelled.append(cluster)
+
 
 def test_launcher_over_the_adapter(sky, tmp_path, caplog):
     from runner.launchers.skypilot import SkyPilotLauncher
@@ -178,3 +188,18 @@ def test_launch_spot_forecasts_and_asks_first(sky, tmp_path):
     assert list(list(task.resources)[0].accelerators) == ["L4"]
     low, high = out["forecast_usd"]
     assert 0 < low <= high
+
+
+def test_plain_cluster_autostops_and_is_torn_down(sky, tmp_path):
+    from runner.launchers.skypilot import SkyOptions, SkyPilotLauncher
+
+    fake = FakeAdapter()
+    launcher = SkyPilotLauncher(SkyOptions(managed=False, idle_minutes=7), adapter=fake)
+    job = launcher.start(spec(tmp_path))
+    assert job == "cluster:pax-run-7:3" and fake.launched[0][2] == 7
+    fake.states[("pax-run-7", 3)] = "RUNNING"
+    assert launcher.poll(job) == RUNNING
+    fake.states[("pax-run-7", 3)] = "SUCCEEDED"
+    assert launcher.poll(job) == 0
+    launcher.stop(job, 5)
+    assert fake.cancelled == ["pax-run-7"]

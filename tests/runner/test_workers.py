@@ -77,3 +77,24 @@ def test_exit_report_requeues_a_preempted_run(service, tokenized_dir):
         assert r.status_code == 200 and r.json()["status"] == "queued"
         again = c.post("/claim", json={"worker": "w2"}).json()
         assert again["attempt"] == 2 and again["run_token"] != claim["run_token"]
+
+
+def test_recoveries_outside_the_runner_are_recorded(service, tokenized_dir):
+    run = post_run(service, run_spec(tokenized_dir.parent))
+    with service.client() as c:
+        claim = c.post("/claim", json={"worker": "w"}).json()
+        h = {"Authorization": f"Bearer {claim['run_token']}"}
+        c.post(
+            f"/runs/{run['id']}/heartbeat",
+            json={"step": 5, "tokens": 2560, "attempt": 1},
+            headers=h,
+        ).raise_for_status()
+        c.post(
+            f"/runs/{run['id']}/heartbeat",
+            json={"step": 9, "tokens": 4608, "attempt": 3},
+            headers=h,
+        ).raise_for_status()
+    detail = httpx.get(f"{service.api}/runs/{run['id']}").json()
+    assert detail["attempt"] == 3 and detail["tokens_seen"] == 4608
+    events = httpx.get(f"{service.api}/runs/{run['id']}/events").json()
+    assert [e["data"]["attempt"] for e in events if e["kind"] == "attempt"] == [3]

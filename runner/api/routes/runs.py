@@ -229,7 +229,9 @@ def post_heartbeat(
 ):
     run = _authorised(engine, settings, request, run_id, token)
     body = body or Heartbeat()
-    action, reason = crud.heartbeat(engine, run=run, step=body.step, tokens=body.tokens)
+    action, reason = crud.heartbeat(
+        engine, run=run, step=body.step, tokens=body.tokens, attempt=body.attempt
+    )
     return MetricsAck(accepted=0, duplicates=0, action=action, reason=reason)
 
 
