@@ -8,12 +8,9 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import random
 import statistics
-import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -21,7 +18,7 @@ import httpx
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "bench"))
-from ingest import ADMIN, SPEC, free_port  # noqa: E402
+from ingest import ADMIN, SPEC, start_ledger_server  # noqa: E402
 
 
 def timed(client: httpx.Client, paths: list[str], n: int) -> dict:
@@ -49,31 +46,8 @@ def main() -> None:
     ap.add_argument("--points", type=int, default=200)
     ap.add_argument("-n", type=int, default=200)
     args = ap.parse_args()
-    tmp = Path(tempfile.mkdtemp(prefix="pax-dash-"))
-    port = free_port()
-    env = {
-        **os.environ,
-        "PYTHONPATH": str(ROOT),
-        "PAX_ADMIN_TOKEN": ADMIN,
-        "PAX_DB": str(tmp / "pax.db"),
-        "PAX_PORT": str(port),
-        "PAX_CONCURRENCY": "0",
-    }
-    server = subprocess.Popen(
-        [sys.executable, "-m", "pax.cli", "serve"],
-        env=env,
-        cwd=tmp,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    base = f"http://127.0.0.1:{port}"
+    server, base = start_ledger_server("pax-dash-")
     try:
-        for _ in range(300):
-            try:
-                if httpx.get(base + "/healthz", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                time.sleep(0.1)
         t0 = time.perf_counter()
         h = {"Authorization": f"Bearer {ADMIN}"}
         with httpx.Client(base_url=base + "/api/v1", headers=h, timeout=60) as c:

@@ -154,13 +154,9 @@ def timed_gets(url: str, n: int, params: dict) -> dict:
     }
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--seconds", type=float, default=8.0)
-    ap.add_argument("--runs", type=int, default=1000)
-    ap.add_argument("--points", type=int, default=200)
-    args = ap.parse_args()
-    tmp = Path(tempfile.mkdtemp(prefix="pax-bench-"))
+def start_ledger_server(prefix: str) -> tuple[subprocess.Popen, str]:
+    """A real `pax serve --concurrency 0` on a free port with a fresh ledger, once healthy."""
+    tmp = Path(tempfile.mkdtemp(prefix=prefix))
     port = free_port()
     env = {
         **os.environ,
@@ -177,7 +173,26 @@ def main() -> None:
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
-    api = f"http://127.0.0.1:{port}/api/v1"
+    base = f"http://127.0.0.1:{port}"
+    for _ in range(300):
+        try:
+            if httpx.get(base + "/healthz", timeout=1).status_code == 200:
+                return server, base
+        except httpx.HTTPError:
+            time.sleep(0.1)
+    server.terminate()
+    raise RuntimeError("pax serve did not come up")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--seconds", type=float, default=8.0)
+    ap.add_argument("--runs", type=int, default=1000)
+    ap.add_argument("--points", type=int, default=200)
+    args = ap.parse_args()
+    server, base = start_ledger_server("pax-bench-")
+    port = int(base.rsplit(":", 1)[1])
+    api = f"{base}/api/v1"
     peak = {"rss": 0}
     stop = threading.Event()
 
@@ -191,12 +206,6 @@ def main() -> None:
             time.sleep(0.05)
 
     try:
-        for _ in range(300):
-            try:
-                if httpx.get(api + "/healthz", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                time.sleep(0.1)
         threading.Thread(target=sample, daemon=True).start()
         h = {"Authorization": f"Bearer {ADMIN}"}
         with httpx.Client(base_url=api, headers=h, timeout=60) as c:
