@@ -387,17 +387,6 @@ def metric_series(
     return [{"step": r[0], "tokens": r[1], "value": r[2]} for r in rows], total
 
 
-def metric_names(engine: Engine, *, run_id: int) -> list[str]:
-    with engine.connect() as conn:
-        return [
-            r[0]
-            for r in conn.execute(
-                text("SELECT name FROM latest_metrics WHERE run_id = :r ORDER BY name"),
-                {"r": run_id},
-            )
-        ]
-
-
 # ---------------------------------------------------------------- scheduling
 
 

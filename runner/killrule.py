@@ -106,6 +106,21 @@ def curve(engine: Engine, run_id: int, metric: str) -> list[tuple[int, float]]:
     return [(int(t), float(v)) for t, v in rows]
 
 
+_SPECS: dict[tuple[int, int], KillRuleSpec] = {}
+
+
+def sweep_spec(engine: Engine, sweep_id: int) -> KillRuleSpec:
+    """A sweep's kill rule (its plan never changes after submission, so it is read once)."""
+    key = (id(engine), sweep_id)
+    if key not in _SPECS:
+        with engine.connect() as conn:
+            spec_json = conn.exec_driver_sql(
+                "SELECT spec_json FROM sweeps WHERE id = ?", (sweep_id,)
+            ).scalar()
+        _SPECS[key] = KillRuleSpec(**(json.loads(spec_json or "{}").get("kill_rule") or {}))
+    return _SPECS[key]
+
+
 def check(engine: Engine, run, points) -> str | None:
     """The service's hook on ingest: a stop reason, or None. Only runs of a sweep with a
     baseline in the same phase are judged; the verdict and its evidence become an event."""
@@ -113,21 +128,20 @@ def check(engine: Engine, run, points) -> str | None:
 
     if run.sweep_id is None:
         return None
+    # most posts carry no point of the compared curve: decide that before touching the ledger
+    spec = sweep_spec(engine, run.sweep_id)
+    if not spec.enabled or not any(p[0] == spec.metric for p in points):
+        return None
     with engine.connect() as conn:
         row = conn.exec_driver_sql(
-            "SELECT s.spec_json, r.is_baseline, r.seed FROM runs r JOIN sweeps s "
-            "ON s.id = r.sweep_id WHERE r.id = ?",
-            (run.id,),
+            "SELECT is_baseline, seed FROM runs WHERE id = ?", (run.id,)
         ).first()
-        if row is None or row[1]:
-            return None
-        spec = KillRuleSpec(**(json.loads(row[0]).get("kill_rule") or {}))
-        if not spec.enabled or not any(p[0] == spec.metric for p in points):
+        if row is None or row[0]:
             return None
         base = conn.exec_driver_sql(
             "SELECT id FROM runs WHERE sweep_id = ? AND phase IS ? AND is_baseline "
             "ORDER BY (seed = ?) DESC, id LIMIT 1",
-            (run.sweep_id, run.phase, row[2]),
+            (run.sweep_id, run.phase, row[1]),
         ).first()
     if base is None:
         return None

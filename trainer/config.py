@@ -210,11 +210,6 @@ def apply_overrides(raw: dict, overrides: list[str]) -> dict:
     return raw
 
 
-def experiments_in(path: Path) -> dict[str, dict]:
-    doc = _load_yaml(path)
-    return doc.get("experiments") or {}
-
-
 def _load_yaml(path: Path) -> dict:
     path = Path(path)
     if not path.is_file():

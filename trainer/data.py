@@ -43,7 +43,3 @@ class Batches:
             rows.append(self.tokens[start : start + self.seq_len + 1])
         chunk = torch.from_numpy(np.stack(rows).astype(np.int64))
         return chunk[:, :-1], chunk[:, 1:]
-
-    @property
-    def epoch_tokens(self) -> int:
-        return self.n_windows * self.seq_len

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-import shutil
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -159,12 +158,6 @@ def fetch_verified(
             "(`sha256sum` format, paths relative to the mirror) to the mirror."
         )
     return fetch(base, relpath, sha256=digest, subdir=subdir)
-
-
-def atomic_copy(src: Path, dst: Path) -> None:
-    tmp = dst.with_name(f".{dst.name}.tmp{os.getpid()}")
-    shutil.copyfile(src, tmp)
-    os.replace(tmp, dst)
 
 
 def atomic_write_text(dst: Path, text: str) -> None:
