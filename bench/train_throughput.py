@@ -20,9 +20,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import torch  # noqa: E402
 
+from trainer.evaluation.profile import matmul_peak, sync  # noqa: E402
 from trainer.model import GPT, ModelConfig  # noqa: E402
 from trainer.params import plan  # noqa: E402
-from trainer.profile import matmul_peak, sync  # noqa: E402
 
 SHAPES = {
     # the study's baseline plan: 10M, V=16k, tied, embedding 0.35, GLU 2.66

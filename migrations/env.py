@@ -1,14 +1,22 @@
-"""Alembic environment for the pax ledger (SQLite; batch mode for ALTERs)."""
+"""Alembic environment for the pax ledger. `target_metadata` is the models' metadata, so
+`alembic check` (and tests/runner/test_migrations.py) can compare models and schema."""
 
 from alembic import context
 from sqlalchemy import create_engine, pool
+from sqlmodel import SQLModel
+
+from runner.ledger import models  # noqa: F401 - registers the tables on SQLModel.metadata
 
 config = context.config
+target_metadata = SQLModel.metadata
 
 
 def run_migrations_offline() -> None:
     context.configure(
-        url=config.get_main_option("sqlalchemy.url"), literal_binds=True, render_as_batch=True
+        url=config.get_main_option("sqlalchemy.url"),
+        target_metadata=target_metadata,
+        literal_binds=True,
+        render_as_batch=True,
     )
     with context.begin_transaction():
         context.run_migrations()
@@ -17,7 +25,9 @@ def run_migrations_offline() -> None:
 def run_migrations_online() -> None:
     engine = create_engine(config.get_main_option("sqlalchemy.url"), poolclass=pool.NullPool)
     with engine.connect() as connection:
-        context.configure(connection=connection, render_as_batch=True)
+        context.configure(
+            connection=connection, target_metadata=target_metadata, render_as_batch=True
+        )
         with context.begin_transaction():
             context.run_migrations()
     engine.dispose()

@@ -48,8 +48,8 @@ def data_wikitext(
     force: Annotated[bool, typer.Option(help="Rewrite even if the output is current.")] = False,
 ) -> None:
     """Fetch WikiText-2 (Hugging Face hub, or a mirror) and write it with a manifest."""
-    from trainer.fetch import FetchError
-    from trainer.wikitext import download_wikitext
+    from trainer.prep.fetch import FetchError
+    from trainer.prep.wikitext import download_wikitext
 
     try:
         m = download_wikitext(
@@ -83,7 +83,7 @@ def tokenize(
     force: Annotated[bool, typer.Option(help="Retrain even if the cache is current.")] = False,
 ) -> None:
     """Train a SentencePiece tokenizer and encode every split to uint16 token files."""
-    from trainer.tokenizer import build_tokenizer, tokenized_dir
+    from trainer.prep.tokenizer import build_tokenizer, tokenized_dir
 
     try:
         m = build_tokenizer(
@@ -220,8 +220,9 @@ def train_cmd(
 
     Exit codes: 0 done, 1 crashed, 2 bad config, 3 killed by rule, 75 preempted."""
     from trainer.config import ConfigError
+    from trainer.exits import EXIT_BAD_CONFIG
     from trainer.runs import default_run_dir, finished
-    from trainer.train import EXIT_BAD_CONFIG, RunLocked, train
+    from trainer.train import RunLocked, train
 
     cfg = _config(config, exp, overrides)
     if overfit_tokens:
@@ -296,7 +297,7 @@ def eval_cmd(
     only: Annotated[str, typer.Option(help="all, ppl, smallbench or profile")] = "all",
 ) -> None:
     """Evaluate a run's latest checkpoint; writes eval.json in the run directory."""
-    from trainer.evaluate_run import evaluate_run
+    from trainer.evaluation.run_dir import evaluate_run
 
     try:
         res = evaluate_run(run_dir, smallbench_dir=smallbench_dir, only=only)
@@ -324,8 +325,8 @@ def data_smallbench(
     pairs_per_task: Annotated[int, typer.Option("--pairs-per-task", "--pairs_per_task")] = 200,
 ) -> None:
     """Fetch BLiMP and build the SmallBench suite (held out from the training corpus)."""
-    from trainer.fetch import FetchError
-    from trainer.smallbench import build_suite
+    from trainer.prep.fetch import FetchError
+    from trainer.prep.smallbench import build_suite
 
     if not corpus.is_file():
         err.print(
@@ -365,7 +366,7 @@ def db_upgrade(
     revision: Annotated[str, typer.Option(help="Target revision.")] = "head",
 ) -> None:
     """Migrate the ledger to the newest schema (data kept)."""
-    from runner.db import current_revision, upgrade
+    from runner.ledger.db import current_revision, upgrade
     from runner.settings import Settings
 
     path = db or Settings().db
@@ -405,6 +406,7 @@ def serve(
     from pydantic import ValidationError
 
     from runner.settings import Settings
+    from trainer.config import describe_errors
 
     given = {
         k: v
@@ -414,7 +416,7 @@ def serve(
     try:
         settings = Settings(**given)
     except ValidationError as e:
-        fail("; ".join(f"{'.'.join(map(str, x['loc']))}: {x['msg']}" for x in e.errors()))
+        fail(describe_errors(e.errors(), "settings"))
     err.print(
         f"pax serve: ledger {settings.db}, http://{settings.host}:{settings.port} "
         f"(API /api/v1, docs /docs), concurrency {settings.concurrency}"
@@ -510,7 +512,7 @@ def aggregate_cmd(
 ) -> None:
     """One row per run directory (the same columns as GET /api/v1/results.csv), plus the
     early-results, ranking and finalists tables and the plots."""
-    from runner.report import aggregate_logs
+    from runner.study.report import aggregate_logs
 
     try:
         files = aggregate_logs(log_dir, output, report_dir)
@@ -544,7 +546,7 @@ def worker_cmd(
     ] = 0,
 ) -> None:
     """Pull queued runs from a service and train them here (GPU if present)."""
-    from runner.worker import run_worker
+    from runner.launch.worker import run_worker
 
     if not token:
         fail("no token: pass --token or set PAX_ADMIN_TOKEN (the service's admin token)")
@@ -602,7 +604,7 @@ def sky_launch(
 ) -> None:
     """Launch one run or a whole sweep as managed spot jobs (auto-terminating, resumable from
     the bucket checkpoint), after printing the forecast cost and asking for confirmation."""
-    from runner.spot import launch_spot
+    from runner.launch.sky_cli import launch_spot
 
     try:
         out = launch_spot(

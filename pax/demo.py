@@ -19,9 +19,9 @@ DEMO_DB = Path("var/demo/pax.db")
 
 def prepare_data(vocab_sizes: list[int]) -> None:
     """WikiText-2 (official source or $PAX_DATA_MIRROR), SmallBench, one tokenizer per V."""
-    from trainer.smallbench import build_suite
-    from trainer.tokenizer import build_tokenizer
-    from trainer.wikitext import download_wikitext
+    from trainer.prep.smallbench import build_suite
+    from trainer.prep.tokenizer import build_tokenizer
+    from trainer.prep.wikitext import download_wikitext
 
     t0 = time.time()
     m = download_wikitext(Path("data/wikitext-2"))

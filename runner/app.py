@@ -1,5 +1,10 @@
 """The service: `create_app(settings, extra_routers)`. The CLI adds the dashboard's routers one
-floor up, so the service never imports the web package."""
+floor up, so the service never imports the web package.
+
+Everything with state is built here, once, at start-up, and held by the app: the engine, the
+admin token, the pricing, the ingest writer, the kill rule and the scheduler. Nothing of it lives
+in a module global, so two apps in one process (tests) never share any of it.
+"""
 
 from __future__ import annotations
 
@@ -7,16 +12,18 @@ import logging
 from collections.abc import Sequence
 from contextlib import asynccontextmanager
 
-from fastapi import APIRouter, FastAPI, Request
-from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi import APIRouter, FastAPI
 
-from runner import cost, killrule
-from runner.api.deps import describe_errors
-from runner.api.routes import health, runs, sweeps, workers
+from runner.api import errors
+from runner.api.routes import health, results, runs, sweeps, workers
 from runner.auth import load_or_create_admin_token
-from runner.db import make_engine, upgrade
+from runner.launch.cost import Pricing
+from runner.ledger.db import make_engine, upgrade
+from runner.ledger.ingest import GroupWriter
 from runner.settings import Settings
+from runner.study import sweeps as study_sweeps
+from runner.study.killrule import KillRule
+from runner.study.report import write_decisions
 
 API_PREFIX = "/api/v1"
 
@@ -28,30 +35,35 @@ def create_app(
     start_scheduler: bool = True,
 ) -> FastAPI:
     settings = settings or Settings()
+    pricing = Pricing.from_settings(settings)  # an unknown GPU or a bad table fails here
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
-        from runner.scheduler import Scheduler
+        from runner.launch.scheduler import Scheduler
 
         upgrade(settings.db)  # once, before listening
-        app.state.engine = make_engine(settings.db)
+        engine = make_engine(settings.db)
+        app.state.engine = engine
         app.state.admin_token = load_or_create_admin_token(settings.db, settings.admin_token)
-        app.state.kill_rule = killrule.check
-        cost.configure(
-            settings.accelerator,
-            settings.spot,
-            str(settings.prices) if settings.prices else None,
-            settings.price_source,
-        )
+        app.state.pricing = pricing
+        app.state.ingest = GroupWriter(engine)
+        app.state.kill_rule = KillRule(on_verdict=write_decisions)
         sched = None
         if start_scheduler:
-            sched = Scheduler(app.state.engine, settings, launcher or make_launcher(settings))
+            sched = Scheduler(
+                engine,
+                settings,
+                launcher or make_launcher(settings),
+                pricing,
+                on_tick=lambda: study_sweeps.advance(engine, pricing),
+            )
             sched.start()
         app.state.scheduler = sched
         yield
         if sched:
             sched.shutdown()
-        app.state.engine.dispose()
+        app.state.ingest.close()
+        engine.dispose()
 
     app = FastAPI(
         title="pax runner",
@@ -60,20 +72,10 @@ def create_app(
         description="Ledger, queue and launcher for parameter-allocation experiments.",
     )
     app.state.settings = settings
-
-    @app.exception_handler(RequestValidationError)
-    async def _invalid(request: Request, exc: RequestValidationError):
-        # one readable sentence per problem, naming the field
-        return JSONResponse(
-            {"detail": describe_errors(exc.errors()), "errors": jsonable(exc.errors())},
-            status_code=422,
-        )
-
+    errors.install(app)
     api = APIRouter(prefix=API_PREFIX)
-    api.include_router(runs.router)
-    api.include_router(sweeps.router)
-    api.include_router(workers.router)
-    api.include_router(health.router)
+    for r in (runs.router, sweeps.router, workers.router, results.router, health.router):
+        api.include_router(r)
     app.include_router(api)
     app.include_router(health.router)  # /healthz at the root too, for load balancers
     for r in extra_routers:
@@ -84,10 +86,10 @@ def create_app(
 
 def make_launcher(settings: Settings):
     """The configured launcher; docker falls back to local processes when no engine answers."""
-    from runner.launchers.local import LocalLauncher
+    from runner.launch.local import LocalLauncher
 
     if settings.launcher == "docker":
-        from runner.launchers.docker import DockerLauncher, DockerOptions, engine_available
+        from runner.launch.docker import DockerLauncher, DockerOptions, engine_available
 
         if engine_available():
             return DockerLauncher(DockerOptions(image=settings.docker_image))
@@ -95,12 +97,7 @@ def make_launcher(settings: Settings):
             "launcher=docker but no Docker engine answers `docker info`: using local processes"
         )
     elif settings.launcher == "skypilot":
-        from runner.launchers.skypilot import SkyPilotLauncher
+        from runner.launch.skypilot import SkyPilotLauncher
 
         return SkyPilotLauncher()
     return LocalLauncher()
-
-
-def jsonable(errors: list) -> list:
-    """Validation errors without their inputs: an input may be huge, or NaN (not JSON)."""
-    return [{k: v for k, v in e.items() if k in ("type", "loc", "msg")} for e in errors]

@@ -115,7 +115,7 @@ def real_mirror() -> Path:
 @pytest.fixture(scope="session")
 def corpus_dir(tmp_path_factory) -> Path:
     """A WikiText-shaped data folder (train/valid/test.txt + manifest), built once per session."""
-    from trainer.wikitext import download_wikitext
+    from trainer.prep.wikitext import download_wikitext
 
     mirror = write_text_mirror(tmp_path_factory.mktemp("mirror"), "text")
     out = tmp_path_factory.mktemp("data") / "wikitext-2"
@@ -126,8 +126,8 @@ def corpus_dir(tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def tokenized_dir(corpus_dir, tmp_path_factory) -> Path:
     """A small SentencePiece tokenizer (V=512) and token files over `corpus_dir`."""
-    from trainer.tokenizer import build_tokenizer
-    from trainer.tokenizer import tokenized_dir as tdir
+    from trainer.prep.tokenizer import build_tokenizer
+    from trainer.prep.tokenizer import tokenized_dir as tdir
 
     root = tmp_path_factory.mktemp("tok")
     build_tokenizer(corpus_dir, 512, root, reports_dir=None)

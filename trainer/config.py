@@ -11,12 +11,20 @@ import copy
 import hashlib
 import json
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, model_validator
 
 from trainer.params import Plan, parse_count, plan
+
+
+def _count(v: Any) -> Any:
+    return parse_count(v) if isinstance(v, str) else v
+
+
+# A count of parameters or tokens: an int, or text such as "10M", "250k", "1.5M".
+Count = Annotated[int, BeforeValidator(_count)]
 
 
 class Section(BaseModel):
@@ -24,7 +32,7 @@ class Section(BaseModel):
 
 
 class ModelSpec(Section):
-    total_params: int = Field(
+    total_params: Count = Field(
         10_000_000, ge=10_000, le=2_000_000_000, description="Parameter budget for the whole model."
     )
     embedding_ratio: float = Field(
@@ -33,13 +41,6 @@ class ModelSpec(Section):
     glu_expansion: float = Field(2.66, ge=0.5, le=16, description="SwiGLU inner width / d_model.")
     vocab_size: int = Field(16_000, ge=64, le=65_535, description="Tokenizer vocabulary size.")
     tied_lm_head: bool = Field(True, description="Share the embedding tensor with the LM head.")
-
-    @model_validator(mode="before")
-    @classmethod
-    def _counts(cls, data: Any) -> Any:
-        if isinstance(data, dict) and isinstance(data.get("total_params"), str):
-            data = {**data, "total_params": parse_count(data["total_params"])}
-        return data
 
 
 class DataSpec(Section):
@@ -53,7 +54,9 @@ class DataSpec(Section):
 class OptimSpec(Section):
     lr: float = Field(3e-3, gt=0, le=1.0, description="Peak learning rate.")
     min_lr_ratio: float = Field(0.1, ge=0, le=1, description="Cosine floor as a fraction of lr.")
-    warmup_tokens: int = Field(200_000, ge=0, description="Linear warmup length in tokens.")
+    warmup_tokens: Count = Field(
+        200_000, ge=0, le=10**12, description="Linear warmup length in tokens."
+    )
     weight_decay: float = Field(
         0.1,
         ge=0,
@@ -67,8 +70,10 @@ class OptimSpec(Section):
 
 
 class EvalSpec(Section):
-    every_tokens: int = Field(1_000_000, ge=0, description="Dev evaluation interval; 0 = end only.")
-    max_tokens: int = Field(
+    every_tokens: Count = Field(
+        1_000_000, ge=0, le=10**12, description="Dev evaluation interval; 0 = end only."
+    )
+    max_tokens: Count = Field(
         0,
         ge=0,
         description="Cap on dev tokens per interval eval (0 = the "
@@ -120,7 +125,7 @@ class LogSpec(Section):
 
 class TrainConfig(Section):
     name: str = Field("run", min_length=1, max_length=100, description="Experiment name.")
-    max_tokens: int = Field(5_000_000, ge=1, le=10**12, description="Token budget of the run.")
+    max_tokens: Count = Field(5_000_000, ge=1, le=10**12, description="Token budget of the run.")
     model: ModelSpec = Field(default_factory=ModelSpec)
     data: DataSpec = Field(default_factory=DataSpec)
     optim: OptimSpec = Field(default_factory=OptimSpec)
@@ -128,13 +133,6 @@ class TrainConfig(Section):
     checkpoint: CheckpointSpec = Field(default_factory=CheckpointSpec)
     runtime: RuntimeSpec = Field(default_factory=RuntimeSpec)
     log: LogSpec = Field(default_factory=LogSpec)
-
-    @model_validator(mode="before")
-    @classmethod
-    def _counts(cls, data: Any) -> Any:
-        if isinstance(data, dict) and isinstance(data.get("max_tokens"), str):
-            data = {**data, "max_tokens": parse_count(data["max_tokens"])}
-        return data
 
     @model_validator(mode="after")
     def _fits(self) -> TrainConfig:
@@ -172,15 +170,21 @@ class ConfigError(ValueError):
     """A config that cannot be used; the message names the field and the fix."""
 
 
-def format_validation_error(e: ValidationError) -> str:
-    lines = []
-    for err in e.errors():
-        loc = ".".join(str(p) for p in err["loc"]) or "config"
+def describe_errors(errors: list, root: str = "config") -> str:
+    """Pydantic errors as one readable line, each naming its dotted field (the one formatter of
+    validation errors: configs, plans, settings and API bodies)."""
+    parts = []
+    for err in errors:
+        loc = ".".join(str(p) for p in err["loc"] if p != "body") or root
         msg = err["msg"].removeprefix("Value error, ")
         if err["type"] == "extra_forbidden":
-            msg = "unknown field (check the spelling; `pax train --help-config` lists fields)"
-        lines.append(f"{loc}: {msg}")
-    return "invalid config: " + "; ".join(lines)
+            msg = "unknown field (check the spelling; docs/training.md lists the fields)"
+        parts.append(f"{loc}: {msg}")
+    return "; ".join(parts)
+
+
+def format_validation_error(e: ValidationError) -> str:
+    return "invalid config: " + describe_errors(e.errors())
 
 
 def deep_merge(base: dict, over: dict) -> dict:

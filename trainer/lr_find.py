@@ -16,7 +16,7 @@ import numpy as np
 from trainer.config import TrainConfig
 from trainer.data import Batches
 from trainer.model import GPT
-from trainer.tokenizer import load_tokens
+from trainer.prep.tokenizer import load_tokens
 
 
 def lr_find(
@@ -29,7 +29,7 @@ def lr_find(
     smoothing: float = 0.9,
     diverge: float = 4.0,
 ) -> dict:
-    from trainer.train import build_optimizer, precision, resolve_device, seed_everything
+    from trainer.runtime import build_optimizer, precision, resolve_device, seed_everything
 
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)

@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from trainer.params import Plan, count_params
+from trainer.params import Plan
 
 
 @dataclass(frozen=True)
@@ -221,16 +221,6 @@ class GPT(nn.Module):
         if counts["total"] != sum(v for k, v in counts.items() if k != "total"):
             raise RuntimeError("a parameter is outside the known components")
         return counts
-
-    def analytic_counts(self) -> dict[str, int]:
-        c = self.cfg
-        return count_params(
-            d_model=c.d_model,
-            n_layers=c.n_layers,
-            ffn_hidden=c.ffn_hidden,
-            vocab_size=c.vocab_size,
-            tied_lm_head=c.tied_lm_head,
-        )
 
     def hidden(self, idx: torch.Tensor) -> torch.Tensor:
         T = idx.shape[1]

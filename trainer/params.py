@@ -233,7 +233,7 @@ def parse_count(text: str | int) -> int:
     num = s[:-1] if mult != 1 else s
     try:
         return int(round(float(num) * mult))
-    except ValueError:
+    except (ValueError, OverflowError):  # not a number, or nan/inf
         raise ValueError(
             f"cannot read {text!r} as a count; use e.g. 10M, 16k or 10000000"
         ) from None

@@ -7,6 +7,7 @@ default); different experiments or seeds get different directories and never col
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 from trainer.config import TrainConfig
@@ -27,3 +28,10 @@ def finished(run_dir: Path) -> dict | None:
         return None
     doc = json.loads(path.read_text())
     return doc if doc.get("run", {}).get("status") in ("succeeded", "killed") else None
+
+
+def write_json(path: Path, doc: dict) -> None:
+    """Write a run directory's JSON file atomically (a temporary name, then a rename)."""
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    tmp.write_text(json.dumps(doc, indent=2, default=str) + "\n")
+    os.replace(tmp, path)

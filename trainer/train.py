@@ -2,14 +2,11 @@
 
 Run directory: config.json, plan.json, checkpoints/, metrics.jsonl (events as they happen),
 metrics.json (the final document, schema in docs/metrics.md), train.log when launched by the
-runner, lr_find.{csv,png} for LR range tests.
+runner, lr_find.{csv,png} for LR range tests. Exit codes: `trainer.exits`.
 
-Exit codes (also in README):
-    0   done: trained and evaluated (or already done)
-    1   crashed: an unexpected error; the latest checkpoint is intact, rerun to resume
-    2   bad config or input: nothing was trained; the message names the field and the fix
-    3   killed by rule: the runner's kill rule asked to stop; checkpoint and metrics.json written
-    75  preempted: SIGTERM/SIGINT; checkpoint written, rerun the same command to resume
+A run reads in four steps: `set_up` (build or resume), `train_loop` (optimizer steps, logging,
+periodic evaluation, checkpoints, stops), `final_evaluation` (whole splits, SmallBench, profile)
+and `finish` (metrics.json, posted to the runner when there is one).
 """
 
 from __future__ import annotations
@@ -19,14 +16,11 @@ import json
 import math
 import os
 import platform
-import random
 import signal
 import subprocess
 import sys
 import time
-from contextlib import nullcontext
 from dataclasses import dataclass, field
-from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -35,86 +29,24 @@ import torch
 from trainer import checkpoint as ckpt
 from trainer.config import ConfigError, TrainConfig
 from trainer.data import Batches
-from trainer.evaluate import evaluate_split
+from trainer.evaluation.perplexity import evaluate_split
+from trainer.evaluation.profile import LENGTHS as PROFILE_LENGTHS
+from trainer.exits import EXIT_KILLED, EXIT_OK, EXIT_PREEMPTED
 from trainer.model import GPT
-from trainer.reporter import JsonlReporter, Reporter, Reporters, optional_reporters
+from trainer.params import Plan
+from trainer.prep.tokenizer import load_tokens
+from trainer.reporting import reporters_for
+from trainer.reporting.base import Reporter, Reporters
+from trainer.runs import write_json
+from trainer.runtime import build_optimizer, precision, resolve_device, seed_everything
 from trainer.schedule import lr_at
-from trainer.tokenizer import load_tokens
 
-EXIT_OK, EXIT_CRASH, EXIT_BAD_CONFIG, EXIT_KILLED, EXIT_PREEMPTED = 0, 1, 2, 3, 75
 METRICS_SCHEMA_VERSION = 1
-PROFILE_LENGTHS = (128, 512)
+EVAL_KEYS = ("step", "tokens", "token_ppl", "word_ppl", "bits_per_byte", "loss")
 
 
 class RunLocked(RuntimeError):
     pass
-
-
-# ---------------------------------------------------------------- runtime set-up
-
-
-def resolve_device(spec: str) -> torch.device:
-    if spec == "cuda" and not torch.cuda.is_available():
-        raise ConfigError(
-            "runtime.device: cuda was asked for but no CUDA device is visible; use auto or cpu"
-        )
-    if spec == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(spec)
-
-
-def precision(device: torch.device, dtype: str):
-    """(autocast factory, GradScaler or None, the dtype actually used)."""
-    if dtype == "fp32":
-        return nullcontext, None, "fp32"
-    if dtype == "bf16" and device.type == "cuda" and not torch.cuda.is_bf16_supported():
-        dtype = "fp16"  # pre-Ampere GPUs: fp16 with loss scaling instead
-    torch_dtype = torch.bfloat16 if dtype == "bf16" else torch.float16
-    scaler = torch.amp.GradScaler(device.type) if dtype == "fp16" else None
-    return partial(torch.autocast, device.type, dtype=torch_dtype), scaler, dtype
-
-
-def seed_everything(seed: int, deterministic: bool, threads: int) -> None:
-    if threads:
-        torch.set_num_threads(threads)
-    random.seed(seed)
-    np.random.seed(seed)
-    torch.manual_seed(seed)
-    torch.use_deterministic_algorithms(deterministic, warn_only=True)
-    torch.backends.cudnn.deterministic = deterministic
-    torch.backends.cudnn.benchmark = not deterministic
-    if deterministic:
-        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
-
-
-def git_sha() -> str | None:
-    if os.environ.get("PAX_GIT_SHA"):
-        return os.environ["PAX_GIT_SHA"]
-    try:
-        out = subprocess.run(
-            ["git", "rev-parse", "HEAD"],
-            cwd=Path(__file__).parent,
-            capture_output=True,
-            text=True,
-            timeout=5,
-        )
-        return out.stdout.strip() or None
-    except (OSError, subprocess.SubprocessError):
-        return None
-
-
-def build_optimizer(model: torch.nn.Module, cfg: TrainConfig, device: torch.device):
-    # Matrices (embedding included, as in GPT-2/nanoGPT) decay; RMSNorm gains do not.
-    decay = [p for p in model.parameters() if p.dim() >= 2]
-    no_decay = [p for p in model.parameters() if p.dim() < 2]
-    groups = [
-        {"params": decay, "weight_decay": cfg.optim.weight_decay},
-        {"params": no_decay, "weight_decay": 0.0},
-    ]
-    kw = {"fused": True} if device.type == "cuda" else {"foreach": True}
-    return torch.optim.AdamW(
-        groups, lr=cfg.optim.lr, betas=(cfg.optim.beta1, cfg.optim.beta2), **kw
-    )
 
 
 class RunLock:
@@ -173,9 +105,6 @@ class StopSignal:
             signal.signal(s, h)
 
 
-# ---------------------------------------------------------------- progress
-
-
 class Progress:
     """A rich progress bar on a terminal; plain periodic lines otherwise (logs, CI)."""
 
@@ -216,17 +145,69 @@ class Progress:
             self.bar.stop()
 
 
-# ---------------------------------------------------------------- the run
+def git_sha() -> str | None:
+    if os.environ.get("PAX_GIT_SHA"):
+        return os.environ["PAX_GIT_SHA"]
+    try:
+        out = subprocess.run(
+            ["git", "rev-parse", "HEAD"],
+            cwd=Path(__file__).parent,
+            capture_output=True,
+            text=True,
+            timeout=5,
+        )
+        return out.stdout.strip() or None
+    except (OSError, subprocess.SubprocessError):
+        return None
+
+
+# ---------------------------------------------------------------- the run's state
 
 
 @dataclass
 class RunState:
+    """What a checkpoint carries besides the weights, so that a resume continues exactly."""
+
     step: int = 0
     tokens: int = 0
     elapsed: float = 0.0  # training wall time, summed over attempts
     last_loss: float = float("nan")
     evals: list = field(default_factory=list)
     attempts: int = 0
+
+
+@dataclass
+class Run:
+    """Everything one run needs, built once by `set_up`."""
+
+    cfg: TrainConfig
+    run_dir: Path
+    device: torch.device
+    autocast: object
+    scaler: object
+    dtype: str
+    plan: Plan
+    tok_dir: Path
+    tok_manifest: dict
+    data_manifest: dict
+    batches: Batches
+    model: GPT
+    fwd: torch.nn.Module
+    optimizer: torch.optim.Optimizer
+    report: Reporters
+    state: RunState
+    resumed: bool
+    overfit_tokens: int = 0
+    last_saved_step: int = -1
+    last_ckpt_time: float = field(default_factory=time.time)
+
+    @property
+    def sample(self) -> bool:
+        return bool(self.tok_manifest.get("sample"))
+
+    @property
+    def ckpt_dir(self) -> Path:
+        return self.run_dir / "checkpoints"
 
 
 def _load_data(cfg: TrainConfig) -> tuple[Path, dict, dict]:
@@ -251,58 +232,28 @@ def _load_data(cfg: TrainConfig) -> tuple[Path, dict, dict]:
     return tok_dir, manifest, data_manifest
 
 
-def write_json(path: Path, doc: dict) -> None:
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    tmp.write_text(json.dumps(doc, indent=2, default=str) + "\n")
-    os.replace(tmp, path)
+# ---------------------------------------------------------------- 1) set-up and resume
 
 
-def train(
-    cfg: TrainConfig,
-    run_dir: Path,
-    *,
-    reporters: list[Reporter] | None = None,
-    overfit_tokens: int = 0,
-    progress: bool = True,
-    lock_wait_s: float = 0.0,
-) -> tuple[int, dict]:
-    """Train and evaluate one run in `run_dir`; return (exit code, metrics document)."""
-    run_dir = Path(run_dir)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    with RunLock(run_dir, lock_wait_s), StopSignal() as stop:
-        return _train(cfg, run_dir, stop, reporters or [], overfit_tokens, progress)
-
-
-def _train(
-    cfg: TrainConfig,
-    run_dir: Path,
-    stop: StopSignal,
-    extra: list[Reporter],
-    overfit_tokens: int,
-    show_progress: bool,
-) -> tuple[int, dict]:
-    t_start = time.time()
+def set_up(cfg: TrainConfig, run_dir: Path, extra: list[Reporter], overfit_tokens: int = 0) -> Run:
+    """Device, seeds, data, model and optimizer; then the latest checkpoint, if any."""
     device = resolve_device(cfg.runtime.device)
     seed_everything(cfg.runtime.seed, cfg.runtime.deterministic, cfg.runtime.threads)
     autocast, scaler, used_dtype = precision(device, cfg.runtime.dtype)
     plan = cfg.plan()
     tok_dir, tok_manifest, data_manifest = _load_data(cfg)
-    sample = bool(tok_manifest.get("sample"))
-
     train_tokens = load_tokens(tok_dir, "train")
     if overfit_tokens:
         train_tokens = np.asarray(train_tokens[: overfit_tokens + 1])
     batches = Batches(train_tokens, cfg.data.seq_len, cfg.data.batch_size, cfg.runtime.seed)
-
     model = GPT.from_plan(plan, max_seq_len=max(cfg.data.seq_len, *PROFILE_LENGTHS)).to(device)
     optimizer = build_optimizer(model, cfg, device)
     fwd = model.compiled() if cfg.runtime.compile else model
-
     (run_dir / "config.json").write_text(cfg.model_dump_json(indent=2))
     (run_dir / "plan.json").write_text(plan.to_json())
-    ckpt_dir = run_dir / "checkpoints"
+
     state = RunState()
-    resumed = ckpt.latest(ckpt_dir) if cfg.checkpoint.resume else None
+    resumed = ckpt.latest(run_dir / "checkpoints") if cfg.checkpoint.resume else None
     if resumed is not None:
         saved, meta = resumed
         if meta.get("spec_hash") != cfg.spec_hash():
@@ -325,277 +276,235 @@ def _train(
             attempts=meta.get("attempts", 0),
         )
     state.attempts += 1
-
-    jsonl = JsonlReporter(
-        run_dir / "metrics.jsonl", resume_step=state.step if resumed is not None else None
+    report = reporters_for(
+        run_dir, cfg, resume_step=state.step if resumed is not None else None, extra=extra
     )
-    report = Reporters([jsonl, *optional_reporters(run_dir, cfg), *extra])
-    tps_step = cfg.tokens_per_step
-    total_steps = cfg.total_steps
-    warmup_steps = math.ceil(cfg.optim.warmup_tokens / tps_step)
-    splits = tok_manifest["splits"]
-    eval_every = cfg.eval.every_tokens if not overfit_tokens else 0
-
-    def evaluate(split: str, max_tokens: int = 0, final: bool = False) -> dict:
-        res = evaluate_split(
-            fwd,
-            load_tokens(tok_dir, split),
-            splits[split],
-            cfg.data.seq_len,
-            device,
-            max_tokens=max_tokens,
-            autocast=autocast,
-        )
-        rec = {
-            "event": "eval",
-            "split": split,
-            "final": final,
-            "step": state.step,
-            "tokens": state.tokens,
-            **res,
-        }
-        report.log(rec)
-        return rec
-
-    last_saved = {"step": state.step if resumed is not None else -1}
-
-    def save_checkpoint() -> None:
-        meta = {
-            "spec_hash": cfg.spec_hash(),
-            "tokens": state.tokens,
-            "elapsed": state.elapsed,
-            "last_loss": state.last_loss,
-            "evals": state.evals,
-            "attempts": state.attempts,
-            "data_position": batches.position(state.step),
-            "config": cfg.model_dump(),
-            "time": time.time(),
-        }
-        st = {
-            "model": model.state_dict(),
-            "optimizer": optimizer.state_dict(),
-            "scaler": scaler.state_dict() if scaler is not None else None,
-        }
-        ckpt.save(ckpt_dir, state.step, st, meta, cfg.checkpoint.keep_latest_k)
-        last_saved["step"] = state.step
-        report.log({"event": "checkpoint", "step": state.step, "tokens": state.tokens})
-
+    run = Run(
+        cfg=cfg,
+        run_dir=run_dir,
+        device=device,
+        autocast=autocast,
+        scaler=scaler,
+        dtype=used_dtype,
+        plan=plan,
+        tok_dir=tok_dir,
+        tok_manifest=tok_manifest,
+        data_manifest=data_manifest,
+        batches=batches,
+        model=model,
+        fwd=fwd,
+        optimizer=optimizer,
+        report=report,
+        state=state,
+        resumed=resumed is not None,
+        overfit_tokens=overfit_tokens,
+        last_saved_step=state.step if resumed is not None else -1,
+    )
     report.log(
         {
             "event": "start",
             "step": state.step,
             "tokens": state.tokens,
             "attempt": state.attempts,
-            "resumed": resumed is not None,
+            "resumed": run.resumed,
             "device": str(device),
             "dtype": used_dtype,
         }
     )
-    bar = Progress(total_steps * tps_step, state.tokens, enabled=show_progress)
-    status, exit_code, reason = "succeeded", EXIT_OK, "completed the token budget"
-    last_ckpt_time = time.time()
-    window_t0, window_tokens = time.perf_counter(), 0
-    model.train()
-    try:
-        while state.step < total_steps:
-            t_step = time.perf_counter()
-            lr = lr_at(
-                state.step,
-                lr=cfg.optim.lr,
-                warmup_steps=warmup_steps,
-                total_steps=total_steps,
-                min_lr_ratio=cfg.optim.min_lr_ratio,
-            )
-            for g in optimizer.param_groups:
-                g["lr"] = lr
-            x, y = batches.get(state.step)
-            x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
-            with autocast():
-                _, loss = fwd(x, y)
-            if scaler is not None:
-                scaler.scale(loss).backward()
-                scaler.unscale_(optimizer)
-            else:
-                loss.backward()
-            gnorm = (
-                torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.optim.grad_clip)
-                if cfg.optim.grad_clip > 0
-                else None
-            )
-            if scaler is not None:
-                scaler.step(optimizer)
-                scaler.update()
-            else:
-                optimizer.step()
-            optimizer.zero_grad(set_to_none=True)
-            state.step += 1
-            state.tokens += tps_step
-            state.elapsed += time.perf_counter() - t_step
-            window_tokens += tps_step
+    return run
 
-            if state.step % cfg.log.every_steps == 0 or state.step == total_steps:
-                state.last_loss = float(loss.detach())
-                if not math.isfinite(state.last_loss):
+
+def save_checkpoint(run: Run) -> None:
+    st, cfg = run.state, run.cfg
+    meta = {
+        "spec_hash": cfg.spec_hash(),
+        "tokens": st.tokens,
+        "elapsed": st.elapsed,
+        "last_loss": st.last_loss,
+        "evals": st.evals,
+        "attempts": st.attempts,
+        "data_position": run.batches.position(st.step),
+        "config": cfg.model_dump(),
+        "time": time.time(),
+    }
+    weights = {
+        "model": run.model.state_dict(),
+        "optimizer": run.optimizer.state_dict(),
+        "scaler": run.scaler.state_dict() if run.scaler is not None else None,
+    }
+    ckpt.save(run.ckpt_dir, st.step, weights, meta, cfg.checkpoint.keep_latest_k)
+    run.last_saved_step = st.step
+    run.last_ckpt_time = time.time()
+    run.report.log({"event": "checkpoint", "step": st.step, "tokens": st.tokens})
+
+
+# ---------------------------------------------------------------- 2) the training loop
+
+
+def train_step(run: Run) -> tuple[torch.Tensor, torch.Tensor | None, float]:
+    """One optimizer step: (loss, grad norm before clipping, lr), tensors left on the device."""
+    cfg, st = run.cfg, run.state
+    lr = lr_at(
+        st.step,
+        lr=cfg.optim.lr,
+        warmup_steps=math.ceil(cfg.optim.warmup_tokens / cfg.tokens_per_step),
+        total_steps=cfg.total_steps,
+        min_lr_ratio=cfg.optim.min_lr_ratio,
+    )
+    for g in run.optimizer.param_groups:
+        g["lr"] = lr
+    x, y = run.batches.get(st.step)
+    x, y = x.to(run.device, non_blocking=True), y.to(run.device, non_blocking=True)
+    with run.autocast():
+        _, loss = run.fwd(x, y)
+    if run.scaler is not None:
+        run.scaler.scale(loss).backward()
+        run.scaler.unscale_(run.optimizer)
+    else:
+        loss.backward()
+    gnorm = (
+        torch.nn.utils.clip_grad_norm_(run.model.parameters(), cfg.optim.grad_clip)
+        if cfg.optim.grad_clip > 0
+        else None
+    )
+    if run.scaler is not None:
+        run.scaler.step(run.optimizer)
+        run.scaler.update()
+    else:
+        run.optimizer.step()
+    run.optimizer.zero_grad(set_to_none=True)
+    st.step += 1
+    st.tokens += cfg.tokens_per_step
+    return loss.detach(), gnorm, lr
+
+
+def evaluate(run: Run, split: str, max_tokens: int = 0, final: bool = False) -> dict:
+    res = evaluate_split(
+        run.fwd,
+        load_tokens(run.tok_dir, split),
+        run.tok_manifest["splits"][split],
+        run.cfg.data.seq_len,
+        run.device,
+        max_tokens=max_tokens,
+        autocast=run.autocast,
+    )
+    rec = {
+        "event": "eval",
+        "split": split,
+        "final": final,
+        "step": run.state.step,
+        "tokens": run.state.tokens,
+        **res,
+    }
+    run.report.log(rec)
+    return rec
+
+
+def periodic_eval(run: Run) -> str | None:
+    """Evaluate dev; an early-stop reason when it has not improved for `patience` evals."""
+    rec = evaluate(run, "valid", run.cfg.eval.max_tokens)
+    evals = run.state.evals
+    evals.append({k: rec[k] for k in EVAL_KEYS})
+    patience = run.cfg.eval.early_stop_patience
+    if patience and len(evals) > patience:
+        best = min(e["token_ppl"] for e in evals[:-patience])
+        if min(e["token_ppl"] for e in evals[-patience:]) >= best:
+            return f"early stop: no better dev PPL in {patience} evals (best {best:.3f})"
+    return None
+
+
+def train_loop(run: Run, stop: StopSignal, show_progress: bool) -> tuple[str, int, str]:
+    """(status, exit code, reason). Each step: 1) optimize 2) log every log.every_steps
+    3) evaluate dev every eval.every_tokens (early stop) 4) checkpoint on schedule 5) stop on a
+    signal or on the runner's word. The final (or interrupted) state is checkpointed once."""
+    cfg, st = run.cfg, run.state
+    eval_every = cfg.eval.every_tokens if not run.overfit_tokens else 0
+    bar = Progress(cfg.total_steps * cfg.tokens_per_step, st.tokens, enabled=show_progress)
+    outcome = ("succeeded", EXIT_OK, "completed the token budget")
+    window_t0, window_tokens = time.perf_counter(), 0
+    run.model.train()
+    try:
+        while st.step < cfg.total_steps:
+            t_step, prev_tokens = time.perf_counter(), st.tokens
+            loss, gnorm, lr = train_step(run)
+            st.elapsed += time.perf_counter() - t_step
+            window_tokens += cfg.tokens_per_step
+            if st.step % cfg.log.every_steps == 0 or st.step == cfg.total_steps:
+                st.last_loss = float(loss)  # the only host sync: once per log interval
+                if not math.isfinite(st.last_loss):
                     raise FloatingPointError(
-                        f"train loss is {state.last_loss} at step "
-                        f"{state.step}; lower optim.lr or raise "
-                        "optim.warmup_tokens"
+                        f"train loss is {st.last_loss} at step {st.step}; lower optim.lr or "
+                        "raise optim.warmup_tokens"
                     )
                 tps = window_tokens / max(1e-9, time.perf_counter() - window_t0)
                 window_t0, window_tokens = time.perf_counter(), 0
-                report.log(
+                run.report.log(
                     {
                         "event": "train",
-                        "step": state.step,
-                        "tokens": state.tokens,
-                        "loss": state.last_loss,
+                        "step": st.step,
+                        "tokens": st.tokens,
+                        "loss": st.last_loss,
                         "lr": lr,
                         "tokens_per_s": tps,
                         "grad_norm": float(gnorm) if gnorm is not None else None,
                     }
                 )
-                bar.update(state.tokens, state.last_loss, tps)
-            if eval_every and state.tokens // eval_every > (state.tokens - tps_step) // eval_every:
-                rec = evaluate("valid", cfg.eval.max_tokens)
-                state.evals.append(
-                    {
-                        k: rec[k]
-                        for k in (
-                            "step",
-                            "tokens",
-                            "token_ppl",
-                            "word_ppl",
-                            "bits_per_byte",
-                            "loss",
-                        )
-                    }
-                )
-                patience = cfg.eval.early_stop_patience
-                if patience and len(state.evals) > patience:
-                    best = min(e["token_ppl"] for e in state.evals[:-patience])
-                    if min(e["token_ppl"] for e in state.evals[-patience:]) >= best:
-                        reason = (
-                            f"early stop: no better dev PPL in {patience} evals (best {best:.3f})"
-                        )
-                        save_checkpoint()
-                        break
-            due_steps = cfg.checkpoint.every_steps and state.step % cfg.checkpoint.every_steps == 0
-            due_time = (
-                cfg.checkpoint.every_minutes
-                and time.time() - last_ckpt_time >= 60 * cfg.checkpoint.every_minutes
-            )
-            if due_steps or due_time:
-                save_checkpoint()
-                last_ckpt_time = time.time()
+                bar.update(st.tokens, st.last_loss, tps)
+            crossed = eval_every and st.tokens // eval_every > prev_tokens // eval_every
+            if crossed and (why := periodic_eval(run)):
+                outcome = ("succeeded", EXIT_OK, why)
+                break
+            if _checkpoint_due(run):
+                save_checkpoint(run)
             if stop.signum is not None:
-                status, exit_code = "preempted", EXIT_PREEMPTED
-                reason = f"received {signal.Signals(stop.signum).name}; checkpoint written"
+                name = signal.Signals(stop.signum).name
+                outcome = ("preempted", EXIT_PREEMPTED, f"received {name}; checkpoint written")
                 break
-            kill = report.stop_requested()
-            if kill:
-                status, exit_code, reason = "killed", EXIT_KILLED, kill
+            if kill := run.report.stop_requested():
+                outcome = ("killed", EXIT_KILLED, kill)
                 break
-        if state.step != last_saved["step"]:  # the final (or interrupted) state, once
-            save_checkpoint()
+        if st.step != run.last_saved_step:
+            save_checkpoint(run)
     finally:
         bar.close()
-
-    metrics = {
-        "schema_version": METRICS_SCHEMA_VERSION,
-        "run": {
-            "name": cfg.name,
-            "run_id": run_dir.name,
-            "run_dir": str(run_dir),
-            "spec_hash": cfg.spec_hash(),
-            "status": status,
-            "exit_code": exit_code,
-            "exit_reason": reason,
-            "attempts": state.attempts,
-            "overfit_tokens": overfit_tokens,
-        },
-        "config": cfg.model_dump(),
-        "plan": plan.to_dict(),
-        "provenance": {
-            "git_sha": git_sha(),
-            "tokenizer_sha256": tok_manifest.get("tokenizer_sha256"),
-            "data_manifest_sha256": tok_manifest.get("data_manifest_sha256"),
-            "sample": sample,
-            "seed": cfg.runtime.seed,
-            "device": str(device),
-            "device_name": (
-                torch.cuda.get_device_name(device)
-                if device.type == "cuda"
-                else platform.processor() or platform.machine()
-            ),
-            "dtype": used_dtype,
-            "torch": torch.__version__,
-            "python": platform.python_version(),
-            "threads": torch.get_num_threads(),
-            "compile": cfg.runtime.compile,
-            "dataset": data_manifest.get("dataset", "WikiText-2"),
-        },
-        "training": {
-            "steps": state.step,
-            "tokens_seen": state.tokens,
-            "wall_time_s": state.elapsed,
-            "train_loss": state.last_loss,
-            "tokens_per_s": state.tokens / state.elapsed if state.elapsed else None,
-        },
-        "dev_curve": state.evals,
-    }
-    if sample:
-        metrics["provenance"]["note"] = (
-            "SAMPLE data: trained on a stand-in corpus (see the data "
-            "manifest); these are not WikiText-2 results"
-        )
-    if status in ("succeeded", "killed") and not overfit_tokens:
-        metrics.update(
-            final_evaluation(cfg, fwd, model, tok_dir, device, autocast, evaluate, state)
-        )
-    metrics["run"]["finished_at"] = time.time()
-    metrics["run"]["total_wall_time_s"] = time.time() - t_start
-    if status != "preempted":
-        write_json(run_dir / "metrics.json", metrics)
-        report.result(metrics)
-    report.log(
-        {
-            "event": "end",
-            "step": state.step,
-            "tokens": state.tokens,
-            "status": status,
-            "exit_code": exit_code,
-            "reason": reason,
-        }
-    )
-    report.close()
-    return exit_code, metrics
+    return outcome
 
 
-def final_evaluation(
-    cfg: TrainConfig, fwd, model: GPT, tok_dir: Path, device, autocast, evaluate, state: RunState
-) -> dict:
+def _checkpoint_due(run: Run) -> bool:
+    c = run.cfg.checkpoint
+    by_steps = c.every_steps and run.state.step % c.every_steps == 0
+    by_time = c.every_minutes and time.time() - run.last_ckpt_time >= 60 * c.every_minutes
+    return bool(by_steps or by_time)
+
+
+# ---------------------------------------------------------------- 3) final evaluation
+
+
+def final_evaluation(run: Run) -> dict:
     """Whole-split dev/test perplexity, SmallBench, latency, memory, throughput and MFU."""
-    from trainer import profile
-    from trainer.tokenizer import load_tokenizer
+    from trainer.evaluation import profile
 
-    out: dict = {"dev": _ppl(evaluate("valid", final=True))}
-    out["test"] = _ppl(evaluate("test", final=True)) if cfg.eval.test else None
+    cfg, st, model, device = run.cfg, run.state, run.model, run.device
+    out: dict = {"dev": _ppl(evaluate(run, "valid", final=True))}
+    out["test"] = _ppl(evaluate(run, "test", final=True)) if cfg.eval.test else None
     out["smallbench"] = None
     if cfg.eval.smallbench:
-        from trainer import smallbench
+        from trainer.evaluation import smallbench
+        from trainer.prep.smallbench import MANIFEST, load_suite
+        from trainer.prep.tokenizer import load_tokenizer
 
         suite_dir = Path(cfg.eval.smallbench_dir)
         try:
-            suite = smallbench.load_suite(suite_dir)
+            suite = load_suite(suite_dir)
         except FileNotFoundError as e:
             out["smallbench"] = {"skipped": str(e)}
         else:
-            out["smallbench"] = smallbench.score(model, load_tokenizer(tok_dir), suite, device)
+            out["smallbench"] = smallbench.score(model, load_tokenizer(run.tok_dir), suite, device)
             out["smallbench"]["suite_manifest"] = json.loads(
-                (suite_dir / smallbench.MANIFEST).read_text()
+                (suite_dir / MANIFEST).read_text()
             ).get("held_out_check")
     flops_per_token = model.flops_per_token(cfg.data.seq_len)
-    tps = state.tokens / state.elapsed if state.elapsed else 0.0
+    tps = st.tokens / st.elapsed if st.elapsed else 0.0
     out["throughput"] = {
         "train_tokens_per_s": tps,
         "flops_per_token": flops_per_token,
@@ -606,7 +515,7 @@ def final_evaluation(
     out["latency"] = None
     if cfg.eval.profile:
         out["latency"] = profile.latency(
-            model, device, PROFILE_LENGTHS, repeats=cfg.eval.profile_repeats, autocast=autocast
+            model, device, PROFILE_LENGTHS, repeats=cfg.eval.profile_repeats, autocast=run.autocast
         )
         peak_dtype = torch.float32 if cfg.runtime.dtype == "fp32" else torch.bfloat16
         peak = profile.matmul_peak(device, peak_dtype, seconds=0.5)
@@ -621,16 +530,115 @@ def final_evaluation(
 
 
 def _ppl(rec: dict) -> dict:
-    return {
-        k: rec[k]
-        for k in (
-            "loss",
-            "token_ppl",
-            "word_ppl",
-            "bits_per_byte",
-            "scored_tokens",
-            "word_level_tokens",
-            "bytes",
-            "partial",
-        )
+    keys = (
+        "loss",
+        "token_ppl",
+        "word_ppl",
+        "bits_per_byte",
+        "scored_tokens",
+        "word_level_tokens",
+        "bytes",
+        "partial",
+    )
+    return {k: rec[k] for k in keys}
+
+
+# ---------------------------------------------------------------- 4) the metrics document
+
+
+def metrics_document(run: Run, status: str, exit_code: int, reason: str) -> dict:
+    cfg, st, device = run.cfg, run.state, run.device
+    doc = {
+        "schema_version": METRICS_SCHEMA_VERSION,
+        "run": {
+            "name": cfg.name,
+            "run_id": run.run_dir.name,
+            "run_dir": str(run.run_dir),
+            "spec_hash": cfg.spec_hash(),
+            "status": status,
+            "exit_code": exit_code,
+            "exit_reason": reason,
+            "attempts": st.attempts,
+            "overfit_tokens": run.overfit_tokens,
+        },
+        "config": cfg.model_dump(),
+        "plan": run.plan.to_dict(),
+        "provenance": {
+            "git_sha": git_sha(),
+            "tokenizer_sha256": run.tok_manifest.get("tokenizer_sha256"),
+            "data_manifest_sha256": run.tok_manifest.get("data_manifest_sha256"),
+            "sample": run.sample,
+            "seed": cfg.runtime.seed,
+            "device": str(device),
+            "device_name": (
+                torch.cuda.get_device_name(device)
+                if device.type == "cuda"
+                else platform.processor() or platform.machine()
+            ),
+            "dtype": run.dtype,
+            "torch": torch.__version__,
+            "python": platform.python_version(),
+            "threads": torch.get_num_threads(),
+            "compile": cfg.runtime.compile,
+            "dataset": run.data_manifest.get("dataset", "WikiText-2"),
+        },
+        "training": {
+            "steps": st.step,
+            "tokens_seen": st.tokens,
+            "wall_time_s": st.elapsed,
+            "train_loss": st.last_loss,
+            "tokens_per_s": st.tokens / st.elapsed if st.elapsed else None,
+        },
+        "dev_curve": st.evals,
     }
+    if run.sample:
+        doc["provenance"]["note"] = (
+            "SAMPLE data: trained on a stand-in corpus (see the data "
+            "manifest); these are not WikiText-2 results"
+        )
+    return doc
+
+
+def finish(run: Run, metrics: dict, t_start: float) -> tuple[int, dict]:
+    """Write metrics.json and hand it to the reporters (not for a preempted attempt: the next one
+    writes it), then close them (the runner's reporter flushes)."""
+    run_info = metrics["run"]
+    run_info["finished_at"] = time.time()
+    run_info["total_wall_time_s"] = time.time() - t_start
+    if run_info["status"] != "preempted":
+        write_json(run.run_dir / "metrics.json", metrics)
+        run.report.result(metrics)
+    run.report.log(
+        {
+            "event": "end",
+            "step": run.state.step,
+            "tokens": run.state.tokens,
+            "status": run_info["status"],
+            "exit_code": run_info["exit_code"],
+            "reason": run_info["exit_reason"],
+        }
+    )
+    run.report.close()
+    return run_info["exit_code"], metrics
+
+
+def train(
+    cfg: TrainConfig,
+    run_dir: Path,
+    *,
+    reporters: list[Reporter] | None = None,
+    overfit_tokens: int = 0,
+    progress: bool = True,
+    lock_wait_s: float = 0.0,
+) -> tuple[int, dict]:
+    """Train and evaluate one run in `run_dir`; return (exit code, metrics document)."""
+    run_dir = Path(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    with RunLock(run_dir, lock_wait_s), StopSignal() as stop:
+        t_start = time.time()
+        run = set_up(cfg, run_dir, reporters or [], overfit_tokens)
+        status, exit_code, reason = train_loop(run, stop, progress)
+        metrics = metrics_document(run, status, exit_code, reason)
+        if status in ("succeeded", "killed") and not overfit_tokens:
+            metrics.update(final_evaluation(run))
+        return finish(run, metrics, t_start)

@@ -1,9 +1,10 @@
 """The dashboard: Jinja pages over the ledger, served by the same FastAPI app.
 
 Pages render completely on the server (tables work with JavaScript off); a small script polls
-HTML fragments to update them live. Charts are inline SVG from `web.charts`, cached per run and
-invalidated whenever the run gets a new point or changes state. Every asset is served by the
-app (no CDN). This package only reads: buttons would post to the API.
+HTML fragments to update them live. Charts are inline SVG from `web.charts`, cached per run
+(on the app) and invalidated whenever the run gets a new point or changes state. Every asset is
+served by the app (no CDN). This package only reads, through runner's read functions; a run's
+architecture is the plan stored with it, so the dashboard never runs the planner.
 """
 
 from __future__ import annotations
@@ -16,7 +17,12 @@ from fastapi import APIRouter, HTTPException, Request
 from fastapi.responses import FileResponse, HTMLResponse, Response
 from fastapi.templating import Jinja2Templates
 
-from web import charts, queries
+from runner.ledger import crud, queries
+from runner.ledger.models import STATUSES
+from runner.study import promotion
+from runner.study.plan_spec import PHASE1
+from runner.study.report import finalists_table, pareto_front
+from web import charts
 
 HERE = Path(__file__).parent
 templates = Jinja2Templates(directory=str(HERE / "templates"))
@@ -55,16 +61,6 @@ def _engine(request: Request):
     return request.app.state.engine
 
 
-def _sample_data(engine) -> bool:
-    with engine.connect() as conn:
-        return bool(
-            conn.exec_driver_sql(
-                "SELECT 1 FROM results WHERE json_extract(metrics_json, '$.provenance.sample') = 1 "
-                "LIMIT 1"
-            ).first()
-        )
-
-
 @router.get("/static/{name}")
 def static(name: str):
     if name not in STATIC:
@@ -82,7 +78,7 @@ def _filters(request: Request) -> dict:
     return {
         "sweep": int(sweep) if sweep and sweep.isdigit() else None,
         "phase": q.get("phase") or None,
-        "status": q.get("status") if q.get("status") in queries.STATUSES else None,
+        "status": q.get("status") if q.get("status") in STATUSES else None,
     }
 
 
@@ -97,10 +93,10 @@ def overview(request: Request):
         {
             "runs": runs,
             "total": total,
-            "sweeps": queries.sweeps(engine),
+            "sweeps": queries.sweeps_overview(engine),
             "filters": f,
-            "statuses": queries.STATUSES,
-            "sample": _sample_data(engine),
+            "statuses": STATUSES,
+            "sample": queries.has_sample_results(engine),
             "api": str(request.base_url).rstrip("/") + "/api/v1",
         },
     )
@@ -115,24 +111,21 @@ def runs_fragment(request: Request):
 
 @router.get("/sweeps/{sweep_id}", response_class=HTMLResponse)
 def sweep_page(request: Request, sweep_id: int):
-    from runner import plans
-    from runner.crud import NotFound
-
     engine = _engine(request)
     try:
-        sw = plans.get_sweep(engine, sweep_id)
-    except NotFound:
+        sw = crud.get_sweep(engine, sweep_id=sweep_id)
+    except crud.NotFound:
         return not_found(request, f"There is no sweep {sweep_id}.")
-    runs = plans.sweep_runs(engine, sweep_id)
-    p1 = [r for r in runs if r.phase in plans.PHASE1]
-    ranked = plans.rank_cells(engine, p1)
-    axes = {}
-    for axis in ("embedding_ratio", "glu_expansion"):
-        axes[axis] = [c for c in ranked if c["axis"] in (axis, "baseline") or c["is_baseline"]]
+    runs = crud.sweep_runs(engine, sweep_id=sweep_id)
+    p1 = [r for r in runs if r.phase in PHASE1]
+    ranked = promotion.rank_cells(p1, crud.results_for(engine, run_ids=[r.id for r in p1]))
+    axes = {axis: promotion.axis_cells(ranked, axis) for axis in promotion.AXES}
     fin = _finalists(engine, sweep_id)
-    evs = queries.events(engine, sweep_id=sweep_id)
-    decisions = [e for e in evs if e["kind"] in ("promotion", "infeasible", "sweep", "report")]
-    kills = [e for e in evs if e["to"] == "killed"]
+    evs = queries.event_dicts(engine, sweep_id=sweep_id)
+    decisions = [
+        e for e in evs if e["kind"] in ("promotion", "infeasible", "sweep", "report", "budget")
+    ]
+    kills = [e for e in evs if e["kind"] == "kill"]
     return templates.TemplateResponse(
         request,
         "sweep.html",
@@ -143,14 +136,14 @@ def sweep_page(request: Request, sweep_id: int):
             "finalists": fin,
             "decisions": decisions,
             "kills": kills,
-            "charts": _sweep_charts(ranked, fin),
-            "sample": _sample_data(engine),
+            "charts": _sweep_charts(axes, ranked, fin),
+            "sample": queries.has_sample_results(engine),
         },
     )
 
 
 def _finalists(engine, sweep_id: int) -> list[dict]:
-    from runner.report import finalists_table, frame_from_ledger
+    from runner.study.report import frame_from_ledger
 
     df, _ = frame_from_ledger(engine, sweep_id)
     if df.empty:
@@ -159,9 +152,7 @@ def _finalists(engine, sweep_id: int) -> list[dict]:
     return [] if t.empty else t.to_dict("records")
 
 
-def _sweep_charts(ranked: list[dict], fin: list[dict]) -> dict:
-    from runner.report import pareto_front
-
+def _sweep_charts(axes: dict[str, list[dict]], ranked: list[dict], fin: list[dict]) -> dict:
     out = {}
     for knob, label in (
         ("embedding_ratio", "embedding share"),
@@ -175,8 +166,8 @@ def _sweep_charts(ranked: list[dict], fin: list[dict]) -> dict:
                 "err": c["dev_ppl_std"],
                 "group": "killed" if c["killed"] else "ranking",
             }
-            for c in ranked
-            if (c["axis"] in (knob, "baseline") or c["is_baseline"]) and math.isfinite(c["dev_ppl"])
+            for c in axes[knob]
+            if math.isfinite(c["dev_ppl"])
         ]
         pts += [
             {
@@ -187,7 +178,7 @@ def _sweep_charts(ranked: list[dict], fin: list[dict]) -> dict:
                 "group": "finalists",
             }
             for f in fin
-            if f.get("axis") in (knob, "baseline") and math.isfinite(f["dev_ppl_mean"])
+            if promotion.on_axis(knob, f.get("axis"), False) and math.isfinite(f["dev_ppl_mean"])
         ]
         out[knob] = charts.scatter(
             f"dev PPL vs {label}", pts, xlabel=label, ylabel="dev word-level PPL"
@@ -208,7 +199,30 @@ def _sweep_charts(ranked: list[dict], fin: list[dict]) -> dict:
     return out
 
 
-_CHART_CACHE: dict[tuple, tuple] = {}
+class ChartCache:
+    """Rendered run charts, keyed by run and baseline, valid while their version holds; one per
+    app (kept on app.state)."""
+
+    def __init__(self, max_entries: int = 4096):
+        self.entries: dict[tuple, tuple] = {}
+        self.max_entries = max_entries
+
+    def get(self, key: tuple, version: tuple, render):
+        hit = self.entries.get(key)
+        if hit is not None and hit[0] == version:
+            return hit[1]
+        value = render()
+        if len(self.entries) >= self.max_entries:
+            self.entries.clear()
+        self.entries[key] = (version, value)
+        return value
+
+
+def _chart_cache(request: Request) -> ChartCache:
+    cache = getattr(request.app.state, "charts", None)
+    if cache is None:
+        cache = request.app.state.charts = ChartCache()
+    return cache
 
 
 def _render_run_charts(engine, run_id: int, baseline_id: int | None) -> dict:
@@ -232,23 +246,23 @@ def _render_run_charts(engine, run_id: int, baseline_id: int | None) -> dict:
     }
 
 
-def run_charts(engine, run: dict) -> dict:
+def _baseline_of(engine, run: dict) -> int | None:
+    if run["is_baseline"]:
+        return None
+    return queries.baseline_run(engine, sweep_id=run["sweep_id"], phase=run["phase"])
+
+
+def run_charts(engine, cache: ChartCache, run: dict) -> dict:
     """Cached per run; the key is the run's (and its baseline's) version, so a new point or a
     state change re-renders them."""
-    base = queries.baseline_of(engine, run)
+    base = _baseline_of(engine, run)
     version = (
         queries.version(engine, run["id"]),
         queries.version(engine, base) if base is not None else None,
     )
-    k = (id(engine), run["id"], base)
-    hit = _CHART_CACHE.get(k)
-    if hit is not None and hit[0] == version:
-        return hit[1]
-    value = _render_run_charts(engine, run["id"], base)
-    if len(_CHART_CACHE) > 4096:
-        _CHART_CACHE.clear()
-    _CHART_CACHE[k] = (version, value)
-    return value
+    return cache.get(
+        (run["id"], base), version, lambda: _render_run_charts(engine, run["id"], base)
+    )
 
 
 def _log_tail(run: dict, lines: int = 40) -> str:
@@ -268,30 +282,33 @@ def run_page(request: Request, run_id: int):
     run = queries.run_detail(engine, run_id)
     if run is None:
         return not_found(request, f"There is no run {run_id}.")
-    return templates.TemplateResponse(request, "run.html", _run_context(engine, run))
+    return templates.TemplateResponse(request, "run.html", _run_context(request, run))
 
 
-def _run_context(engine, run: dict) -> dict:
-    from trainer.config import TrainConfig
-    from trainer.params import param_table
+COMPONENTS = ("embedding", "attention", "ffn", "norm", "head")
 
-    plan = (run["result"] or {}).get("plan")
-    table = None
-    try:
-        p = TrainConfig.model_validate(run["config"]).plan()
-        plan = plan or p.to_dict()
-        table = param_table(p)
-    except ValueError:
-        pass
+
+def param_table(plan: dict | None) -> list[tuple[str, int, float]] | None:
+    """(component, parameters, share of the total) rows of a stored plan."""
+    if not plan or not plan.get("total"):
+        return None
+    rows = [(c, int(plan.get(c) or 0), (plan.get(c) or 0) / plan["total"]) for c in COMPONENTS]
+    return rows + [("total", int(plan["total"]), 1.0)]
+
+
+def _run_context(request: Request, run: dict) -> dict:
+    engine = _engine(request)
+    result = run["result"] if isinstance(run["result"], dict) else {}
+    plan = run["plan"] or result.get("plan")
     return {
         "run": run,
         "plan": plan,
-        "param_table": table,
-        "charts": run_charts(engine, run),
-        "events": queries.events(engine, run_id=run["id"]),
+        "param_table": param_table(plan),
+        "charts": run_charts(engine, _chart_cache(request), run),
+        "events": queries.event_dicts(engine, run_id=run["id"]),
         "log": _log_tail(run),
-        "baseline": queries.baseline_of(engine, run),
-        "sample": bool(((run["result"] or {}).get("provenance") or {}).get("sample")),
+        "baseline": _baseline_of(engine, run),
+        "sample": bool((result.get("provenance") or {}).get("sample")),
     }
 
 
@@ -301,7 +318,7 @@ def run_fragment(request: Request, run_id: int):
     run = queries.run_detail(engine, run_id)
     if run is None:
         raise HTTPException(404, f"no run {run_id}")
-    return templates.TemplateResponse(request, "_run_live.html", _run_context(engine, run))
+    return templates.TemplateResponse(request, "_run_live.html", _run_context(request, run))
 
 
 @router.get("/cost", response_class=HTMLResponse)
@@ -310,7 +327,7 @@ def cost_page(request: Request):
     return templates.TemplateResponse(
         request,
         "cost.html",
-        {"cost": queries.cost_summary(engine), "sweeps": queries.sweeps(engine)},
+        {"cost": queries.cost_overview(engine), "sweeps": queries.sweeps_overview(engine)},
     )
 
 

@@ -1,14 +1,18 @@
-"""Dependencies as type aliases: the engine, settings, and who is calling."""
+"""Dependencies as type aliases: the engine, settings, pricing, the ingest writer, the kill rule,
+and who is calling."""
 
 from __future__ import annotations
 
-import hmac
 from typing import Annotated
 
 from fastapi import Depends, HTTPException, Request
 from sqlalchemy.engine import Engine
 
+from runner.launch.cost import Pricing
+from runner.ledger.crud import tokens_equal
+from runner.ledger.ingest import GroupWriter
 from runner.settings import Settings
+from runner.study.killrule import KillRule
 
 
 def get_engine(request: Request) -> Engine:
@@ -17,6 +21,18 @@ def get_engine(request: Request) -> Engine:
 
 def get_settings(request: Request) -> Settings:
     return request.app.state.settings
+
+
+def get_pricing(request: Request) -> Pricing:
+    return request.app.state.pricing
+
+
+def get_writer(request: Request) -> GroupWriter:
+    return request.app.state.ingest
+
+
+def get_kill_rule(request: Request) -> KillRule:
+    return request.app.state.kill_rule
 
 
 def bearer(request: Request) -> str:
@@ -33,20 +49,14 @@ def bearer(request: Request) -> str:
 
 
 def require_admin(request: Request, token: Annotated[str, Depends(bearer)]) -> None:
-    if not hmac.compare_digest(token, request.app.state.admin_token):
+    if not tokens_equal(token, request.app.state.admin_token):
         raise HTTPException(403, "this route needs the admin token")
 
 
 EngineDep = Annotated[Engine, Depends(get_engine)]
 SettingsDep = Annotated[Settings, Depends(get_settings)]
+PricingDep = Annotated[Pricing, Depends(get_pricing)]
+WriterDep = Annotated[GroupWriter, Depends(get_writer)]
+KillRuleDep = Annotated[KillRule, Depends(get_kill_rule)]
 TokenDep = Annotated[str, Depends(bearer)]
 AdminDep = Annotated[None, Depends(require_admin)]
-
-
-def describe_errors(errors: list) -> str:
-    """Validation errors as one readable line, each naming its field."""
-    parts = []
-    for e in errors:
-        loc = ".".join(str(p) for p in e["loc"] if p != "body") or "body"
-        parts.append(f"{loc}: {e['msg']}")
-    return "; ".join(parts)

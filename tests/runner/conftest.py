@@ -165,8 +165,8 @@ def series(svc: Service, run_id: int, name: str) -> list[dict]:
 
 def claim_token(db: Path, run_id: int) -> str:
     """A run token as a launcher would get it (the claim goes through the ledger's own code)."""
-    from runner import crud
-    from runner.db import make_engine
+    from runner.ledger import crud
+    from runner.ledger.db import make_engine
 
     engine = make_engine(db)
     try:

@@ -5,20 +5,27 @@ import json
 import httpx
 import pytest
 
-from runner.cost import attempt_cost, hourly_price, price_table
+from runner.launch.cost import Pricing, load_table
 from tests.conftest import tiny_raw
 from tests.runner.conftest import ADMIN, post_run, run_spec
 
 
+def hourly_price(accelerator, spot):
+    return Pricing().hourly(accelerator, spot)
+
+
 def test_price_table_and_attempt_cost():
-    table = price_table()
+    table = load_table()
     assert table["date"] and {"T4", "L4", "A10G", "A100", "H100"} <= set(table["accelerators"])
-    assert hourly_price("H100", spot=False) > hourly_price("H100", spot=True) > 0
-    hours, usd = attempt_cost(1800, "A100", spot=True)
+    pricing = Pricing()
+    assert pricing.hourly("H100", spot=False) > pricing.hourly("H100", spot=True) > 0
+    hours, usd = pricing.attempt_cost(1800, "A100", spot=True)
     assert hours == pytest.approx(0.5) and usd == pytest.approx(0.5 * hourly_price("A100", True))
-    assert attempt_cost(3600, None, False) == (0.0, 0.0)  # local CPU runs are free
+    assert pricing.attempt_cost(3600, None, False) == (0.0, 0.0)  # local CPU runs are free
     with pytest.raises(ValueError, match="accelerator='TPU9'"):
-        hourly_price("TPU9", False)
+        pricing.hourly("TPU9", False)
+    with pytest.raises(ValueError, match="accelerator='TPU9'"):
+        Pricing(accelerator="TPU9")  # refused at start-up, not at the first charge
 
 
 def test_runs_are_charged_and_summarised(service_factory, tokenized_dir):
@@ -82,9 +89,10 @@ def test_badge(service, tokenized_dir):
 
 
 def test_catalog_source_falls_back_to_the_table_offline(monkeypatch, tmp_path):
-    from runner import cost
+    from runner.launch import cost
 
     monkeypatch.setenv("HOME", str(tmp_path))  # `import sky` writes ~/.sky
-    cost.catalog_price.cache_clear()
     monkeypatch.setattr(cost, "catalog_price", lambda *a, **k: None)  # what offline returns
-    assert hourly_price("L4", True, source="skypilot") == hourly_price("L4", True)
+    catalog = Pricing(source="skypilot")
+    assert catalog.hourly("L4", True) == hourly_price("L4", True)
+    assert catalog.catalog == {("L4", True): None}  # asked once, kept on the instance

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from runner.launchers.base import LaunchSpec
-from runner.launchers.docker import DockerOptions, container_name, run_command
+from runner.launch.base import LaunchSpec
+from runner.launch.docker import DockerOptions, container_name, run_command
 from tests.conftest import ROOT
 
 BIN = Path(os.environ.get("VIRTUAL_ENV", Path(__import__("sys").executable).parent.parent)) / "bin"

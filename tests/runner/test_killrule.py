@@ -2,7 +2,7 @@
 
 import pytest
 
-from runner.killrule import KillRuleSpec, evaluate
+from runner.study.killrule import KillRuleSpec, evaluate
 
 M = 1_000_000
 BASE = [(0, 900.0), (1 * M, 300.0), (2 * M, 200.0), (3 * M, 150.0), (4 * M, 120.0)]

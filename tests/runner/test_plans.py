@@ -12,8 +12,9 @@ import httpx
 import pytest
 import yaml
 
-from runner.plans import Finalists, choose, load_plan_text
-from runner.plans import cells as plan_cells
+from runner.study.plan_spec import Finalists, load_plan_text
+from runner.study.plan_spec import cells as plan_cells
+from runner.study.promotion import choose
 from tests.conftest import ROOT, tiny_raw
 from tests.runner.conftest import ADMIN
 
@@ -258,8 +259,10 @@ def test_automatic_then_manual_promotion(service, tokenized_dir):
 
 
 def test_bad_config_is_killed_and_good_is_not(service_factory, tokenized_dir):
-    """Real trainers: a tiny learning rate trails the baseline and is stopped by the rule."""
-    svc = service_factory(concurrency=2)
+    """Real trainers: a tiny learning rate trails the baseline and is stopped by the rule. The
+    verdict is a decision; the run becomes killed when its trainer exits, after its final
+    evaluation, and its cost covers that evaluation."""
+    svc = service_factory(concurrency=2, PAX_ACCELERATOR="T4")
     base = tiny_raw(
         tokenized_dir.parent, max_tokens=64 * 8 * 64, eval={"every_tokens": 512, "max_tokens": 1024}
     )
@@ -294,17 +297,31 @@ def test_bad_config_is_killed_and_good_is_not(service_factory, tokenized_dir):
     st = {c["cell"]: (c["status"], c["run_id"]) for c in d["cells"] if c["phase"] == "ranking"}
     assert st["baseline"][0] == "succeeded"
     assert st["control-lr-tiny"][0] == "killed"
-    events = httpx.get(f"{svc.api}/runs/{st['control-lr-tiny'][1]}/events").json()
-    kill = [e for e in events if e["to_status"] == "killed"][0]
-    assert kill["reason"].startswith("kill rule:")
-    assert kill["data"]["baseline_run"] == st["baseline"][1] and len(kill["data"]["run"]) >= 2
+    killed = st["control-lr-tiny"][1]
+    events = httpx.get(f"{svc.api}/runs/{killed}/events").json()
+    verdict = [e for e in events if e["kind"] == "kill"]
+    assert len(verdict) == 1 and verdict[0]["reason"].startswith("kill rule:")
+    evidence = verdict[0]["data"]
+    assert evidence["baseline_run"] == st["baseline"][1] and len(evidence["run"]) >= 2
+    state = [e for e in events if e["to_status"] == "killed"]
+    assert len(state) == 1 and state[0]["reason"] == verdict[0]["reason"]
+    assert state[0]["id"] > verdict[0]["id"]  # decided first, killed when the trainer exited
     # the trainer obeyed: its result says killed, with the final evaluation
-    res = wait(
-        lambda: httpx.get(f"{svc.api}/runs/{st['control-lr-tiny'][1]}").json()["result"],
-        timeout=120,
-    )
+    run = httpx.get(f"{svc.api}/runs/{killed}").json()
+    res = run["result"]
     assert res["run"]["status"] == "killed" and res["run"]["exit_code"] == 3
     assert res["dev"]["token_ppl"] > 0
+    # the charge runs up to the exit, so it covers the final evaluation (which ended when the
+    # trainer wrote metrics.json), not just the time up to the decision
+    charged_s = run["gpu_hours"] * 3600
+    started = next(e["time"] for e in events if e["to_status"] == "launching")
+    assert charged_s >= res["run"]["finished_at"] - started > evidence_time(verdict[0]) - started
+    md = httpx.get(f"{svc.api}/sweeps/{sw['id']}/decisions.md").text
+    assert "## Kills" in md and f"run {killed}: kill rule:" in md
+
+
+def evidence_time(event: dict) -> float:
+    return event["time"]
 
 
 def test_aggregate_script_matches_results_csv_columns(tmp_path, tokenized_dir, service):

@@ -60,11 +60,11 @@ def test_sigkilled_trainer_is_relaunched_and_resumes(service_factory, tokenized_
     metrics = httpx.get(f"{svc.api}/runs/{run['id']}").json()["result"]
     assert metrics["run"]["attempts"] == 2
     # cost: provisioned time of both attempts, at the T4 spot price
-    from runner.cost import hourly_price
+    from runner.launch.cost import Pricing
 
     wall = done["finished_at"] - t0
     assert 0 < done["gpu_hours"] * 3600 <= wall + 1
-    assert done["cost_usd"] == pytest.approx(done["gpu_hours"] * hourly_price("T4", True))
+    assert done["cost_usd"] == pytest.approx(done["gpu_hours"] * Pricing().hourly("T4", True))
 
 
 def test_lost_lease_requeues_and_the_next_attempt_resumes(service_factory, tokenized_dir):
@@ -151,7 +151,7 @@ def test_concurrent_writers_and_readers(service, tokenized_dir):
 
 
 def test_upgrading_an_old_ledger_keeps_its_data(tmp_path):
-    from runner.db import current_revision, upgrade
+    from runner.ledger.db import current_revision, upgrade
 
     db = tmp_path / "old.db"
     upgrade(db, "0001")
@@ -165,7 +165,7 @@ def test_upgrading_an_old_ledger_keeps_its_data(tmp_path):
     c.commit()
     c.close()
     upgrade(db)
-    assert current_revision(db) == "0003"
+    assert current_revision(db) == "0004"
     c = sqlite3.connect(db)
     assert c.execute("SELECT name, status, gpu_hours, cost_usd FROM runs").fetchall() == [
         ("old", "succeeded", 0.0, 0.0)
@@ -190,14 +190,14 @@ def test_pax_db_upgrade_command(tmp_path):
         timeout=60,
     )
     assert res.returncode == 0, res.stderr
-    assert json.loads(res.stdout.splitlines()[-1])["revision"] == "0003"
+    assert json.loads(res.stdout.splitlines()[-1])["revision"] == "0004"
     mode = sqlite3.connect(tmp_path / "x.db").execute("PRAGMA journal_mode").fetchone()
     assert mode == ("wal",)
 
 
 @pytest.mark.parametrize("pragma,value", [("synchronous", 2), ("foreign_keys", 1)])
 def test_connection_pragmas(tmp_path, pragma, value):
-    from runner.db import make_engine
+    from runner.ledger.db import make_engine
 
     engine = make_engine(tmp_path / "p.db")
     with engine.connect() as conn:

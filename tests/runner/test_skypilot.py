@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from runner.launchers.base import RUNNING, UNKNOWN, LaunchSpec
+from runner.launch.base import RUNNING, UNKNOWN, LaunchSpec
 
 TOKEN = "s3cret-run-token-xyz"
 
@@ -46,7 +46,7 @@ def spec(tmp_path, run_id=7):
 
 
 def test_build_task_is_a_real_spot_task(sky, tmp_path):
-    from runner.launchers.skypilot import SkyOptions, build_task
+    from runner.launch.skypilot import SkyOptions, build_task
 
     task = build_task(spec(tmp_path), {"name": "emb25"}, SkyOptions(accelerators=("L4", "A10G")))
     assert isinstance(task, sky.Task) and task.name == "pax-run-7"
@@ -66,7 +66,7 @@ def test_build_task_is_a_real_spot_task(sky, tmp_path):
 
 
 def test_yaml_round_trip(sky, tmp_path):
-    from runner.launchers.skypilot import build_task
+    from runner.launch.skypilot import build_task
 
     task = build_task(spec(tmp_path), {"name": "emb25"})
     again = sky.Task.from_yaml_config(task.to_yaml_config())
@@ -84,7 +84,7 @@ def test_yaml_round_trip(sky, tmp_path):
     ],
 )
 def test_validation_skypilot_does_not_do(sky, tmp_path, kw, field):
-    from runner.launchers.skypilot import SkyOptions, build_task
+    from runner.launch.skypilot import SkyOptions, build_task
 
     with pytest.raises(ValueError, match=field.replace(".", r"\.")):
         build_task(spec(tmp_path), {}, SkyOptions(**kw))
@@ -118,7 +118,7 @@ class FakeAdapter:
 
 
 def test_launcher_over_the_adapter(sky, tmp_path, caplog):
-    from runner.launchers.skypilot import SkyPilotLauncher
+    from runner.launch.skypilot import SkyPilotLauncher
 
     fake = FakeAdapter()
     launcher = SkyPilotLauncher(adapter=fake)
@@ -151,7 +151,7 @@ def test_template_is_yaml_only():
 
 
 def test_launch_spot_forecasts_and_asks_first(sky, tmp_path):
-    from runner.spot import launch_spot
+    from runner.launch.sky_cli import launch_spot
     from tests.conftest import ROOT
 
     fake, asked = FakeAdapter(), []
@@ -191,7 +191,7 @@ def test_launch_spot_forecasts_and_asks_first(sky, tmp_path):
 
 
 def test_plain_cluster_autostops_and_is_torn_down(sky, tmp_path):
-    from runner.launchers.skypilot import SkyOptions, SkyPilotLauncher
+    from runner.launch.skypilot import SkyOptions, SkyPilotLauncher
 
     fake = FakeAdapter()
     launcher = SkyPilotLauncher(SkyOptions(managed=False, idle_minutes=7), adapter=fake)

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from trainer.evaluate import evaluate_split, perplexities, split_nll
+from trainer.evaluation.perplexity import evaluate_split, perplexities, split_nll
 from trainer.model import GPT, ModelConfig
 
 

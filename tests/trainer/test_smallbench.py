@@ -7,10 +7,11 @@ import zipfile
 import pytest
 import torch
 
-from trainer import smallbench
-from trainer.fetch import FetchError
-from trainer.smallbench import TASKS, build_suite, load_suite, score, wikitext_style
-from trainer.tokenizer import load_tokenizer
+from trainer.evaluation.smallbench import score, sentence_logprobs, wikitext_style
+from trainer.prep import smallbench
+from trainer.prep.fetch import FetchError
+from trainer.prep.smallbench import TASKS, build_suite, load_suite
+from trainer.prep.tokenizer import load_tokenizer
 
 
 class Prefers(torch.nn.Module):
@@ -55,7 +56,7 @@ def test_summed_loglik_matches_a_manual_computation(tokenized_dir):
     ids = sp.encode(wikitext_style(s))
     logp = torch.log_softmax(model.bias, -1)
     expected = float(sum(logp[i] for i in ids))
-    got = smallbench.sentence_logprobs(model, sp, [s, s + " and more words"], torch.device("cpu"))
+    got = sentence_logprobs(model, sp, [s, s + " and more words"], torch.device("cpu"))
     assert got[0] == pytest.approx(expected, rel=1e-5)
     assert got[1] < got[0]  # padding of the shorter sentence changed nothing
 

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from tests.conftest import ROOT
-from trainer.tokenizer import (
+from trainer.prep.tokenizer import (
     BOS_ID,
     EOS_ID,
     NL_ID,
@@ -19,7 +19,7 @@ from trainer.tokenizer import (
     load_tokens,
     tokenized_dir,
 )
-from trainer.wikitext import download_wikitext
+from trainer.prep.wikitext import download_wikitext
 
 
 def test_fixed_special_ids(tokenized_dir):

@@ -6,9 +6,9 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import ROOT, write_text_mirror
-from trainer import wikitext
-from trainer.fetch import FetchError
-from trainer.wikitext import MANIFEST, download_wikitext, split_stats
+from trainer.prep import wikitext
+from trainer.prep.fetch import FetchError
+from trainer.prep.wikitext import MANIFEST, download_wikitext, split_stats
 
 
 def test_download_over_http_parquet_layout(tmp_path, http_mirror):

@@ -1,5 +1,5 @@
-"""/api/v1/runs: submit, list, inspect, cancel; and the trainer-facing metrics, heartbeat and
-result posts."""
+"""/api/v1/runs: submit, list, inspect, cancel; and the trainer-facing metrics, heartbeat, result
+and exit posts."""
 
 from __future__ import annotations
 
@@ -12,35 +12,39 @@ from fastapi import APIRouter, Body, HTTPException, Path, Query, Request, Respon
 from pydantic import ValidationError
 from starlette.concurrency import run_in_threadpool
 
-from runner import crud
-from runner.api.deps import AdminDep, EngineDep, SettingsDep, TokenDep, describe_errors
-from runner.ingest import writer_for
-from runner.models import (
+from runner.api.deps import (
+    AdminDep,
+    EngineDep,
+    KillRuleDep,
+    PricingDep,
+    SettingsDep,
+    TokenDep,
+    WriterDep,
+)
+from runner.api.schemas import (
     EventPublic,
+    ExitReport,
     Heartbeat,
     MetricsAck,
     MetricSeries,
     MetricsPost,
-    Run,
     RunCreate,
     RunDetail,
     RunList,
     RunPublic,
 )
+from runner.launch.scheduler import apply_exit
+from runner.ledger import crud
+from runner.ledger.models import Run
+from trainer.config import describe_errors, validate
 
 router = APIRouter(prefix="/runs", tags=["runs"])
 RunId = Annotated[int, Path(ge=1, le=2**62, description="Run id.")]
+PRIVATE = {"spec_json", "plan_json", "token_hash"}
 
 
 def public(run: Run, latest: dict[str, float] | None = None) -> RunPublic:
-    return RunPublic(**run.model_dump(exclude={"spec_json", "token_hash"}), latest=latest or {})
-
-
-def _run_or_404(engine, run_id: int) -> Run:
-    try:
-        return crud.get_run(engine, run_id=run_id)
-    except crud.NotFound as e:
-        raise HTTPException(404, str(e)) from None
+    return RunPublic(**run.model_dump(exclude=PRIVATE), latest=latest or {})
 
 
 @router.post("", status_code=201, response_model=RunPublic)
@@ -67,25 +71,14 @@ def submit_run(
     ],
 ):
     """Queue a run: a train config as JSON, or {"config": ..., "name": ..., "priority": ...}."""
-    from trainer.config import ConfigError
-
     try:
         req = RunCreate.model_validate(body if "config" in body else {"config": body})
     except ValidationError as e:
-        raise HTTPException(
-            422, "; ".join(f"{'.'.join(map(str, x['loc']))}: {x['msg']}" for x in e.errors())
-        ) from None
-    try:
-        run = crud.create_run(
-            engine,
-            config=req.config,
-            name=req.name,
-            priority=req.priority,
-            sweep_id=req.sweep_id,
-            phase=req.phase,
-        )
-    except ConfigError as e:
-        raise HTTPException(422, str(e)) from None
+        raise HTTPException(422, describe_errors(e.errors(), "body")) from None
+    cfg = validate(req.config if req.name is None else {**req.config, "name": req.name})
+    run = crud.create_run(
+        engine, cfg=cfg, priority=req.priority, sweep_id=req.sweep_id, phase=req.phase
+    )
     return public(run)
 
 
@@ -106,23 +99,19 @@ def list_runs(
 
 @router.get("/{run_id}", response_model=RunDetail)
 def get_run(run_id: RunId, engine: EngineDep):
-    run = _run_or_404(engine, run_id)
+    run = crud.get_run(engine, run_id=run_id)
     latest = crud.latest_for(engine, run_ids=[run_id]).get(run_id)
     return RunDetail(
         **public(run, latest).model_dump(),
         config=json.loads(run.spec_json),
+        plan=json.loads(run.plan_json) if run.plan_json else None,
         result=crud.get_result(engine, run_id=run_id),
     )
 
 
 @router.post("/{run_id}/cancel", response_model=RunPublic)
-def cancel_run(run_id: RunId, engine: EngineDep, _: AdminDep):
-    try:
-        return public(crud.cancel_run(engine, run_id=run_id))
-    except crud.NotFound as e:
-        raise HTTPException(404, str(e)) from None
-    except crud.Conflict as e:
-        raise HTTPException(409, str(e)) from None
+def cancel_run(run_id: RunId, engine: EngineDep, pricing: PricingDep, _: AdminDep):
+    return public(crud.cancel_run(engine, run_id=run_id, pricing=pricing))
 
 
 @router.get("/{run_id}/metrics", response_model=MetricSeries)
@@ -133,7 +122,6 @@ def get_metrics(
     max_points: Annotated[int, Query(ge=2, le=10_000)] = 500,
 ):
     """One metric's points by step, evenly downsampled to at most `max_points`."""
-    _run_or_404(engine, run_id)
     points, total = crud.metric_series(engine, run_id=run_id, name=name, max_points=max_points)
     return MetricSeries(
         run_id=run_id, name=name, points=points, total=total, downsampled=len(points) < total
@@ -142,7 +130,7 @@ def get_metrics(
 
 @router.get("/{run_id}/events", response_model=list[EventPublic])
 def get_events(run_id: RunId, engine: EngineDep):
-    _run_or_404(engine, run_id)
+    crud.get_run(engine, run_id=run_id)
     return [
         EventPublic(
             **e.model_dump(exclude={"data_json"}),
@@ -152,13 +140,11 @@ def get_events(run_id: RunId, engine: EngineDep):
     ]
 
 
-def _authorised(engine, settings, request: Request, run_id: RunId, token: str) -> Run:
+def _authorised(engine, request: Request, run_id: int, token: str) -> crud.RunRef:
     try:
         return crud.check_run_token(
             engine, run_id=run_id, token=token, admin_token=request.app.state.admin_token
         )
-    except crud.NotFound as e:
-        raise HTTPException(404, str(e)) from None
     except PermissionError as e:
         raise HTTPException(403, f"{e}: a run token may post only to its own run") from None
 
@@ -184,6 +170,8 @@ async def post_metrics(
     run_id: RunId,
     engine: EngineDep,
     settings: SettingsDep,
+    writer: WriterDep,
+    kill_rule: KillRuleDep,
     token: TokenDep,
     request: Request,
 ):
@@ -194,27 +182,24 @@ async def post_metrics(
     try:
         body = MetricsPost.model_validate_json(await request.body())
     except ValidationError as e:
-        raise HTTPException(422, describe_errors(e.errors())) from None
+        raise HTTPException(422, describe_errors(e.errors(), "body")) from None
     if len(body.points) > settings.max_points_per_post:
         raise HTTPException(
             413,
             f"{len(body.points)} points in one post; the limit is "
             f"{settings.max_points_per_post}: split the batch",
         )
+    run = _authorised(engine, request, run_id, token)
+    points = [(p.name, p.step, p.tokens, p.value) for p in body.points]
     # async: the request waits for its group commit without holding a worker thread
-    run = _authorised(engine, settings, request, run_id, token)
-    rows = [(run.id, p.name, p.step, p.tokens, p.value) for p in body.points]
-    inserted = await asyncio.wrap_future(writer_for(engine).enqueue(run.id, rows)) if rows else 0
-    kill_rule = getattr(request.app.state, "kill_rule", None)
-    points = [r[1:] for r in rows]
-    if kill_rule is not None and rows:
-        action, reason = await run_in_threadpool(
-            crud.decide, engine, run=run, points=points, kill_rule=kill_rule
-        )
+    fut = writer.enqueue(run.id, points, run.token_hash) if points else None
+    inserted = await asyncio.wrap_future(fut) if fut else 0
+    if points:
+        action, reason = await run_in_threadpool(kill_rule.answer, engine, run, points)
     else:
-        action, reason = crud.decide(engine, run=run, points=points)
+        action, reason = crud.stop_answer(run)
     return MetricsAck(
-        accepted=len(rows), duplicates=len(rows) - inserted, action=action, reason=reason
+        accepted=len(points), duplicates=len(points) - inserted, action=action, reason=reason
     )
 
 
@@ -222,16 +207,18 @@ async def post_metrics(
 def post_heartbeat(
     run_id: RunId,
     engine: EngineDep,
-    settings: SettingsDep,
     token: TokenDep,
     request: Request,
     body: Heartbeat | None = None,
 ):
-    run = _authorised(engine, settings, request, run_id, token)
+    run = _authorised(engine, request, run_id, token)
     body = body or Heartbeat()
-    action, reason = crud.heartbeat(
-        engine, run=run, step=body.step, tokens=body.tokens, attempt=body.attempt
-    )
+    try:
+        action, reason = crud.heartbeat(
+            engine, run=run, step=body.step, tokens=body.tokens, attempt=body.attempt
+        )
+    except PermissionError as e:
+        raise HTTPException(403, str(e)) from None
     return MetricsAck(accepted=0, duplicates=0, action=action, reason=reason)
 
 
@@ -240,24 +227,67 @@ def post_result(
     run_id: RunId,
     engine: EngineDep,
     settings: SettingsDep,
+    pricing: PricingDep,
     token: TokenDep,
     request: Request,
     metrics: Annotated[dict[str, Any], Body()],
 ):
-    """Trainer-facing: the run's final metrics.json."""
-    run = _authorised(engine, settings, request, run_id, token)
-    if not isinstance(metrics.get("run"), dict) or "status" not in metrics["run"]:
+    """Trainer-facing: the run's final metrics.json. The run's state follows its exit; a result
+    for a run that was never launched (an import by the admin) is its own exit."""
+    run = _authorised(engine, request, run_id, token)
+    doc_run = metrics.get("run")
+    if not isinstance(doc_run, dict) or "status" not in doc_run:
         raise HTTPException(422, "result: expected a metrics.json document with run.status")
     try:
-        return public(crud.post_result(engine, run=run, metrics=metrics))
+        stored = crud.store_result(engine, run_id=run.id, metrics=metrics)
     except ValueError as e:  # NaN/inf inside the document
         raise HTTPException(422, f"result: {e}") from None
+    if run.status == "queued":
+        code = doc_run.get("exit_code", 0)
+        apply_exit(
+            engine,
+            pricing,
+            run.id,
+            code if isinstance(code, int) else 0,
+            settings.max_attempts,
+            log="the imported result",
+            metrics=metrics,
+        )
+        stored = crud.get_run(engine, run_id=run.id)
+    return public(stored)
+
+
+@router.post("/{run_id}/exit")
+def report_exit(
+    run_id: RunId,
+    engine: EngineDep,
+    settings: SettingsDep,
+    pricing: PricingDep,
+    token: TokenDep,
+    request: Request,
+    body: Annotated[ExitReport, Body()],
+) -> dict:
+    """How a run's trainer ended (a worker reports it); the run moves on as under the local
+    launcher."""
+    run = _authorised(engine, request, run_id, token)
+    if run.status not in ("launching", "running", "succeeded", "killed", "failed", "cancelled"):
+        raise HTTPException(409, f"run {run_id} is {run.status}; nothing to settle")
+    apply_exit(
+        engine,
+        pricing,
+        run_id,
+        body.code,
+        settings.max_attempts,
+        log="the worker's train.log",
+        metrics=crud.get_result(engine, run_id=run_id),
+    )
+    return {"run_id": run_id, "status": crud.get_run(engine, run_id=run_id).status}
 
 
 @router.get("/{run_id}/log", response_class=Response)
 def get_log(run_id: RunId, engine: EngineDep, tail: Annotated[int, Query(ge=1, le=100_000)] = 200):
     """The last lines of the run's train.log (local and docker launchers)."""
-    run = _run_or_404(engine, run_id)
+    run = crud.get_run(engine, run_id=run_id)
     path = pathlib.Path(run.run_dir or "") / "train.log"
     if not run.run_dir or not path.is_file():
         return Response("", media_type="text/plain")

@@ -1,0 +1,51 @@
+"""/results.csv (one row per run) and /badge.svg (a sweep's status and cost, for a README)."""
+
+from __future__ import annotations
+
+from html import escape
+from typing import Annotated
+
+from fastapi import APIRouter, HTTPException, Query, Response
+
+from runner.api.deps import EngineDep
+from runner.ledger import queries
+from runner.study.results import COLUMNS, frame_from_ledger, to_csv
+
+router = APIRouter(tags=["results"])
+
+
+@router.get("/results.csv", response_class=Response)
+def results_csv(engine: EngineDep) -> Response:
+    """One row per run: config knobs, planned architecture, status, final metrics, cost (the
+    same columns as scripts/aggregate_results.py)."""
+    df, _ = frame_from_ledger(engine)
+    body = df.reindex(columns=COLUMNS).to_csv(index=False) if not df.empty else to_csv([])
+    return Response(
+        body,
+        media_type="text/csv",
+        headers={"Content-Disposition": "attachment; filename=results.csv"},
+    )
+
+
+@router.get("/badge.svg", response_class=Response)
+def badge(
+    engine: EngineDep, sweep: Annotated[int | None, Query(ge=1, le=2**62)] = None
+) -> Response:
+    """A status/cost badge from the ledger, for a README: all runs, or one sweep."""
+    n = queries.badge_numbers(engine, sweep_id=sweep)
+    if n is None:
+        raise HTTPException(404, f"sweep {sweep} does not exist")
+    label = f"pax sweep {sweep}" if sweep is not None else "pax"
+    value = f"{n['phase']} · {n['runs']} runs ({n['running'] or 0} running) · ${n['cost_usd']:.2f}"
+    if n["budget_usd"]:
+        value += f" / ${n['budget_usd']:.0f}"
+    lw, vw = 7 * len(label) + 12, 7 * len(value) + 12
+    color = "#e05d44" if n["budget_usd"] and n["cost_usd"] > n["budget_usd"] else "#2f6fb0"
+    svg = (
+        f'<svg xmlns="http://www.w3.org/2000/svg" width="{lw + vw}" height="20" role="img" '
+        f'aria-label="{escape(label)}: {escape(value)}"><rect width="{lw}" height="20" '
+        f'fill="#555"/><rect x="{lw}" width="{vw}" height="20" fill="{color}"/><g '
+        f'fill="#fff" font-family="Verdana,sans-serif" font-size="11"><text x="6" y="14">'
+        f'{escape(label)}</text><text x="{lw + 6}" y="14">{escape(value)}</text></g></svg>'
+    )
+    return Response(svg, media_type="image/svg+xml", headers={"Cache-Control": "no-cache"})

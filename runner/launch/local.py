@@ -1,0 +1,100 @@
+"""Local launcher: `pax train` as a subprocess in its own session, logging to the run dir."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+
+from runner.launch.base import RUNNING, UNKNOWN, LaunchSpec, trainer_args
+
+
+class LocalLauncher:
+    name = "local"
+
+    def __init__(self, python: str = sys.executable):
+        self.python = python
+        self.procs: dict[str, subprocess.Popen] = {}
+        self.lock = threading.Lock()
+
+    def command(self, spec: LaunchSpec) -> list[str]:
+        return [self.python, "-m", "pax.cli", *trainer_args(spec.config_path, spec.run_dir)]
+
+    def start(self, spec: LaunchSpec) -> str:
+        spec.run_dir.mkdir(parents=True, exist_ok=True)
+        log = open(spec.run_dir / "train.log", "ab")  # noqa: SIM115 - handed to the child
+        log.write(f"\n=== attempt {spec.attempt} ===\n".encode())
+        log.flush()
+        env = {**os.environ, **spec.env, "PYTHONUNBUFFERED": "1"}
+        # its own session: a signal to the service's process group does not reach training,
+        # and stop() can signal the trainer's whole group
+        proc = subprocess.Popen(
+            self.command(spec),
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            env=env,
+            start_new_session=True,
+        )
+        log.close()
+        with self.lock:
+            self.procs[str(proc.pid)] = proc
+        return str(proc.pid)
+
+    def poll(self, backend_id: str) -> int | str | None:
+        with self.lock:
+            proc = self.procs.get(backend_id)
+        if proc is None:
+            return UNKNOWN
+        code = proc.poll()
+        if code is None:
+            return RUNNING
+        with self.lock:
+            self.procs.pop(backend_id, None)
+        return code
+
+    def stop(self, backend_id: str, grace_s: float) -> None:
+        with self.lock:
+            proc = self.procs.get(backend_id)
+        pid = proc.pid if proc is not None else int(backend_id)
+
+        def _stop():
+            try:
+                os.killpg(pid, signal.SIGTERM)
+                os.killpg(pid, signal.SIGCONT)  # a stopped trainer must wake to checkpoint
+            except (ProcessLookupError, PermissionError):
+                return
+            deadline = time.time() + grace_s
+            while time.time() < deadline:
+                if proc is not None and proc.poll() is not None:
+                    return
+                if proc is None and not _alive(pid):
+                    return
+                time.sleep(0.1)
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(pid, signal.SIGKILL)
+
+        threading.Thread(target=_stop, daemon=True, name=f"stop-{pid}").start()
+
+    def alive(self) -> list[str]:
+        with self.lock:
+            return [b for b, p in self.procs.items() if p.poll() is None]
+
+    def exited(self) -> list[str]:
+        """Tracked processes that have exited (poll() reports and forgets them)."""
+        with self.lock:
+            return [b for b, p in self.procs.items() if p.poll() is not None]
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True

@@ -1,0 +1,714 @@
+"""Plain functions over the ledger's state; routes, the scheduler and the study call these.
+Keyword-only arguments. Reads for pages and reports live beside them in `queries.py`.
+
+A run's status changes only through `set_status` / `requeue_or_fail`, which write the event row
+in the same transaction and charge the attempt that ended, so the history of a run is never out
+of step with its status or its cost. A decision (the kill rule's verdict) is recorded as an event
+and a stop request; the status follows when the trainer's exit arrives.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import secrets
+import time
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from sqlalchemy import func
+from sqlalchemy.engine import Engine
+from sqlmodel import Session, col, select
+
+from runner.ledger.db import write_session
+from runner.ledger.models import ACTIVE, FINISHED, Event, LatestMetric, Result, Run, Sweep
+
+LIST_LIMIT_MAX = 1000
+
+
+class NotFound(LookupError):
+    """-> 404 (an app-level handler)."""
+
+
+class Conflict(RuntimeError):
+    """-> 409: the request is valid but the ledger's state forbids it now."""
+
+
+class Charges(Protocol):
+    """What ending an attempt needs of the pricing (runner.launch.cost.Pricing)."""
+
+    def charge(self, seconds: float) -> tuple[float, float]: ...
+
+
+def now() -> float:
+    return time.time()
+
+
+def hash_token(token: str) -> str:
+    return hashlib.sha256(token.encode("utf-8", "surrogatepass")).hexdigest()
+
+
+def tokens_equal(a: str, b: str) -> bool:
+    """Constant-time comparison of two tokens as bytes (any characters, never an exception)."""
+    return hmac.compare_digest(
+        a.encode("utf-8", "surrogatepass"), b.encode("utf-8", "surrogatepass")
+    )
+
+
+def token_matches(token: str, token_hash: str | None) -> bool:
+    return bool(token_hash) and hmac.compare_digest(hash_token(token), token_hash)
+
+
+# ---------------------------------------------------------------- runs
+
+
+def add_queued_run(
+    s: Session,
+    cfg,
+    *,
+    reason: str,
+    sweep_id: int | None = None,
+    phase: str | None = None,
+    priority: int = 0,
+    cell: str | None = None,
+    axis: str | None = None,
+    is_baseline: bool = False,
+) -> Run:
+    """A queued run for a validated TrainConfig (its plan stored beside it), and its first
+    event, in the caller's transaction (runs submitted alone, plan cells, promoted finalists)."""
+    t = now()
+    run = Run(
+        name=cfg.name,
+        spec_json=cfg.model_dump_json(),
+        spec_hash=cfg.spec_hash(),
+        plan_json=json.dumps(cfg.plan().to_dict()),
+        sweep_id=sweep_id,
+        phase=phase,
+        seed=cfg.runtime.seed,
+        priority=priority,
+        max_tokens=cfg.max_tokens,
+        created_at=t,
+        updated_at=t,
+        cell=cell,
+        axis=axis,
+        is_baseline=is_baseline,
+    )
+    s.add(run)
+    s.flush()
+    s.add(
+        Event(
+            run_id=run.id,
+            sweep_id=sweep_id,
+            time=t,
+            kind="state",
+            to_status="queued",
+            reason=reason,
+        )
+    )
+    return run
+
+
+def create_run(
+    engine: Engine,
+    *,
+    cfg,
+    priority: int = 0,
+    sweep_id: int | None = None,
+    phase: str | None = None,
+) -> Run:
+    with write_session(engine) as s:
+        if sweep_id is not None and s.get(Sweep, sweep_id) is None:
+            raise NotFound(f"sweep {sweep_id} does not exist; leave sweep_id out or create it")
+        run = add_queued_run(
+            s, cfg, reason="submitted", sweep_id=sweep_id, phase=phase, priority=priority
+        )
+        s.commit()
+        s.refresh(run)
+        return run
+
+
+def get_run(engine: Engine, *, run_id: int) -> Run:
+    with Session(engine) as s:
+        run = s.get(Run, run_id)
+    if run is None:
+        raise NotFound(f"run {run_id} does not exist")
+    return run
+
+
+def latest_for(engine: Engine, *, run_ids: list[int]) -> dict[int, dict[str, float]]:
+    if not run_ids:
+        return {}
+    out: dict[int, dict[str, float]] = {i: {} for i in run_ids}
+    with Session(engine) as s:
+        rows = s.exec(select(LatestMetric).where(col(LatestMetric.run_id).in_(run_ids))).all()
+    for r in rows:
+        out[r.run_id][r.name] = r.value
+    return out
+
+
+def list_runs(
+    engine: Engine,
+    *,
+    status: str | None = None,
+    sweep_id: int | None = None,
+    limit: int = 100,
+    offset: int = 0,
+) -> tuple[list[Run], int]:
+    q = select(Run)
+    count = select(func.count()).select_from(Run)
+    if status:
+        q = q.where(Run.status == status)
+        count = count.where(Run.status == status)
+    if sweep_id is not None:
+        q = q.where(Run.sweep_id == sweep_id)
+        count = count.where(Run.sweep_id == sweep_id)
+    with Session(engine) as s:
+        rows = s.exec(q.order_by(col(Run.id).desc()).offset(offset).limit(limit)).all()
+        total = s.exec(count).one()
+    return list(rows), int(total)
+
+
+def active_runs(engine: Engine) -> list[Run]:
+    with Session(engine) as s:
+        return list(s.exec(select(Run).where(col(Run.status).in_(ACTIVE))).all())
+
+
+def runs_by_backend(engine: Engine, *, backend_ids: list[str]) -> list[Run]:
+    if not backend_ids:
+        return []
+    with Session(engine) as s:
+        return list(s.exec(select(Run).where(col(Run.backend_id).in_(backend_ids))).all())
+
+
+def set_run_fields(engine: Engine, *, run_id: int, **fields: Any) -> None:
+    with write_session(engine) as s:
+        run = s.get(Run, run_id)
+        for k, v in fields.items():
+            setattr(run, k, v)
+        run.updated_at = now()
+        s.add(run)
+
+
+# ---------------------------------------------------------------- status changes
+
+
+def _transition(
+    s: Session, run: Run, to: str, reason: str, pricing: Charges | None, **fields: Any
+) -> None:
+    """Change a run's status and record why, in the caller's transaction. Leaving an active
+    state ends an attempt: its provisioned time since launch is charged."""
+    t = now()
+    data = fields.pop("event_data", None)
+    s.add(
+        Event(
+            run_id=run.id,
+            sweep_id=run.sweep_id,
+            time=t,
+            kind="state",
+            from_status=run.status,
+            to_status=to,
+            reason=reason,
+            data_json=json.dumps(data) if data is not None else None,
+        )
+    )
+    if run.status in ACTIVE and to not in ACTIVE and run.started_at and pricing is not None:
+        hours, usd = pricing.charge(t - run.started_at)
+        run.gpu_hours = (run.gpu_hours or 0.0) + hours
+        run.cost_usd = (run.cost_usd or 0.0) + usd
+    run.status = to
+    run.updated_at = t
+    for k, v in fields.items():
+        setattr(run, k, v)
+    if to in FINISHED:
+        run.finished_at = t
+        run.exit_reason = reason
+    s.add(run)
+
+
+def set_status(
+    engine: Engine,
+    *,
+    run_id: int,
+    to: str,
+    reason: str,
+    pricing: Charges | None,
+    only_from: tuple[str, ...] = (),
+    **fields: Any,
+) -> Run | None:
+    """Move a run to `to` if it is still in one of `only_from` (any state when empty); None
+    when it was not (someone else settled it first)."""
+    with write_session(engine) as s:
+        run = s.get(Run, run_id)
+        if run is None or (only_from and run.status not in only_from):
+            return None
+        _transition(s, run, to, reason, pricing, **fields)
+        s.commit()
+        s.refresh(run)
+        return run
+
+
+def cancel_run(engine: Engine, *, run_id: int, pricing: Charges | None) -> Run:
+    with write_session(engine) as s:
+        run = s.get(Run, run_id)
+        if run is None:
+            raise NotFound(f"run {run_id} does not exist")
+        if run.status in FINISHED:
+            raise Conflict(
+                f"run {run_id} is {run.status}; cancel applies to queued, launching or running runs"
+            )
+        # An active run is stopped by the scheduler (SIGTERM, then SIGKILL after the grace).
+        _transition(s, run, "cancelled", "cancelled by the user", pricing)
+        s.commit()
+        s.refresh(run)
+        return run
+
+
+def requeue_or_fail(
+    engine: Engine,
+    *,
+    run_id: int,
+    reason: str,
+    max_attempts: int,
+    pricing: Charges | None,
+    lost: bool = False,
+) -> Run | None:
+    """After a lost lease or a crash: queued again (attempt + 1 at the next claim) until the
+    retry limit, then failed. The next attempt resumes from the run's checkpoint."""
+    with write_session(engine) as s:
+        run = s.get(Run, run_id)
+        if run is None or run.status not in ACTIVE:
+            return None
+        if lost:
+            _transition(s, run, "lost", reason, pricing)
+        if run.attempt >= max_attempts:
+            why = f"{reason}; gave up after {run.attempt} attempts"
+            _transition(s, run, "failed", why, pricing)
+        else:
+            why = f"{reason}; requeued (attempt {run.attempt + 1} of {max_attempts} next)"
+            _transition(s, run, "queued", why, pricing, token_hash=None)
+        s.commit()
+        s.refresh(run)
+        return run
+
+
+def claim_queued(
+    engine: Engine, *, limit: int, launcher: str, refuse=None
+) -> list[tuple[Run, str]]:
+    """Move up to `limit` queued runs (priority, then age) to launching, each with a fresh run
+    token (only its hash is stored), in one write transaction. `refuse(run)` may give a reason
+    not to start a run (a budget cap): it is cancelled instead, before any attempt begins."""
+    if limit <= 0:
+        return []
+    out = []
+    with write_session(engine) as s:
+        runs = s.exec(
+            select(Run)
+            .where(Run.status == "queued")
+            .order_by(col(Run.priority).desc(), col(Run.created_at), col(Run.id))
+            .limit(limit)
+        ).all()
+        for run in runs:
+            why = refuse(run) if refuse is not None else None
+            if why:
+                _transition(s, run, "cancelled", why, None)
+                continue
+            token = secrets.token_urlsafe(24)
+            _transition(
+                s,
+                run,
+                "launching",
+                f"claimed by the {launcher} launcher",
+                None,
+                launcher=launcher,
+                attempt=run.attempt + 1,
+                token_hash=hash_token(token),
+                started_at=now(),
+                last_heartbeat=None,  # the start-up grace applies until the first heartbeat
+            )
+            out.append((run, token))
+        s.commit()
+        for run, _ in out:
+            s.refresh(run)
+    return out
+
+
+# ---------------------------------------------------------------- events
+
+
+def events(
+    engine: Engine,
+    *,
+    run_id: int | None = None,
+    sweep_id: int | None = None,
+    kinds: tuple[str, ...] = (),
+    limit: int = 1000,
+) -> list[Event]:
+    q = select(Event)
+    if run_id is not None:
+        q = q.where(Event.run_id == run_id)
+    if sweep_id is not None:
+        q = q.where(Event.sweep_id == sweep_id)
+    if kinds:
+        q = q.where(col(Event.kind).in_(kinds))
+    with Session(engine) as s:
+        return list(s.exec(q.order_by(col(Event.id)).limit(limit)).all())
+
+
+def add_event(
+    engine: Engine,
+    *,
+    kind: str,
+    reason: str,
+    run_id: int | None = None,
+    sweep_id: int | None = None,
+    data: dict | None = None,
+) -> None:
+    with write_session(engine) as s:
+        s.add(
+            Event(
+                run_id=run_id,
+                sweep_id=sweep_id,
+                time=now(),
+                kind=kind,
+                reason=reason,
+                data_json=json.dumps(data) if data is not None else None,
+            )
+        )
+
+
+# ---------------------------------------------------------------- trainer-facing
+
+
+@dataclass(frozen=True)
+class RunRef:
+    """What the trainer-facing hot path needs of a run (no ORM object: it costs more than the
+    write itself)."""
+
+    id: int
+    status: str
+    token_hash: str | None
+    sweep_id: int | None
+    phase: str | None
+    is_baseline: bool
+    seed: int
+    stop_reason: str | None
+
+
+def run_ref(engine: Engine, *, run_id: int) -> RunRef:
+    t = Run.__table__.c
+    with engine.connect() as conn:
+        row = conn.execute(
+            select(
+                t.id,
+                t.status,
+                t.token_hash,
+                t.sweep_id,
+                t.phase,
+                t.is_baseline,
+                t.seed,
+                t.stop_reason,
+            ).where(t.id == run_id)
+        ).first()
+    if row is None:
+        raise NotFound(f"run {run_id} does not exist")
+    return RunRef(*row)
+
+
+def check_run_token(engine: Engine, *, run_id: int, token: str, admin_token: str) -> RunRef:
+    """The run, if `token` is its own or the admin's; NotFound / PermissionError otherwise."""
+    run = run_ref(engine, run_id=run_id)
+    if tokens_equal(token, admin_token) or token_matches(token, run.token_hash):
+        return run
+    raise PermissionError(f"this token may not post to run {run_id}")
+
+
+def stop_answer(run: RunRef | Run) -> tuple[str, str | None]:
+    """The answer to a trainer's post: continue, or stop (cancelled, or a stop requested)."""
+    if run.status in FINISHED:
+        return "stop", f"run {run.id} is {run.status}"
+    if run.stop_reason:
+        return "stop", run.stop_reason
+    return "continue", None
+
+
+def request_stop(engine: Engine, *, run_id: int, kind: str, reason: str, evidence: dict) -> bool:
+    """Record a decision to stop a run (e.g. the kill rule's verdict) with its evidence; the
+    trainer learns it in its next answer, and the run ends when its exit arrives. False when a
+    stop was already requested (the first decision stands)."""
+    with write_session(engine) as s:
+        run = s.get(Run, run_id)
+        if run is None or run.stop_reason or run.status in FINISHED:
+            return False
+        run.stop_reason = reason
+        run.updated_at = now()
+        s.add(run)
+        s.add(
+            Event(
+                run_id=run.id,
+                sweep_id=run.sweep_id,
+                time=now(),
+                kind=kind,
+                reason=reason,
+                data_json=json.dumps(evidence),
+            )
+        )
+    return True
+
+
+def heartbeat(
+    engine: Engine,
+    *,
+    run: RunRef,
+    step: int | None,
+    tokens: int | None,
+    attempt: int | None = None,
+) -> tuple[str, str | None]:
+    with write_session(engine) as s:
+        r = s.get(Run, run.id)
+        if r.token_hash != run.token_hash:
+            # authorised against an attempt that has ended since (a lease expired meanwhile):
+            # it must not count as the new attempt's first sign of life
+            raise PermissionError(f"run {run.id}'s token was revoked: a newer attempt owns it")
+        r.last_heartbeat = now()
+        if tokens is not None:
+            r.tokens_seen = max(r.tokens_seen, tokens)
+        if attempt is not None and attempt > r.attempt:
+            # resumed outside the runner (a SkyPilot spot recovery): the ledger counts it too
+            s.add(
+                Event(
+                    run_id=r.id,
+                    sweep_id=r.sweep_id,
+                    time=now(),
+                    kind="attempt",
+                    reason=f"the trainer resumed as attempt {attempt} (recovered outside "
+                    "the runner, e.g. a spot relaunch)",
+                    data_json=json.dumps({"attempt": attempt, "step": step, "tokens": tokens}),
+                )
+            )
+            r.attempt = attempt
+        if r.status == "launching":
+            _transition(s, r, "running", "first heartbeat", None)
+        s.add(r)
+        s.commit()
+        return stop_answer(r)
+
+
+def store_result(engine: Engine, *, run_id: int, metrics: dict[str, Any]) -> Run:
+    """Keep the run's final metrics.json (replacing an earlier one). The run's status follows
+    its exit, not this document."""
+    doc = json.dumps(metrics, allow_nan=False)
+    sample = bool((metrics.get("provenance") or {}).get("sample"))
+    with write_session(engine) as s:
+        r = s.get(Run, run_id)
+        if r is None:
+            raise NotFound(f"run {run_id} does not exist")
+        existing = s.get(Result, run_id)
+        if existing is None:
+            s.add(Result(run_id=run_id, metrics_json=doc, sample=sample, created_at=now()))
+        else:
+            existing.metrics_json, existing.sample = doc, sample
+            s.add(existing)
+        tokens = (metrics.get("training") or {}).get("tokens_seen")
+        if isinstance(tokens, int) and tokens > r.tokens_seen:
+            r.tokens_seen = tokens
+            s.add(r)
+        s.commit()
+        s.refresh(r)
+        return r
+
+
+def get_result(engine: Engine, *, run_id: int) -> dict | None:
+    with Session(engine) as s:
+        res = s.get(Result, run_id)
+        return json.loads(res.metrics_json) if res else None
+
+
+def results_for(engine: Engine, *, run_ids: list[int]) -> dict[int, dict]:
+    if not run_ids:
+        return {}
+    with Session(engine) as s:
+        rows = s.exec(select(Result).where(col(Result.run_id).in_(run_ids))).all()
+    return {r.run_id: json.loads(r.metrics_json) for r in rows}
+
+
+def metric_series(
+    engine: Engine, *, run_id: int, name: str, max_points: int = 500
+) -> tuple[list[dict[str, int | float]], int]:
+    """Points of one metric by step, evenly downsampled to at most max_points (last kept)."""
+    from runner.ledger.models import MetricPoint
+
+    get_run(engine, run_id=run_id)
+    t = MetricPoint.__table__.c
+    with engine.connect() as conn:
+        rows = conn.execute(
+            select(t.step, t.tokens, t.value)
+            .where(t.run_id == run_id, t.name == name)
+            .order_by(t.step)
+        ).all()
+    total = len(rows)
+    if total > max_points:
+        stride = (total - 1) / (max_points - 1) if max_points > 1 else total
+        idx = sorted({min(total - 1, round(i * stride)) for i in range(max_points)})
+        rows = [rows[i] for i in idx]
+    return [{"step": r[0], "tokens": r[1], "value": r[2]} for r in rows], total
+
+
+# ---------------------------------------------------------------- sweeps
+
+
+def get_sweep(engine: Engine, *, sweep_id: int) -> Sweep:
+    with Session(engine) as s:
+        sw = s.get(Sweep, sweep_id)
+    if sw is None:
+        raise NotFound(f"sweep {sweep_id} does not exist")
+    return sw
+
+
+def list_sweeps(engine: Engine, *, status: str | None = None) -> list[Sweep]:
+    q = select(Sweep)
+    if status:
+        q = q.where(Sweep.status == status)
+    with Session(engine) as s:
+        return list(s.exec(q.order_by(col(Sweep.id).desc())).all())
+
+
+def sweep_runs(engine: Engine, *, sweep_id: int, phases: tuple[str, ...] = ()) -> list[Run]:
+    q = select(Run).where(Run.sweep_id == sweep_id)
+    if phases:
+        q = q.where(col(Run.phase).in_(phases))
+    with Session(engine) as s:
+        return list(s.exec(q.order_by(col(Run.id))).all())
+
+
+def run_counts(engine: Engine, *, sweep_ids: list[int]) -> dict[int, dict[str, int]]:
+    """{sweep id: {status: runs}}."""
+    out: dict[int, dict[str, int]] = {i: {} for i in sweep_ids}
+    if not sweep_ids:
+        return out
+    with Session(engine) as s:
+        rows = s.exec(
+            select(Run.sweep_id, Run.status, func.count())
+            .where(col(Run.sweep_id).in_(sweep_ids))
+            .group_by(Run.sweep_id, Run.status)
+        ).all()
+    for sweep_id, status, n in rows:
+        out[sweep_id][status] = n
+    return out
+
+
+def create_sweep(
+    engine: Engine,
+    *,
+    name: str,
+    kind: str,
+    spec_json: str,
+    budget_usd: float | None,
+    reports_root: str,
+    runs: list[dict],
+    infeasible: list[dict],
+) -> Sweep:
+    """The sweep, its queued runs and its infeasible cells, in one transaction. `runs`: dicts of
+    add_queued_run's arguments (cfg, cell, axis, phase, is_baseline, priority, reason)."""
+    t = now()
+    with write_session(engine) as s:
+        sweep = Sweep(
+            name=name,
+            kind=kind,
+            spec_json=spec_json,
+            status="active",
+            phase="ranking",
+            budget_usd=budget_usd,
+            created_at=t,
+            updated_at=t,
+        )
+        s.add(sweep)
+        s.flush()
+        sweep.report_dir = f"{reports_root.rstrip('/')}/sweep-{sweep.id:04d}"
+        s.add(
+            Event(
+                sweep_id=sweep.id,
+                time=t,
+                kind="sweep",
+                reason=f"submitted {kind} {name!r}: {len(runs)} runs, "
+                f"{len(infeasible)} infeasible cells",
+            )
+        )
+        for r in runs:
+            add_queued_run(
+                s,
+                r["cfg"],
+                reason=f"cell {r['cell']} of sweep {sweep.id}",
+                sweep_id=sweep.id,
+                **{k: v for k, v in r.items() if k != "cfg"},
+            )
+        for i in infeasible:
+            s.add(
+                Event(
+                    sweep_id=sweep.id,
+                    time=t,
+                    kind="infeasible",
+                    reason=i["reason"],
+                    data_json=json.dumps(i),
+                )
+            )
+        s.commit()
+        s.refresh(sweep)
+        return sweep
+
+
+def add_finalists(
+    engine: Engine, *, sweep_id: int, runs: list[dict], phase: str, decision: dict, reason: str
+) -> list[int]:
+    """Queue a promotion's runs (skipping cell/seed pairs that exist: promotion is idempotent),
+    move the sweep on, and record the decision, in one transaction; the new run ids."""
+    created: list[int] = []
+    t = now()
+    with write_session(engine) as s:
+        for r in runs:
+            exists = s.exec(
+                select(Run.id).where(
+                    Run.sweep_id == sweep_id,
+                    Run.phase == "finalists",
+                    Run.cell == r["cell"],
+                    Run.seed == r["cfg"].runtime.seed,
+                )
+            ).first()
+            if exists:
+                continue
+            run = add_queued_run(
+                s,
+                r["cfg"],
+                reason=f"finalist {r['cell']}, seed {r['cfg'].runtime.seed}",
+                sweep_id=sweep_id,
+                phase="finalists",
+                cell=r["cell"],
+                axis="finalist",
+                is_baseline=r["is_baseline"],
+                priority=5,
+            )
+            created.append(run.id)
+        sw = s.get(Sweep, sweep_id)
+        sw.phase = phase
+        sw.status = "active" if phase != "done" else "done"
+        sw.updated_at = t
+        s.add(sw)
+        decision = {**decision, "created_runs": created}
+        s.add(
+            Event(
+                sweep_id=sweep_id,
+                time=t,
+                kind="promotion",
+                reason=reason,
+                data_json=json.dumps(decision, default=str),
+            )
+        )
+    return created
+
+
+def close_sweep(engine: Engine, *, sweep_id: int, reason: str) -> None:
+    with write_session(engine) as s:
+        sw = s.get(Sweep, sweep_id)
+        sw.phase, sw.status, sw.updated_at = "done", "done", now()
+        s.add(sw)
+        s.add(Event(sweep_id=sweep_id, time=now(), kind="sweep", reason=reason))

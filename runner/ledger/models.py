@@ -1,0 +1,153 @@
+"""Ledger tables (SQLModel): the one source of the schema's shape. Alembic's migrations must
+agree with these, indexes included (tests/runner/test_migrations.py checks it)."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+from pydantic import BaseModel, ConfigDict
+from sqlalchemy import Column, Index, Text, text
+from sqlmodel import Field, SQLModel
+
+
+class RunStatus(StrEnum):
+    QUEUED = "queued"
+    LAUNCHING = "launching"
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    KILLED = "killed"
+    CANCELLED = "cancelled"
+    LOST = "lost"
+
+
+STATUSES = tuple(s.value for s in RunStatus)
+ACTIVE = (RunStatus.LAUNCHING.value, RunStatus.RUNNING.value)
+FINISHED = tuple(
+    s.value for s in (RunStatus.SUCCEEDED, RunStatus.FAILED, RunStatus.KILLED, RunStatus.CANCELLED)
+)
+
+
+class Strict(BaseModel):
+    """Request bodies and plan files: an unknown field is an error, not silently dropped."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+class Sweep(SQLModel, table=True):
+    __tablename__ = "sweeps"
+    id: int | None = Field(default=None, primary_key=True)
+    name: str
+    kind: str = "plan"
+    spec_json: str = Field(default="{}", sa_column=Column(Text, nullable=False))
+    status: str = "active"
+    phase: str = "ranking"
+    report_dir: str | None = None
+    budget_usd: float | None = None
+    created_at: float
+    updated_at: float
+
+
+class RunBase(SQLModel):
+    """A run's public fields: the table adds its secrets and documents, the API its latest
+    metrics."""
+
+    name: str
+    spec_hash: str = Field(index=True)
+    sweep_id: int | None = Field(default=None, foreign_key="sweeps.id", index=True)
+    phase: str | None = None
+    seed: int = 0
+    priority: int = 0
+    status: str = Field(default=RunStatus.QUEUED.value, index=True)
+    attempt: int = 0
+    launcher: str | None = None
+    backend_id: str | None = None
+    run_dir: str | None = None
+    max_tokens: int = 0
+    tokens_seen: int = 0
+    created_at: float
+    updated_at: float
+    started_at: float | None = None
+    finished_at: float | None = None
+    last_heartbeat: float | None = None
+    exit_reason: str | None = Field(default=None, sa_type=Text)
+    stop_reason: str | None = Field(
+        default=None,
+        sa_type=Text,
+        description="Why the trainer was told to stop (a kill-rule verdict); the run ends "
+        "when its exit arrives.",
+    )
+    gpu_hours: float = 0.0
+    cost_usd: float = 0.0
+    cell: str | None = None
+    axis: str | None = None
+    is_baseline: bool = False
+
+
+class Run(RunBase, table=True):
+    __tablename__ = "runs"
+    __table_args__ = (
+        Index("ix_runs_queue", "status", "priority", "created_at"),
+        # one run per cell and seed of a sweep phase: a restarted service never queues it twice
+        Index(
+            "ux_runs_cell",
+            "sweep_id",
+            "phase",
+            "cell",
+            "seed",
+            unique=True,
+            sqlite_where=text("sweep_id IS NOT NULL AND cell IS NOT NULL"),
+            postgresql_where=text("sweep_id IS NOT NULL AND cell IS NOT NULL"),
+        ),
+    )
+    id: int | None = Field(default=None, primary_key=True)
+    spec_json: str = Field(sa_column=Column(Text, nullable=False))
+    plan_json: str | None = Field(
+        default=None, sa_type=Text, description="The planner's architecture, stored at submit."
+    )
+    token_hash: str | None = None
+
+
+class MetricPoint(SQLModel, table=True):
+    """One value of one metric at one step; the key makes a repeated post harmless."""
+
+    __tablename__ = "metric_points"
+    __table_args__ = {"sqlite_with_rowid": False}
+    run_id: int = Field(foreign_key="runs.id", primary_key=True)
+    name: str = Field(primary_key=True)
+    step: int = Field(primary_key=True)
+    tokens: int
+    value: float
+
+
+class LatestMetric(SQLModel, table=True):
+    """The newest point per run and metric, so list pages never scan history."""
+
+    __tablename__ = "latest_metrics"
+    __table_args__ = {"sqlite_with_rowid": False}
+    run_id: int = Field(foreign_key="runs.id", primary_key=True)
+    name: str = Field(primary_key=True)
+    step: int
+    tokens: int
+    value: float
+
+
+class Event(SQLModel, table=True):
+    __tablename__ = "events"
+    id: int | None = Field(default=None, primary_key=True)
+    run_id: int | None = Field(default=None, foreign_key="runs.id", index=True)
+    sweep_id: int | None = Field(default=None, foreign_key="sweeps.id", index=True)
+    time: float
+    kind: str
+    from_status: str | None = None
+    to_status: str | None = None
+    reason: str | None = Field(default=None, sa_type=Text)
+    data_json: str | None = Field(default=None, sa_type=Text)
+
+
+class Result(SQLModel, table=True):
+    __tablename__ = "results"
+    run_id: int = Field(foreign_key="runs.id", primary_key=True)
+    metrics_json: str = Field(sa_column=Column(Text, nullable=False))
+    sample: bool = Field(default=False, description="Made from sample data (not WikiText-2).")
+    created_at: float

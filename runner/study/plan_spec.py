@@ -1,0 +1,197 @@
+"""Experiment plans, the schema: a baseline, the axes around it, the micro-ablation, controls,
+promotion settings, the kill rule and a budget; and the phase-1 cells a plan expands to. Pure
+code: validated here, written to the ledger by `runner.study.sweeps`.
+
+A study sweep file (configs/embed_ratio.yaml: base + experiments) reads as a one-phase plan.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import yaml
+from pydantic import Field, ValidationError
+
+from runner.ledger.models import Strict
+from runner.study.killrule import KillRuleSpec
+from trainer.config import ConfigError, Count, deep_merge, describe_errors
+from trainer.params import parse_count
+
+PHASE1 = ("ranking", "ablation")
+RANKING_MAX_TOKENS = 5_000_000
+
+
+class Baseline(Strict):
+    embedding_ratio: float = 0.35
+    glu_expansion: float = 2.66
+    vocab_size: int = 16000
+    tied_lm_head: bool = True
+
+
+class Ranking(Strict):
+    max_tokens: Count = Field(
+        5_000_000,
+        ge=1,
+        le=RANKING_MAX_TOKENS,
+        description="Tokens per ranking run (the study caps them at 5M).",
+    )
+    seeds: list[int] = Field([1337], min_length=1, max_length=5)
+    embedding_ratio: list[float] = [0.25, 0.35, 0.45]
+    glu_expansion: list[float] = [2.0, 2.66, 3.0, 4.0]
+
+
+class Ablation(Strict):
+    vocab_sizes: list[int] = [8000, 16000]
+    tied: list[bool] = [True, False]
+    embedding_ratio: list[float] = [0.25, 0.35, 0.45]
+
+
+class Finalists(Strict):
+    max_tokens: Count = Field(
+        30_000_000, ge=1, le=10**12, description="Full budget per finalist run."
+    )
+    seeds: list[int] = Field([1, 2, 3], min_length=1, max_length=10)
+    top_k: int = Field(1, ge=1, le=4, description="Cells promoted per axis.")
+    thin_margin: float = Field(
+        0.01,
+        ge=0,
+        description="Promote one more when the runner-up "
+        "is within this relative dev-PPL gap of the best...",
+    )
+    use_seed_spread: bool = Field(True, description="...or within the best cell's seed spread.")
+    early_stop_patience: int = Field(
+        0,
+        ge=0,
+        description="Stop a finalist after this many "
+        "dev evaluations without improvement (0 = off).",
+    )
+
+
+class Control(Strict):
+    name: str = Field(pattern=r"^[a-z0-9_-]{1,40}$")
+    overrides: dict[str, Any] = Field(description="Config overrides on the baseline cell.")
+
+
+class PlanSpec(Strict):
+    name: str = Field(min_length=1, max_length=80)
+    description: str = ""
+    base: dict[str, Any] = Field(
+        default_factory=dict,
+        description="Train config shared by every cell (model knobs come from the cell).",
+    )
+    baseline: Baseline = Field(default_factory=Baseline)
+    ranking: Ranking = Field(default_factory=Ranking)
+    ablation: Ablation | None = None
+    finalists: Finalists = Field(default_factory=Finalists)
+    controls: list[Control] = []
+    kill_rule: KillRuleSpec = Field(default_factory=KillRuleSpec)
+    budget_usd: float | None = Field(None, gt=0)
+    experiments: dict[str, dict] = Field(
+        default_factory=dict,
+        description="A one-phase sweep's cells (a study sweep file read as a plan).",
+    )
+
+
+def _label(v: float) -> str:
+    return f"{v:g}".replace(".", "")
+
+
+def _share(r: float) -> str:
+    return f"{round(100 * r):d}"  # 0.25 -> 25, as in configs/embed_ratio.yaml
+
+
+def cells(plan: PlanSpec) -> list[dict]:
+    """Every phase-1 cell: {cell, axis, phase, baseline, overrides(model), config}."""
+    b = plan.baseline.model_dump()
+    out: dict[str, dict] = {}
+
+    def add(cell, axis, phase, model, extra=None):
+        if cell in out:
+            return
+        out[cell] = {
+            "cell": cell,
+            "axis": axis,
+            "phase": phase,
+            "model": model,
+            "is_baseline": model == b and not extra,
+            "extra": extra or {},
+        }
+
+    add("baseline", "baseline", "ranking", b)
+    for r in plan.ranking.embedding_ratio:
+        m = {**b, "embedding_ratio": r}
+        add("baseline" if m == b else f"emb{_share(r)}", "embedding_ratio", "ranking", m)
+    for g in plan.ranking.glu_expansion:
+        m = {**b, "glu_expansion": g}
+        add("baseline" if m == b else f"glu{_label(g)}x", "glu_expansion", "ranking", m)
+    if plan.ablation:
+        for V in plan.ablation.vocab_sizes:
+            for tied in plan.ablation.tied:
+                for r in plan.ablation.embedding_ratio:
+                    m = {**b, "vocab_size": V, "tied_lm_head": tied, "embedding_ratio": r}
+                    same = next((c for c in out.values() if c["model"] == m), None)
+                    if same is not None:  # already a ranking cell: the same run serves both
+                        continue
+                    add(
+                        f"v{V}-{'tied' if tied else 'untied'}-emb{_share(r)}",
+                        "ablation",
+                        "ranking",
+                        m,
+                    )
+    for c in plan.controls:
+        add(f"control-{c.name}", "control", "ranking", b, c.overrides)
+    return list(out.values())
+
+
+def cell_config(
+    plan: PlanSpec, c: dict, *, seed: int, max_tokens: int, early_stop_patience: int = 0
+) -> dict:
+    cfg = deep_merge(plan.base, {"model": c["model"]})
+    cfg = deep_merge(cfg, c.get("extra") or {})
+    cfg["name"] = c["cell"]
+    cfg["max_tokens"] = max_tokens
+    cfg.setdefault("runtime", {})["seed"] = seed
+    if early_stop_patience:
+        cfg.setdefault("eval", {})["early_stop_patience"] = early_stop_patience
+    return cfg
+
+
+def parse_plan(doc: dict) -> tuple[PlanSpec, str]:
+    """A plan, or a study sweep file (base + experiments) read as a one-phase plan."""
+    if "experiments" in doc and "ranking" not in doc:
+        return _sweep_file_as_plan(doc), "sweep"
+    try:
+        return PlanSpec.model_validate(doc), "plan"
+    except ValidationError as e:
+        raise ConfigError("invalid plan: " + describe_errors(e.errors(), "plan")) from None
+
+
+def _sweep_file_as_plan(doc: dict) -> PlanSpec:
+    """configs/embed_ratio.yaml and friends: each experiment is a cell; the one whose model
+    equals the base's is the baseline; no promotion."""
+    base = doc.get("base") or {}
+    spec = PlanSpec(
+        name=doc.get("name") or "sweep",
+        description=doc.get("description", ""),
+        base=base,
+        ranking=Ranking(
+            max_tokens=min(
+                parse_count(base.get("max_tokens", RANKING_MAX_TOKENS)), RANKING_MAX_TOKENS
+            ),
+            embedding_ratio=[],
+            glu_expansion=[],
+        ),
+        finalists=Finalists(top_k=1, seeds=[1]),
+        experiments={k: v or {} for k, v in (doc.get("experiments") or {}).items()},
+    )
+    return spec
+
+
+def load_plan_text(text: str) -> tuple[PlanSpec, str]:
+    try:
+        doc = yaml.safe_load(text)
+    except yaml.YAMLError as e:
+        raise ConfigError(f"plan: not valid YAML or JSON ({e})") from None
+    if not isinstance(doc, dict):
+        raise ConfigError("plan: expected a mapping (see configs/plan_10m.yaml)")
+    return parse_plan(doc)

@@ -1,0 +1,147 @@
+"""Ranking and promotion, pure: cells ranked from their runs' results, the cells of one axis
+(the view promotion, the report and the dashboard all use), the choice of finalists, and what
+the micro-ablation found."""
+
+from __future__ import annotations
+
+import json
+import math
+import statistics
+
+from runner.study.plan_spec import Finalists, PlanSpec
+
+AXES = ("embedding_ratio", "glu_expansion")
+
+
+def final_ppl(result: dict | None) -> float | None:
+    if not result:
+        return None
+    dev = result.get("dev") or {}
+    return dev.get("word_ppl")  # comparable across vocab sizes, unlike token PPL
+
+
+def rank_cells(runs: list, results: dict[int, dict]) -> list[dict]:
+    """Cells of finished runs: mean/std dev PPL over seeds, latency; best first. Killed runs
+    rank after every finished one; failed runs are left out (they are events, not evidence)."""
+    by_cell: dict[str, dict] = {}
+    for r in runs:
+        if r.status not in ("succeeded", "killed"):
+            continue
+        res = results.get(r.id)
+        ppl = final_ppl(res)
+        lat = (((res or {}).get("latency") or {}).get("seq128") or {}).get("median_ms")
+        c = by_cell.setdefault(
+            r.cell or r.name,
+            {
+                "cell": r.cell or r.name,
+                "axis": r.axis,
+                "ppls": [],
+                "latency_ms": [],
+                "killed": 0,
+                "runs": [],
+                "is_baseline": r.is_baseline,
+                "config": json.loads(r.spec_json),
+                "plan": json.loads(r.plan_json) if r.plan_json else None,
+            },
+        )
+        c["runs"].append(r.id)
+        if r.status == "killed":
+            c["killed"] += 1
+        if isinstance(ppl, (int, float)) and math.isfinite(ppl):
+            c["ppls"].append(float(ppl))
+        if isinstance(lat, (int, float)):
+            c["latency_ms"].append(float(lat))
+    out = []
+    for c in by_cell.values():
+        ppls = c["ppls"]
+        c["dev_ppl"] = statistics.fmean(ppls) if ppls else math.inf
+        c["dev_ppl_std"] = statistics.stdev(ppls) if len(ppls) > 1 else 0.0
+        c["latency_ms"] = statistics.fmean(c["latency_ms"]) if c["latency_ms"] else math.inf
+        out.append(c)
+    # killed cells last, then by PPL, ties broken by batch-1 latency
+    return sorted(out, key=lambda c: (c["killed"] > 0, c["dev_ppl"], c["latency_ms"]))
+
+
+def on_axis(axis: str, cell_axis: str | None, is_baseline: bool) -> bool:
+    """Whether a cell belongs to an axis's comparison: the axis's own cells and the baseline
+    (controls never: they are sanity checks, not candidates)."""
+    if cell_axis == "control":
+        return False
+    return cell_axis in (axis, "baseline") or bool(is_baseline)
+
+
+def axis_cells(ranked: list[dict], axis: str) -> list[dict]:
+    return [c for c in ranked if on_axis(axis, c["axis"], c["is_baseline"])]
+
+
+def choose(ranked: list[dict], fin: Finalists) -> tuple[list[dict], str]:
+    """The promoted cells of one axis, and why."""
+    alive = [c for c in ranked if math.isfinite(c["dev_ppl"]) and not c["killed"]]
+    if not alive:
+        return [], "no finished, unkilled cell on this axis"
+    k = fin.top_k
+    best = alive[0]
+    why = f"best dev PPL {best['dev_ppl']:.3f} ({best['cell']})"
+    if len(alive) > k:
+        nxt = alive[k]
+        gap = (nxt["dev_ppl"] - alive[k - 1]["dev_ppl"]) / alive[k - 1]["dev_ppl"]
+        spread = (
+            fin.use_seed_spread
+            and best["dev_ppl_std"] > 0
+            and nxt["dev_ppl"] - alive[k - 1]["dev_ppl"] <= best["dev_ppl_std"]
+        )
+        if gap < fin.thin_margin or spread:
+            k += 1
+            why += (
+                f"; thin margin: {nxt['cell']} is {100 * gap:.2f}% behind "
+                f"(threshold {100 * fin.thin_margin:.2f}%"
+                + (", within the seed spread" if spread else "")
+                + ") so it is promoted too"
+            )
+        else:
+            why += f"; next best {nxt['cell']} is {100 * gap:.2f}% behind"
+    return alive[:k], why
+
+
+def brief(c: dict) -> dict:
+    """A ranked cell as recorded in the promotion event (JSON: no infinities)."""
+    return {
+        "cell": c["cell"],
+        "dev_ppl": c["dev_ppl"] if math.isfinite(c["dev_ppl"]) else None,
+        "dev_ppl_std": c["dev_ppl_std"],
+        "seeds": len(c["ppls"]),
+        "killed": c["killed"],
+        "latency_ms": c["latency_ms"] if math.isfinite(c["latency_ms"]) else None,
+    }
+
+
+def ablation_findings(ranked: list[dict], plan: PlanSpec) -> dict:
+    """Does the best embedding share move with vocab size or tying?"""
+    if not plan.ablation:
+        return {}
+    groups: dict[str, list[dict]] = {}
+    for c in ranked:
+        m = c["config"].get("model", {})
+        if (
+            c["axis"] in ("ablation", "embedding_ratio", "baseline")
+            and math.isfinite(c["dev_ppl"])
+            and not c["killed"]
+        ):
+            key = f"V={m.get('vocab_size')} {'tied' if m.get('tied_lm_head') else 'untied'}"
+            groups.setdefault(key, []).append(c)
+    best = {
+        k: min(v, key=lambda c: c["dev_ppl"])["config"]["model"]["embedding_ratio"]
+        for k, v in groups.items()
+    }
+    moves = len(set(best.values())) > 1
+    return {
+        "best_embedding_ratio": best,
+        "moves": moves,
+        "summary": (
+            "the best embedding share moves with vocab size or tying"
+            if moves
+            else "the best embedding share does not move with vocab size or tying"
+        )
+        if best
+        else "no finished ablation cells",
+    }

@@ -1,0 +1,156 @@
+"""The results table: one row per run, the same columns from the ledger (GET /results.csv) and
+from run directories (scripts/aggregate_results.py)."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+from sqlalchemy.engine import Engine
+
+from runner.ledger import queries
+
+COLUMNS = [
+    "run_id",
+    "name",
+    "sweep_id",
+    "phase",
+    "status",
+    "seed",
+    "total_params",
+    "embedding_ratio",
+    "glu_expansion",
+    "vocab_size",
+    "tied_lm_head",
+    "d_model",
+    "n_layers",
+    "n_heads",
+    "ffn_hidden",
+    "params_total",
+    "achieved_embedding_ratio",
+    "achieved_glu_expansion",
+    "max_tokens",
+    "tokens_seen",
+    "dev_token_ppl",
+    "dev_word_ppl",
+    "dev_bits_per_byte",
+    "test_token_ppl",
+    "test_word_ppl",
+    "test_bits_per_byte",
+    "smallbench_macro_acc",
+    "smallbench_macro_stderr",
+    "latency_seq128_ms",
+    "latency_seq512_ms",
+    "peak_memory_bytes",
+    "train_tokens_per_s",
+    "mfu",
+    "gpu_hours",
+    "cost_usd",
+    "sample",
+    "exit_reason",
+    "run_dir",
+]
+
+
+def _get(doc: dict | None, *path: str) -> Any:
+    for p in path:
+        if not isinstance(doc, dict):
+            return None
+        doc = doc.get(p)
+    return doc
+
+
+def row(*, config: dict, plan: dict | None, metrics: dict | None, **known: Any) -> dict:
+    """A results row from a run's config, plan and (when finished) metrics.json."""
+    m = metrics or {}
+    model = config.get("model", {})
+    plan = plan or m.get("plan") or {}
+    out = {c: None for c in COLUMNS}
+    out.update(
+        {
+            "name": config.get("name"),
+            "seed": _get(config, "runtime", "seed"),
+            "total_params": model.get("total_params"),
+            "embedding_ratio": model.get("embedding_ratio"),
+            "glu_expansion": model.get("glu_expansion"),
+            "vocab_size": model.get("vocab_size"),
+            "tied_lm_head": model.get("tied_lm_head"),
+            "d_model": plan.get("d_model"),
+            "n_layers": plan.get("n_layers"),
+            "n_heads": plan.get("n_heads"),
+            "ffn_hidden": plan.get("ffn_hidden"),
+            "params_total": plan.get("total"),
+            "achieved_embedding_ratio": plan.get("embedding_ratio"),
+            "achieved_glu_expansion": plan.get("glu_expansion"),
+            "max_tokens": config.get("max_tokens"),
+            "tokens_seen": _get(m, "training", "tokens_seen"),
+            "status": _get(m, "run", "status"),
+            "exit_reason": _get(m, "run", "exit_reason"),
+            "run_dir": _get(m, "run", "run_dir"),
+            "smallbench_macro_acc": _get(m, "smallbench", "macro_acc"),
+            "smallbench_macro_stderr": _get(m, "smallbench", "macro_stderr"),
+            "latency_seq128_ms": _get(m, "latency", "seq128", "median_ms"),
+            "latency_seq512_ms": _get(m, "latency", "seq512", "median_ms"),
+            "peak_memory_bytes": _get(m, "memory", "bytes"),
+            "train_tokens_per_s": _get(m, "throughput", "train_tokens_per_s"),
+            "mfu": _get(m, "throughput", "mfu"),
+            "sample": _get(m, "provenance", "sample"),
+            "gpu_hours": 0.0,
+            "cost_usd": 0.0,
+        }
+    )
+    for split in ("dev", "test"):
+        for k in ("token_ppl", "word_ppl", "bits_per_byte"):
+            out[f"{split}_{k}"] = _get(m, split, k)
+    out.update({k: v for k, v in known.items() if k in out and v is not None})
+    return out
+
+
+def to_csv(rows: list[dict]) -> str:
+    buf = io.StringIO()
+    w = csv.DictWriter(buf, fieldnames=COLUMNS, extrasaction="ignore")
+    w.writeheader()
+    w.writerows(rows)
+    return buf.getvalue()
+
+
+def frame_from_ledger(engine: Engine, sweep_id: int | None = None) -> tuple[pd.DataFrame, dict]:
+    """(results rows, dev curves by run id) from the ledger."""
+    rows = []
+    for d in queries.results_rows(engine, sweep_id=sweep_id):
+        r = row(
+            config=d["config"],
+            plan=d["plan"],
+            metrics=d["metrics"],
+            run_id=d["id"],
+            name=d["name"],
+            sweep_id=d["sweep_id"],
+            phase=d["phase"],
+            status=d["status"],
+            tokens_seen=d["tokens_seen"],
+            gpu_hours=d["gpu_hours"],
+            cost_usd=d["cost_usd"],
+            exit_reason=d["exit_reason"],
+            run_dir=d["run_dir"],
+        )
+        r.update(cell=d["cell"] or d["name"], axis=d["axis"], is_baseline=bool(d["is_baseline"]))
+        rows.append(r)
+    curves = queries.curves(engine, name="dev/word_ppl", sweep_id=sweep_id)
+    return pd.DataFrame(rows, columns=[*COLUMNS, "cell", "axis", "is_baseline"]), curves
+
+
+def frame_from_logs(log_dir: Path) -> tuple[pd.DataFrame, dict]:
+    """(results rows, dev curves) from run directories: every */metrics.json under log_dir."""
+    rows, curves = [], {}
+    for i, path in enumerate(sorted(Path(log_dir).rglob("metrics.json")), 1):
+        m = json.loads(path.read_text())
+        cfg = m.get("config") or {}
+        r = row(config=cfg, plan=m.get("plan"), metrics=m, run_id=i, run_dir=str(path.parent))
+        r.update(cell=cfg.get("name"), axis=None, is_baseline=False)
+        rows.append(r)
+        curves[i] = [(int(e["tokens"]), float(e["word_ppl"])) for e in m.get("dev_curve", [])]
+    return pd.DataFrame(rows, columns=[*COLUMNS, "cell", "axis", "is_baseline"]), curves

@@ -1,0 +1,59 @@
+"""Evaluate a finished (or interrupted) run from its directory: `pax eval --run-dir DIR`."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from trainer import checkpoint as ckpt
+from trainer.config import TrainConfig
+from trainer.model import GPT
+
+
+def evaluate_run(run_dir: Path, *, smallbench_dir: Path | None = None, only: str = "all") -> dict:
+    from trainer.evaluation import profile, smallbench
+    from trainer.evaluation.perplexity import evaluate_split
+    from trainer.prep.smallbench import load_suite
+    from trainer.prep.tokenizer import load_tokenizer, load_tokens
+    from trainer.runs import write_json
+    from trainer.runtime import precision, resolve_device
+
+    if only not in ("all", "ppl", "smallbench", "profile"):
+        raise ValueError(f"--only {only!r}: choose all, ppl, smallbench or profile")
+    run_dir = Path(run_dir)
+    cfg_path = run_dir / "config.json"
+    if not cfg_path.is_file():
+        raise FileNotFoundError(f"{cfg_path} is missing: is {run_dir} a run directory?")
+    cfg = TrainConfig.model_validate_json(cfg_path.read_text())
+    found = ckpt.latest(run_dir / "checkpoints")
+    if found is None:
+        raise FileNotFoundError(f"{run_dir}/checkpoints holds no complete checkpoint")
+    saved, meta = found
+    device = resolve_device(cfg.runtime.device)
+    autocast, _, _ = precision(device, cfg.runtime.dtype)
+    model = GPT.from_plan(cfg.plan(), max_seq_len=max(cfg.data.seq_len, *profile.LENGTHS))
+    model.load_state_dict(saved["model"])
+    model.to(device).eval()
+    tok_dir = cfg.tokenized_path()
+    splits = json.loads((tok_dir / "manifest.json").read_text())["splits"]
+    out: dict = {"run_dir": str(run_dir), "step": meta["step"], "tokens": meta["tokens"]}
+    if only in ("all", "ppl"):
+        for split, key in (("valid", "dev"), ("test", "test")):
+            out[key] = evaluate_split(
+                model,
+                load_tokens(tok_dir, split),
+                splits[split],
+                cfg.data.seq_len,
+                device,
+                autocast=autocast,
+            )
+    if only in ("all", "smallbench"):
+        suite = load_suite(Path(smallbench_dir or cfg.eval.smallbench_dir))
+        out["smallbench"] = smallbench.score(model, load_tokenizer(tok_dir), suite, device)
+    if only in ("all", "profile"):
+        out["latency"] = profile.latency(
+            model, device, profile.LENGTHS, repeats=cfg.eval.profile_repeats, autocast=autocast
+        )
+        out["memory"] = profile.peak_memory(device)
+    write_json(run_dir / "eval.json", out)
+    return out

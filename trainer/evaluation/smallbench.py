@@ -1,0 +1,84 @@
+"""SmallBench, the scorer: a model is right on a pair when it gives the grammatical sentence the
+higher summed log-likelihood after a BOS context (lm-evaluation-harness's BLiMP convention). The
+suite itself is built by `trainer.prep.smallbench`.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+
+import numpy as np
+import torch
+
+from trainer.prep.tokenizer import BOS_ID, PAD_ID
+
+
+def wikitext_style(sentence: str) -> str:
+    """BLiMP's plain English in WikiText-2's tokenisation ('has n't', 'dog 's', 'end .')."""
+    s = re.sub(r"n't\b", " n't", sentence)
+    s = re.sub(r"'(s|re|ve|ll|d|m)\b", r" '\1", s)
+    s = re.sub(r"([.,!?;:])", r" \1", s)
+    return " ".join(s.split())
+
+
+@torch.no_grad()
+def sentence_logprobs(
+    model, sp, sentences: list[str], device: torch.device, batch_size: int = 64
+) -> list[float]:
+    """Summed log p(sentence tokens | BOS) for each sentence."""
+    was_training = model.training
+    model.eval()
+    encoded = [sp.encode(wikitext_style(s)) for s in sentences]
+    out: list[float] = []
+    for b in range(0, len(encoded), batch_size):
+        group = encoded[b : b + batch_size]
+        T = max(len(ids) for ids in group)
+        x = np.full((len(group), T + 1), PAD_ID, dtype=np.int64)
+        mask = np.zeros((len(group), T), dtype=bool)
+        for i, ids in enumerate(group):
+            x[i, 0] = BOS_ID
+            x[i, 1 : len(ids) + 1] = ids
+            mask[i, : len(ids)] = True
+        xt = torch.from_numpy(x).to(device)
+        logits, _ = model(xt[:, :-1])
+        logp = torch.log_softmax(logits.float(), dim=-1)
+        tok = logp.gather(-1, xt[:, 1:].unsqueeze(-1)).squeeze(-1)
+        # right padding cannot leak into real positions: attention is causal
+        tok = tok * torch.from_numpy(mask).to(device)
+        out.extend(tok.sum(dim=1).tolist())
+    model.train(was_training)
+    return out
+
+
+def score(model, sp, suite: dict[str, list[dict]], device: torch.device) -> dict:
+    """Per-task accuracy with standard error, per-field and macro averages."""
+    tasks = {}
+    for task, pairs in suite.items():
+        if not pairs:
+            continue
+        lp = sentence_logprobs(
+            model, sp, [p["good"] for p in pairs] + [p["bad"] for p in pairs], device
+        )
+        n = len(pairs)
+        correct = sum(g > b for g, b in zip(lp[:n], lp[n:], strict=True))
+        acc = correct / n
+        tasks[task] = {
+            "field": pairs[0]["field"],
+            "n": n,
+            "correct": correct,
+            "acc": acc,
+            "stderr": math.sqrt(acc * (1 - acc) / n),
+        }
+    k = len(tasks)
+    macro = sum(t["acc"] for t in tasks.values()) / k
+    fields: dict[str, list[float]] = {}
+    for t in tasks.values():
+        fields.setdefault(t["field"], []).append(t["acc"])
+    return {
+        "tasks": tasks,
+        "by_field": {f: sum(v) / len(v) for f, v in sorted(fields.items())},
+        "macro_acc": macro,
+        "macro_stderr": math.sqrt(sum(t["stderr"] ** 2 for t in tasks.values())) / k,
+        "pairs": sum(t["n"] for t in tasks.values()),
+    }

@@ -1,0 +1,239 @@
+"""The trainer's link to the runner: durable, batched, never in the way of training.
+
+Every point is first appended (and fsynced) to `outbox.jsonl` in the run directory; a
+background thread posts what is not yet acknowledged, in batches, with retry and backoff, and
+records the acknowledged byte offset in `outbox.ack`. After a reconnect or a restart of either
+side the unacknowledged tail is simply sent again; the service ignores repeats (its key is run,
+name, step), so nothing is lost or doubled. The same thread sends heartbeats. An answer of
+"stop" (the user cancelled, or the kill rule) is kept for the training loop to act on.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import sys
+import threading
+import time
+from pathlib import Path
+
+import httpx
+
+from trainer.reporting.base import Reporter
+
+OUTBOX, ACK = "outbox.jsonl", "outbox.ack"
+PERMANENT = {400, 404, 409, 413, 422}  # retrying cannot help: skip, say so
+# The token was revoked: a newer attempt of this run owns it now. Keep the points in the shared
+# outbox (the next attempt's reporter sends them with its own token) and stop sending.
+REVOKED = {401, 403}
+
+
+def to_points(record: dict) -> list[dict]:
+    """metrics.jsonl events -> metric points named like 'train/loss' or 'dev/token_ppl'."""
+    kind = record.get("event")
+    if kind == "train":
+        prefix, keys = "train", ("loss", "lr", "tokens_per_s", "grad_norm")
+    elif kind == "eval":
+        # interval evals (maybe capped) and the whole-split final eval are different series
+        prefix = {"valid": "dev"}.get(record["split"], record["split"])
+        if record.get("final"):
+            prefix = f"final_{prefix}"
+        keys = ("loss", "token_ppl", "word_ppl", "bits_per_byte")
+    else:
+        return []
+    out = []
+    for k in keys:
+        v = record.get(k)
+        if isinstance(v, (int, float)) and math.isfinite(v):
+            out.append(
+                {
+                    "name": f"{prefix}/{k}",
+                    "step": int(record["step"]),
+                    "tokens": int(record["tokens"]),
+                    "value": float(v),
+                }
+            )
+    return out
+
+
+class HttpReporter(Reporter):
+    def __init__(
+        self,
+        run_dir: Path,
+        url: str,
+        run_id: str,
+        token: str,
+        *,
+        heartbeat_s: float = 5.0,
+        batch: int = 1000,
+        timeout_s: float = 10.0,
+        flush_timeout_s: float = 30.0,
+    ):
+        self.run_dir = Path(run_dir)
+        self.base = f"{url.rstrip('/')}/api/v1/runs/{run_id}"
+        self.headers = {"Authorization": f"Bearer {token}"}
+        self.heartbeat_s = heartbeat_s
+        self.batch = batch
+        self.timeout_s = timeout_s
+        self.flush_timeout_s = flush_timeout_s
+        self.outbox = open(self.run_dir / OUTBOX, "ab")  # noqa: SIM115 - open for the run
+        self.cond = threading.Condition()
+        self.closing = False
+        self.stop_reason: str | None = None
+        self.last = {"step": 0, "tokens": 0}
+        self.pending_result: dict | None = None
+        self.revoked = False
+        self.thread = threading.Thread(target=self._loop, daemon=True, name="pax-reporter")
+        self.thread.start()
+
+    # ------------------------------------------------------------ training-loop side
+
+    def log(self, record: dict) -> None:
+        if "step" in record:
+            self.last = {
+                **self.last,
+                "step": int(record["step"]),
+                "tokens": int(record.get("tokens", 0)),
+            }
+        if record.get("event") == "start":  # the heartbeat tells the runner which attempt
+            self.last["attempt"] = int(record.get("attempt", 1))
+        points = to_points(record)
+        if not points:
+            return
+        data = "".join(json.dumps(p) + "\n" for p in points).encode()
+        with self.cond:
+            self.outbox.write(data)
+            self.outbox.flush()
+            os.fsync(self.outbox.fileno())  # durable before anyone is told
+            self.cond.notify()
+
+    def result(self, metrics: dict) -> None:
+        with self.cond:
+            self.pending_result = metrics
+            self.cond.notify()
+
+    def stop_requested(self) -> str | None:
+        return self.stop_reason
+
+    def close(self) -> None:
+        """Flush for up to flush_timeout_s; what is left stays in the outbox for a replay (next
+        start) or for the runner to reconcile from the run directory."""
+        with self.cond:
+            self.closing = True
+            self.cond.notify()
+        self.thread.join(timeout=self.flush_timeout_s + self.timeout_s)
+        self.outbox.close()
+
+    # ------------------------------------------------------------ sender thread
+
+    def _acked(self) -> int:
+        try:
+            return int((self.run_dir / ACK).read_text() or 0)
+        except (FileNotFoundError, ValueError):
+            return 0
+
+    def _set_acked(self, offset: int) -> None:
+        tmp = self.run_dir / (ACK + ".tmp")
+        tmp.write_text(str(offset))
+        os.replace(tmp, self.run_dir / ACK)
+
+    def _pending(self) -> tuple[list[dict], int]:
+        start = self._acked()
+        points, end = [], start
+        with open(self.run_dir / OUTBOX, "rb") as f:
+            f.seek(start)
+            for line in f:
+                if not line.endswith(b"\n") or len(points) >= self.batch:
+                    break  # a line still being written, or a full batch
+                end += len(line)
+                try:
+                    points.append(json.loads(line))
+                except ValueError:
+                    continue
+        return points, end
+
+    def _answer(self, r: httpx.Response) -> None:
+        body = r.json()
+        if body.get("action") == "stop" and not self.stop_reason:
+            self.stop_reason = body.get("reason") or "the runner asked to stop"
+
+    def _warn(self, msg: str) -> None:
+        print(f"pax reporter: {msg}", file=sys.stderr, flush=True)
+
+    def _loop(self) -> None:
+        client = httpx.Client(timeout=self.timeout_s, headers=self.headers)
+        backoff, next_beat, deadline = 0.0, 0.0, None
+        while True:
+            ok = True
+            try:
+                points, end = self._pending()
+                if self.revoked:
+                    break
+                if points:
+                    r = client.post(f"{self.base}/metrics", json={"points": points})
+                    if r.status_code in REVOKED:
+                        self._warn(
+                            f"runner refused this attempt's token ({r.status_code}); "
+                            f"{len(points)}+ points stay in {OUTBOX} for the next attempt"
+                        )
+                        self.revoked = True
+                        continue
+                    if r.status_code in PERMANENT:
+                        self._warn(
+                            f"runner refused {len(points)} points ({r.status_code}: "
+                            f"{r.text[:200]}); skipping them"
+                        )
+                        self._set_acked(end)
+                    else:
+                        r.raise_for_status()
+                        self._answer(r)
+                        self._set_acked(end)
+                        continue  # more may be waiting
+                if time.monotonic() >= next_beat:
+                    r = client.post(f"{self.base}/heartbeat", json=self.last)
+                    if r.status_code in REVOKED:
+                        self.revoked = True
+                        continue
+                    if r.status_code not in PERMANENT:
+                        r.raise_for_status()
+                        self._answer(r)
+                    next_beat = time.monotonic() + self.heartbeat_s
+                if self.pending_result is not None and not points:
+                    r = client.post(
+                        f"{self.base}/result",
+                        content=json.dumps(self.pending_result, default=str),
+                        headers={"Content-Type": "application/json"},
+                    )
+                    if r.status_code in PERMANENT:
+                        self._warn(f"runner refused the result ({r.status_code}: {r.text[:200]})")
+                    else:
+                        r.raise_for_status()
+                    self.pending_result = None
+                backoff = 0.0
+            except (httpx.HTTPError, ValueError):
+                ok = False
+                backoff = min(5.0, max(0.2, backoff * 2))  # the service is slow or down
+            with self.cond:
+                if self.closing:
+                    if deadline is None:
+                        deadline = time.monotonic() + self.flush_timeout_s
+                    done = ok and self.pending_result is None and not self._pending()[0]
+                    if done or time.monotonic() >= deadline:
+                        break
+                    if ok:
+                        continue
+                wait = backoff if not ok else max(0.0, next_beat - time.monotonic())
+                self.cond.wait(timeout=min(wait, self.heartbeat_s) if wait else 0.05)
+        client.close()
+
+
+def from_env(run_dir: Path) -> HttpReporter | None:
+    url, run_id, token = (
+        os.environ.get(k) for k in ("PAX_RUNNER_URL", "PAX_RUN_ID", "PAX_RUN_TOKEN")
+    )
+    if not (url and run_id and token):
+        return None  # no service configured: local files only
+    return HttpReporter(
+        run_dir, url, run_id, token, heartbeat_s=float(os.environ.get("PAX_HEARTBEAT_S", "5"))
+    )

@@ -1,0 +1,65 @@
+"""Where and how a run computes: device, precision, seeds and threads, the optimizer.
+
+Shared by training, evaluation of a run directory and the LR finder, so each of them picks the
+device and autocast dtype the same way.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+from contextlib import nullcontext
+from functools import partial
+
+import numpy as np
+import torch
+
+from trainer.config import ConfigError, TrainConfig
+
+
+def resolve_device(spec: str) -> torch.device:
+    if spec == "cuda" and not torch.cuda.is_available():
+        raise ConfigError(
+            "runtime.device: cuda was asked for but no CUDA device is visible; use auto or cpu"
+        )
+    if spec == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(spec)
+
+
+def precision(device: torch.device, dtype: str):
+    """(autocast factory, GradScaler or None, the dtype actually used)."""
+    if dtype == "fp32":
+        return nullcontext, None, "fp32"
+    if dtype == "bf16" and device.type == "cuda" and not torch.cuda.is_bf16_supported():
+        dtype = "fp16"  # pre-Ampere GPUs: fp16 with loss scaling instead
+    torch_dtype = torch.bfloat16 if dtype == "bf16" else torch.float16
+    scaler = torch.amp.GradScaler(device.type) if dtype == "fp16" else None
+    return partial(torch.autocast, device.type, dtype=torch_dtype), scaler, dtype
+
+
+def seed_everything(seed: int, deterministic: bool, threads: int) -> None:
+    if threads:
+        torch.set_num_threads(threads)
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+    torch.use_deterministic_algorithms(deterministic, warn_only=True)
+    torch.backends.cudnn.deterministic = deterministic
+    torch.backends.cudnn.benchmark = not deterministic
+    if deterministic:
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+
+
+def build_optimizer(model: torch.nn.Module, cfg: TrainConfig, device: torch.device):
+    # Matrices (embedding included, as in GPT-2/nanoGPT) decay; RMSNorm gains do not.
+    decay = [p for p in model.parameters() if p.dim() >= 2]
+    no_decay = [p for p in model.parameters() if p.dim() < 2]
+    groups = [
+        {"params": decay, "weight_decay": cfg.optim.weight_decay},
+        {"params": no_decay, "weight_decay": 0.0},
+    ]
+    kw = {"fused": True} if device.type == "cuda" else {"foreach": True}
+    return torch.optim.AdamW(
+        groups, lr=cfg.optim.lr, betas=(cfg.optim.beta1, cfg.optim.beta2), **kw
+    )
