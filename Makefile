@@ -7,7 +7,7 @@ PYTEST_ARGS ?=
 VOCABS  ?= 16000 8000
 SHELL   := /bin/bash
 
-.PHONY: setup test lint format data tokenize train eval plots demo clean help
+.PHONY: setup test test-fast lint format data tokenize train eval plots demo clean help
 
 help:
 	@grep -E '^[a-z-]+:.*## ' Makefile | sed 's/:.*## /\t/'
@@ -22,6 +22,9 @@ setup: $(STAMP) ## create .venv and install pax with its dev tools and SkyPilot
 
 test: setup ## run the whole test suite (hermetic; mirror tests run when PAX_DATA_MIRROR is set)
 	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
+
+test-fast: setup ## the edit loop: everything but the tests marked slow (under a minute on 2 cores)
+	$(BIN)/python -m pytest -q -m "not slow" $(PYTEST_ARGS)
 
 lint: setup ## ruff lint + format check, hadolint on the Dockerfile, compose.yaml validation
 	$(BIN)/ruff check .

@@ -374,18 +374,13 @@ def db_upgrade(
     print(json.dumps({"db": str(path), "revision": current_revision(path)}))
 
 
-def build_app(settings):
+def build_app(settings, start_scheduler: bool = True):
     """The composition root: the service plus the dashboard's routers."""
     from runner.app import create_app
 
-    routers = []
-    try:
-        from web.pages import router as web_router
-    except ImportError:
-        web_router = None
-    if web_router is not None:
-        routers.append(web_router)
-    return create_app(settings, extra_routers=routers)
+    from web.pages import router as web_router
+
+    return create_app(settings, extra_routers=[web_router], start_scheduler=start_scheduler)
 
 
 @app.command("serve")

@@ -1,25 +1,31 @@
-"""A real `pax serve` (uvicorn on 127.0.0.1, a real SQLite file) in a subprocess per test."""
+"""The service under test, two ways with one interface:
+
+- `service`: the app in this process (FastAPI's TestClient) on a real SQLite file, its scheduler
+  launching nothing (concurrency 0): the fast lane for API behaviour.
+- `service_factory(...)`: a real `pax serve` (uvicorn on 127.0.0.1) in a subprocess, for what is
+  about processes: launched trainers, workers, restarts, signals, the browser.
+"""
 
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import signal
 import socket
 import sqlite3
 import subprocess
 import sys
-import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
 import pytest
 
 from tests.conftest import ROOT
+from tests.helpers import wait_until
 
 ADMIN = "test-admin-token-0123456789"
+API = "/api/v1"
 
 
 def free_port() -> int:
@@ -28,37 +34,93 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+class Scoped:
+    """Requests under one base path with one token (a context manager, like httpx.Client)."""
+
+    def __init__(self, http, base: str, token: str | None):
+        self.http, self.base = http, base
+        self.headers = {"Authorization": f"Bearer {token}"} if token else {}
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return None
+
+    def request(self, method: str, path: str, **kw) -> httpx.Response:
+        headers = {**self.headers, **(kw.pop("headers", None) or {})}
+        return self.http.request(method, self.base + path, headers=headers, **kw)
+
+    def get(self, path: str, **kw) -> httpx.Response:
+        return self.request("GET", path, **kw)
+
+    def post(self, path: str, **kw) -> httpx.Response:
+        return self.request("POST", path, **kw)
+
+
+class ServiceApi:
+    """What tests do with a service, whichever kind it is."""
+
+    http: httpx.Client
+    root: str  # "" in process, http://127.0.0.1:port for a real one
+    db: Path
+    cwd: Path
+
+    @property
+    def api(self) -> str:
+        return self.root + API
+
+    def client(self, token: str | None = ADMIN) -> Scoped:
+        return Scoped(self.http, self.api, token)
+
+    def get(self, path: str, **kw) -> httpx.Response:
+        """GET an API path (/runs, /sweeps/1, ...)."""
+        return self.http.get(self.api + path, **kw)
+
+    def post(self, path: str, token: str | None = ADMIN, **kw) -> httpx.Response:
+        return self.client(token).post(path, **kw)
+
+    def page(self, path: str, **kw) -> httpx.Response:
+        """GET a path of the site (/, /runs/1, /healthz, /docs)."""
+        return self.http.get(self.root + path, **kw)
+
+    def run(self, run_id: int) -> dict:
+        return self.get(f"/runs/{run_id}").json()
+
+    def wait_status(self, run_id: int, statuses, timeout: float = 180) -> dict:
+        return wait_until(
+            lambda: (r := self.run(run_id))["status"] in statuses and r,
+            timeout,
+            f"run {run_id} reaching {statuses}",
+            every=0.2,
+        )
+
+
 @dataclass
-class Service:
+class InProcess(ServiceApi):
+    app: object
+    http: httpx.Client
+    db: Path
+    cwd: Path
+    root: str = ""
+
+
+@dataclass
+class Service(ServiceApi):
     url: str
     proc: subprocess.Popen
     db: Path
     cwd: Path
     env: dict
+    http: httpx.Client = field(default_factory=lambda: httpx.Client(timeout=30))
 
     @property
-    def api(self) -> str:
-        return self.url + "/api/v1"
-
-    def client(self, token: str | None = ADMIN) -> httpx.Client:
-        headers = {"Authorization": f"Bearer {token}"} if token else {}
-        return httpx.Client(base_url=self.api, headers=headers, timeout=30)
+    def root(self) -> str:
+        return self.url
 
     def kill(self) -> None:
         self.proc.send_signal(signal.SIGKILL)
         self.proc.wait()
-
-    def run(self, run_id: int) -> dict:
-        return httpx.get(f"{self.api}/runs/{run_id}", timeout=30).json()
-
-    def wait_status(self, run_id: int, statuses, timeout: float = 180) -> dict:
-        t0 = time.time()
-        while time.time() - t0 < timeout:
-            r = self.run(run_id)
-            if r["status"] in statuses:
-                return r
-            time.sleep(0.2)
-        raise TimeoutError(f"run {run_id} still {r['status']} after {timeout}s")
 
 
 def start_service(
@@ -88,15 +150,16 @@ def start_service(
         stderr=subprocess.STDOUT,
     )
     url = f"http://127.0.0.1:{port}"
-    t0 = time.time()
-    while time.time() - t0 < 60:
+
+    def up() -> bool:
         if proc.poll() is not None:
             raise RuntimeError((cwd / f"serve-{port}.log").read_text())
         with contextlib.suppress(httpx.HTTPError):
-            if httpx.get(url + "/healthz", timeout=2).status_code == 200:
-                return Service(url, proc, db, cwd, full_env)
-        time.sleep(0.1)
-    raise TimeoutError("pax serve did not come up")
+            return httpx.get(url + "/healthz", timeout=2).status_code == 200
+        return False
+
+    wait_until(up, 60, "pax serve answering /healthz")
+    return Service(url=url, proc=proc, db=db, cwd=cwd, env=full_env)
 
 
 def kill_trainers(db: Path) -> None:
@@ -108,6 +171,7 @@ def kill_trainers(db: Path) -> None:
             pids = [
                 int(r[0])
                 for r in c.execute("SELECT backend_id FROM runs WHERE backend_id IS NOT NULL")
+                if str(r[0]).isdigit()
             ]
         except sqlite3.Error:
             return
@@ -134,12 +198,39 @@ def service_factory(tmp_path):
                 svc.proc.wait(timeout=10)
             if svc.proc.poll() is None:
                 svc.kill()
+        svc.http.close()
         kill_trainers(svc.db)
 
 
+def in_process(tmp_path: Path, **settings) -> contextlib.AbstractContextManager[InProcess]:
+    """The whole app (service and dashboard) in this process on a real SQLite file."""
+    from fastapi.testclient import TestClient
+
+    from pax.cli import build_app
+    from runner.settings import Settings
+
+    @contextlib.contextmanager
+    def run():
+        s = Settings(
+            db=tmp_path / "var" / "pax.db",
+            admin_token=ADMIN,
+            concurrency=0,
+            runs_root=tmp_path / "runs",
+            reports_root=tmp_path / "reports",
+            tick_s=0.2,
+            **settings,
+        )
+        app = build_app(s)
+        with TestClient(app, raise_server_exceptions=False) as http:
+            yield InProcess(app=app, http=http, db=s.db, cwd=tmp_path)
+
+    return run()
+
+
 @pytest.fixture
-def service(service_factory) -> Service:
-    return service_factory(concurrency=0)
+def service(tmp_path):
+    with in_process(tmp_path) as svc:
+        yield svc
 
 
 def run_spec(tok_root: Path, **sections) -> dict:
@@ -148,17 +239,14 @@ def run_spec(tok_root: Path, **sections) -> dict:
     return tiny_raw(tok_root, **sections)
 
 
-def post_run(svc: Service, spec: dict, **extra) -> dict:
-    with svc.client() as c:
-        r = c.post("/runs", json={"config": spec, **extra} if extra else spec)
+def post_run(svc: ServiceApi, spec: dict, **extra) -> dict:
+    r = svc.post("/runs", json={"config": spec, **extra} if extra else spec)
     assert r.status_code == 201, r.text
     return r.json()
 
 
-def series(svc: Service, run_id: int, name: str) -> list[dict]:
-    r = httpx.get(
-        f"{svc.api}/runs/{run_id}/metrics", params={"name": name, "max_points": 10_000}, timeout=30
-    )
+def series(svc: ServiceApi, run_id: int, name: str) -> list[dict]:
+    r = svc.get(f"/runs/{run_id}/metrics", params={"name": name, "max_points": 10_000})
     assert r.status_code == 200, r.text
     return r.json()["points"]
 
@@ -176,7 +264,3 @@ def claim_token(db: Path, run_id: int) -> str:
     finally:
         engine.dispose()
     raise LookupError(run_id)
-
-
-def dumps(x) -> str:
-    return json.dumps(x)

@@ -5,7 +5,6 @@ import io
 import os
 import stat
 
-import httpx
 import pytest
 
 from tests.runner.conftest import ADMIN, claim_token, post_run, run_spec, series
@@ -21,13 +20,13 @@ def test_submit_list_get(service, spec):
     assert run["status"] == "queued" and run["name"] == "tiny" and run["id"] == 1
     wrapped = post_run(service, spec, name="other", priority=5)
     assert wrapped["name"] == "other" and wrapped["priority"] == 5
-    listing = httpx.get(f"{service.api}/runs", params={"status": "queued"}).json()
+    listing = service.get("/runs", params={"status": "queued"}).json()
     assert listing["total"] == 2 and [r["id"] for r in listing["items"]] == [2, 1]
-    page = httpx.get(f"{service.api}/runs", params={"limit": 1, "offset": 1}).json()
+    page = service.get("/runs", params={"limit": 1, "offset": 1}).json()
     assert [r["id"] for r in page["items"]] == [1] and page["total"] == 2
-    detail = httpx.get(f"{service.api}/runs/1").json()
+    detail = service.get("/runs/1").json()
     assert detail["config"]["model"]["total_params"] == 60_000 and detail["result"] is None
-    assert httpx.get(f"{service.api}/runs/99").status_code == 404
+    assert service.get("/runs/99").status_code == 404
 
 
 def test_invalid_config_names_the_field(service, spec):
@@ -150,7 +149,7 @@ def test_cancel(service, spec):
         # a cancelled run's trainer is told to stop
         ack = c.post(f"/runs/{run['id']}/metrics", json={"points": []}).json()
         assert ack["action"] == "stop"
-    events = httpx.get(f"{service.api}/runs/{run['id']}/events").json()
+    events = service.get(f"/runs/{run['id']}/events").json()
     assert [(e["from_status"], e["to_status"]) for e in events] == [
         (None, "queued"),
         ("queued", "cancelled"),
@@ -171,7 +170,7 @@ def test_result_settles_status_and_results_csv(service, spec):
         assert r.status_code == 200 and r.json()["status"] == "succeeded"
         assert c.post(f"/runs/{run['id']}/result", json={"no": "run"}).status_code == 422
     post_run(service, spec)  # a queued one: planned architecture, no metrics yet
-    text = httpx.get(f"{service.api}/results.csv").text
+    text = service.get("/results.csv").text
     rows = list(csv.DictReader(io.StringIO(text)))
     assert len(rows) == 2
     assert rows[0]["status"] == "succeeded" and rows[0]["dev_token_ppl"] == "10.0"
@@ -182,8 +181,8 @@ def test_result_settles_status_and_results_csv(service, spec):
 
 
 def test_healthz_and_openapi(service):
-    assert httpx.get(f"{service.url}/healthz").json()["ok"] is True
-    spec = httpx.get(f"{service.url}/openapi.json").json()
+    assert service.page("/healthz").json()["ok"] is True
+    spec = service.page("/openapi.json").json()
     for path in (
         "/api/v1/runs",
         "/api/v1/runs/{run_id}/metrics",
@@ -195,7 +194,7 @@ def test_healthz_and_openapi(service):
         "/api/v1/healthz",
     ):
         assert path in spec["paths"], path
-    assert httpx.get(f"{service.url}/docs").status_code == 200
+    assert service.page("/docs").status_code == 200
 
 
 def test_generated_admin_token_is_private(service_factory, tmp_path):

@@ -2,12 +2,11 @@
 
 import json
 
-import httpx
 import pytest
 
 from runner.launch.cost import Pricing, load_table
 from tests.conftest import tiny_raw
-from tests.runner.conftest import ADMIN, post_run, run_spec
+from tests.runner.conftest import post_run, run_spec
 
 
 def hourly_price(accelerator, spot):
@@ -28,6 +27,7 @@ def test_price_table_and_attempt_cost():
         Pricing(accelerator="TPU9")  # refused at start-up, not at the first charge
 
 
+@pytest.mark.slow
 def test_runs_are_charged_and_summarised(service_factory, tokenized_dir):
     svc = service_factory(concurrency=1, PAX_ACCELERATOR="T4", PAX_SPOT="true")
     run = post_run(svc, run_spec(tokenized_dir.parent))
@@ -58,21 +58,20 @@ def test_budget_cap_refuses_what_would_cross_it(service_factory, tokenized_dir, 
             "glu_expansion": [2.66],
         },
     }
-    r = httpx.post(
-        f"{svc.api}/sweeps", json=plan, timeout=30, headers={"Authorization": f"Bearer {ADMIN}"}
-    )
+    r = svc.post("/sweeps", json=plan)
     assert r.status_code == 201, r.text
     sid = r.json()["id"]
-    cells = httpx.get(f"{svc.api}/sweeps/{sid}").json()["cells"]
+    cells = svc.get(f"/sweeps/{sid}").json()["cells"]
     done = svc.wait_status(cells[0]["run_id"], ("cancelled", "succeeded"), timeout=60)
     assert done["status"] == "cancelled"
     assert done["exit_reason"].startswith("budget:") and "cap $0.00" in done["exit_reason"]
-    c = httpx.get(f"{svc.api}/sweeps/{sid}/cost").json()
+    c = svc.get(f"/sweeps/{sid}/cost").json()
     assert c["budget_usd"] == 0.0001 and c["spent_usd"] == 0.0
     summary = svc.cwd / "reports" / f"sweep-{sid:04d}" / "COST_SUMMARY.json"
     assert json.loads(summary.read_text())["sweep_id"] == sid
 
 
+@pytest.mark.slow
 def test_time_limit_stops_a_run(service_factory, tokenized_dir):
     svc = service_factory(concurrency=1, PAX_MAX_RUN_HOURS="0.001")  # 3.6 s
     run = post_run(svc, run_spec(tokenized_dir.parent, max_tokens=2000 * 8 * 64))
@@ -82,10 +81,10 @@ def test_time_limit_stops_a_run(service_factory, tokenized_dir):
 
 def test_badge(service, tokenized_dir):
     post_run(service, run_spec(tokenized_dir.parent))
-    r = httpx.get(f"{service.api}/badge.svg")
+    r = service.get("/badge.svg")
     assert r.status_code == 200 and r.headers["content-type"].startswith("image/svg+xml")
     assert "1 runs" in r.text and "$0.00" in r.text
-    assert httpx.get(f"{service.api}/badge.svg", params={"sweep": 99}).status_code == 404
+    assert service.get("/badge.svg", params={"sweep": 99}).status_code == 404
 
 
 def test_catalog_source_falls_back_to_the_table_offline(monkeypatch, tmp_path):

@@ -1,14 +1,12 @@
 """Property-based fuzzing of the API (hypothesis): whatever arrives, never a 5xx."""
 
-import contextlib
 import json
 
-import httpx
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tests.runner.conftest import ADMIN, start_service
+from tests.runner.conftest import ADMIN, in_process
 
 json_scalars = st.one_of(
     st.none(),
@@ -45,10 +43,8 @@ tokens = st.sampled_from([ADMIN, "nope", "", "Bearer x"])
 
 @pytest.fixture(scope="module")
 def live(tmp_path_factory):
-    tmp = tmp_path_factory.mktemp("fuzz")
-    svc = start_service(tmp, tmp / "pax.db", concurrency=0)
-    with httpx.Client(base_url=svc.api, headers={"Authorization": f"Bearer {ADMIN}"}) as c:
-        c.post(
+    with in_process(tmp_path_factory.mktemp("fuzz")) as svc:
+        svc.post(
             "/runs",
             json={
                 "name": "seed",
@@ -57,10 +53,7 @@ def live(tmp_path_factory):
                 "data": {"seq_len": 64, "batch_size": 8},
             },
         )
-    yield svc
-    svc.proc.terminate()
-    with contextlib.suppress(Exception):
-        svc.proc.wait(timeout=10)
+        yield svc
 
 
 def send(client, method, url, body, token):
@@ -80,9 +73,8 @@ def send(client, method, url, body, token):
 @settings(max_examples=150, deadline=None, suppress_health_check=list(HealthCheck))
 @given(run_id=run_ids, route=routes, body=bodies, token=tokens)
 def test_posts_never_5xx(live, run_id, route, body, token):
-    with httpx.Client(base_url=live.api, timeout=30) as c:
-        url = "/runs" if route == "" and run_id == 0 else f"/runs/{run_id}{route}"
-        r = send(c, "POST", url, body, token)
+    url = "/runs" if route == "" and run_id == 0 else f"/runs/{run_id}{route}"
+    r = send(live.client(None), "POST", url, body, token)
     assert r.status_code < 500, (url, body, r.text)
     if r.status_code >= 400:
         assert r.json().get("detail"), r.text  # every refusal says why
@@ -100,16 +92,11 @@ def test_posts_never_5xx(live, run_id, route, body, token):
     ),
 )
 def test_gets_never_5xx(live, params, path):
-    r = httpx.get(live.api + path, params=params, timeout=30)
+    r = live.get(path, params=params)
     assert r.status_code < 500, (path, params, r.text)
 
 
 def test_nan_in_raw_json_is_refused(live):
     body = b'{"points": [{"step": 1, "tokens": 1, "name": "x", "value": NaN}]}'
-    r = httpx.post(
-        f"{live.api}/runs/1/metrics",
-        content=body,
-        timeout=30,
-        headers={"Authorization": f"Bearer {ADMIN}", "Content-Type": "application/json"},
-    )
+    r = live.post("/runs/1/metrics", content=body, headers={"Content-Type": "application/json"})
     assert r.status_code == 422 and "finite" in r.text

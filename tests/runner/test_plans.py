@@ -6,9 +6,7 @@ import json
 import math
 import subprocess
 import sys
-import time
 
-import httpx
 import pytest
 import yaml
 
@@ -16,7 +14,7 @@ from runner.study.plan_spec import Finalists, load_plan_text
 from runner.study.plan_spec import cells as plan_cells
 from runner.study.promotion import choose
 from tests.conftest import ROOT, tiny_raw
-from tests.runner.conftest import ADMIN
+from tests.helpers import wait_until
 
 
 def test_study_plan_cells():
@@ -110,11 +108,10 @@ def small_plan(tok_root):
 
 
 def submit(svc, text, ctype="application/yaml"):
-    return httpx.post(
-        f"{svc.api}/sweeps",
+    return svc.post(
+        "/sweeps",
         content=text,
-        timeout=60,
-        headers={"Authorization": f"Bearer {ADMIN}", "Content-Type": ctype},
+        headers={"Content-Type": ctype},
     )
 
 
@@ -122,7 +119,7 @@ def test_submit_records_cells_and_infeasible(service, tokenized_dir):
     r = submit(service, small_plan(tokenized_dir.parent))
     assert r.status_code == 201, r.text
     sw = r.json()
-    detail = httpx.get(f"{service.api}/sweeps/{sw['id']}").json()
+    detail = service.get(f"/sweeps/{sw['id']}").json()
     cells = {c["cell"]: c for c in detail["cells"]}
     assert cells["baseline"]["is_baseline"] and "control-lr-tiny" in cells
     infeasible = [d for d in detail["decisions"] if d["kind"] == "infeasible"]
@@ -130,7 +127,7 @@ def test_submit_records_cells_and_infeasible(service, tokenized_dir):
     assert [d["data"]["cell"] for d in infeasible] == ["v16000-untied-emb45"]
     assert "no plan within tolerances" in infeasible[0]["reason"]
     assert "v16000-untied-emb45" not in cells and "v16000-untied-emb25" in cells
-    md = httpx.get(f"{service.api}/sweeps/{sw['id']}/decisions.md").text
+    md = service.get(f"/sweeps/{sw['id']}/decisions.md").text
     assert "Infeasible cells" in md and "v16000-untied-emb45" in md
     assert sw["phase"] == "ranking" and sw["runs"]["queued"] == len(cells)
 
@@ -146,7 +143,7 @@ def test_study_sweep_file_is_a_one_phase_sweep(service, tokenized_dir, tmp_path)
     }
     r = submit(service, yaml.safe_dump(doc))
     assert r.status_code == 201, r.text
-    detail = httpx.get(f"{service.api}/sweeps/{r.json()['id']}").json()
+    detail = service.get(f"/sweeps/{r.json()['id']}").json()
     assert detail["kind"] == "sweep"
     base = [c["cell"] for c in detail["cells"] if c["is_baseline"]]
     assert base == ["emb35"]
@@ -161,7 +158,7 @@ def test_invalid_plan_names_the_field(service):
     assert r.status_code == 422 and "finalists.seeds" in r.json()["detail"]
     r = submit(service, "- not a mapping")
     assert r.status_code == 422 and "mapping" in r.json()["detail"]
-    r = httpx.post(f"{service.api}/sweeps", content="name: x", timeout=30)
+    r = service.post("/sweeps", token=None, content="name: x")
     assert r.status_code == 401
 
 
@@ -173,28 +170,16 @@ def post_result(svc, run_id, ppl, status="succeeded", latency=1.0):
         "latency": {"seq128": {"median_ms": latency}},
         "provenance": {"sample": False},
     }
-    r = httpx.post(
-        f"{svc.api}/runs/{run_id}/result",
+    r = svc.post(
+        f"/runs/{run_id}/result",
         json=metrics,
-        timeout=30,
-        headers={"Authorization": f"Bearer {ADMIN}"},
     )
     assert r.status_code == 200, r.text
 
 
-def wait(pred, timeout=30):
-    t0 = time.time()
-    while time.time() - t0 < timeout:
-        v = pred()
-        if v:
-            return v
-        time.sleep(0.2)
-    raise TimeoutError
-
-
 def test_automatic_then_manual_promotion(service, tokenized_dir):
     sw = submit(service, small_plan(tokenized_dir.parent)).json()
-    detail = httpx.get(f"{service.api}/sweeps/{sw['id']}").json()
+    detail = service.get(f"/sweeps/{sw['id']}").json()
     ppl = {
         "baseline": 100.0,
         "emb45": 90.0,
@@ -203,10 +188,8 @@ def test_automatic_then_manual_promotion(service, tokenized_dir):
         "control-lr-tiny": 500.0,
     }
     # manual promotion before the phase has finished is refused with the reason
-    r = httpx.post(
-        f"{service.api}/sweeps/{sw['id']}/promote",
-        timeout=30,
-        headers={"Authorization": f"Bearer {ADMIN}"},
+    r = service.post(
+        f"/sweeps/{sw['id']}/promote",
     )
     assert r.status_code == 409 and "not finished" in r.json()["detail"]
     for c in detail["cells"]:
@@ -217,10 +200,10 @@ def test_automatic_then_manual_promotion(service, tokenized_dir):
             status="killed" if c["cell"] == "control-lr-tiny" else "succeeded",
         )
     # the scheduler promotes by itself once ranking has finished
-    fin = wait(
+    fin = wait_until(
         lambda: [
             c
-            for c in httpx.get(f"{service.api}/sweeps/{sw['id']}").json()["cells"]
+            for c in service.get(f"/sweeps/{sw['id']}").json()["cells"]
             if c["phase"] == "finalists"
         ]
     )
@@ -232,32 +215,29 @@ def test_automatic_then_manual_promotion(service, tokenized_dir):
         ("glu2x", 2),
         ("glu2x", 3),
     ]
-    detail = httpx.get(f"{service.api}/sweeps/{sw['id']}").json()
+    detail = service.get(f"/sweeps/{sw['id']}").json()
     assert detail["phase"] == "finalists"
     promo = [d for d in detail["decisions"] if d["kind"] == "promotion"][0]["data"]
     assert promo["axes"]["embedding_ratio"]["promoted"] == ["emb45"]
     assert promo["axes"]["glu_expansion"]["promoted"] == ["glu2x"]
     assert "moves" in promo["ablation"]
-    md = httpx.get(f"{service.api}/sweeps/{sw['id']}/decisions.md").text
+    md = service.get(f"/sweeps/{sw['id']}/decisions.md").text
     assert "Promotion (automatic)" in md and "| 1 | emb45 | 90.000 |" in md
     # again by hand, with an override: only the missing finalist runs are added
-    r = httpx.post(
-        f"{service.api}/sweeps/{sw['id']}/promote",
+    r = service.post(
+        f"/sweeps/{sw['id']}/promote",
         json={"cells": ["emb45", "baseline"]},
-        headers={"Authorization": f"Bearer {ADMIN}"},
-        timeout=30,
     )
     assert r.status_code == 200, r.text
     assert len(r.json()["created_runs"]) == 3  # baseline x 3 seeds; emb45 already there
-    r = httpx.post(
-        f"{service.api}/sweeps/{sw['id']}/promote",
+    r = service.post(
+        f"/sweeps/{sw['id']}/promote",
         json={"cells": ["nope"]},
-        headers={"Authorization": f"Bearer {ADMIN}"},
-        timeout=30,
     )
     assert r.status_code == 409 and "unknown cells" in r.json()["detail"]
 
 
+@pytest.mark.slow
 def test_bad_config_is_killed_and_good_is_not(service_factory, tokenized_dir):
     """Real trainers: a tiny learning rate trails the baseline and is stopped by the rule. The
     verdict is a decision; the run becomes killed when its trainer exits, after its final
@@ -289,16 +269,16 @@ def test_bad_config_is_killed_and_good_is_not(service_factory, tokenized_dir):
     sw = submit(svc, json.dumps(plan), "application/json").json()
 
     def done():
-        d = httpx.get(f"{svc.api}/sweeps/{sw['id']}").json()
+        d = svc.get(f"/sweeps/{sw['id']}").json()
         st = {c["cell"]: c["status"] for c in d["cells"] if c["phase"] == "ranking"}
         return d if all(s in ("succeeded", "killed", "failed") for s in st.values()) else None
 
-    d = wait(done, timeout=240)
+    d = wait_until(done, 240, "the ranking runs finishing")
     st = {c["cell"]: (c["status"], c["run_id"]) for c in d["cells"] if c["phase"] == "ranking"}
     assert st["baseline"][0] == "succeeded"
     assert st["control-lr-tiny"][0] == "killed"
     killed = st["control-lr-tiny"][1]
-    events = httpx.get(f"{svc.api}/runs/{killed}/events").json()
+    events = svc.get(f"/runs/{killed}/events").json()
     verdict = [e for e in events if e["kind"] == "kill"]
     assert len(verdict) == 1 and verdict[0]["reason"].startswith("kill rule:")
     evidence = verdict[0]["data"]
@@ -307,7 +287,7 @@ def test_bad_config_is_killed_and_good_is_not(service_factory, tokenized_dir):
     assert len(state) == 1 and state[0]["reason"] == verdict[0]["reason"]
     assert state[0]["id"] > verdict[0]["id"]  # decided first, killed when the trainer exited
     # the trainer obeyed: its result says killed, with the final evaluation
-    run = httpx.get(f"{svc.api}/runs/{killed}").json()
+    run = svc.get(f"/runs/{killed}").json()
     res = run["result"]
     assert res["run"]["status"] == "killed" and res["run"]["exit_code"] == 3
     assert res["dev"]["token_ppl"] > 0
@@ -316,7 +296,7 @@ def test_bad_config_is_killed_and_good_is_not(service_factory, tokenized_dir):
     charged_s = run["gpu_hours"] * 3600
     started = next(e["time"] for e in events if e["to_status"] == "launching")
     assert charged_s >= res["run"]["finished_at"] - started > evidence_time(verdict[0]) - started
-    md = httpx.get(f"{svc.api}/sweeps/{sw['id']}/decisions.md").text
+    md = svc.get(f"/sweeps/{sw['id']}/decisions.md").text
     assert "## Kills" in md and f"run {killed}: kill rule:" in md
 
 
@@ -324,6 +304,7 @@ def evidence_time(event: dict) -> float:
     return event["time"]
 
 
+@pytest.mark.slow
 def test_aggregate_script_matches_results_csv_columns(tmp_path, tokenized_dir, service):
     from trainer.config import validate
     from trainer.train import train
@@ -357,7 +338,7 @@ def test_aggregate_script_matches_results_csv_columns(tmp_path, tokenized_dir, s
     assert res.returncode == 0, res.stderr
     rows = list(csv.DictReader((tmp_path / "results_summary.csv").open()))
     assert len(rows) == 2 and {r["name"] for r in rows} == {"emb35", "emb25"}
-    api_cols = next(csv.reader(io.StringIO(httpx.get(f"{service.api}/results.csv").text)))
+    api_cols = next(csv.reader(io.StringIO(service.get("/results.csv").text)))
     assert list(rows[0].keys()) == api_cols
     plots = list((tmp_path / "reports" / "aggregate" / "plots").glob("*.png"))
     assert {p.stem for p in plots} >= {

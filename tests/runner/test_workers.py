@@ -4,20 +4,22 @@ import os
 import subprocess
 import sys
 
-import httpx
+import pytest
 
 from tests.conftest import ROOT
 from tests.runner.conftest import ADMIN, post_run, run_spec
 
 
 def test_claim_is_admin_only_and_204_when_empty(service):
-    assert httpx.post(f"{service.api}/claim", json={"worker": "w"}).status_code == 401
+    assert service.post("/claim", token=None, json={"worker": "w"}).status_code == 401
     with service.client() as c:
         assert c.post("/claim", json={"worker": "w"}).status_code == 204
         assert c.post("/claim", json={"worker": "bad name!"}).status_code == 422
 
 
-def test_two_workers_racing_for_one_queue(service, tokenized_dir, tmp_path):
+@pytest.mark.slow
+def test_two_workers_racing_for_one_queue(service_factory, tokenized_dir, tmp_path):
+    service = service_factory()
     runs = [
         post_run(service, run_spec(tokenized_dir.parent, max_tokens=2 * 8 * 64), name=f"r{i}")
         for i in range(4)
@@ -54,9 +56,9 @@ def test_two_workers_racing_for_one_queue(service, tokenized_dir, tmp_path):
         assert w.returncode == 0, err
     claimers = {}
     for r in runs:
-        detail = httpx.get(f"{service.api}/runs/{r['id']}").json()
+        detail = service.get(f"/runs/{r['id']}").json()
         assert detail["status"] == "succeeded", detail
-        events = httpx.get(f"{service.api}/runs/{r['id']}/events").json()
+        events = service.get(f"/runs/{r['id']}/events").json()
         claims = [e for e in events if e["to_status"] == "launching"]
         assert len(claims) == 1  # claimed once, by one worker
         claimers[r["id"]] = detail["launcher"]
@@ -94,7 +96,7 @@ def test_recoveries_outside_the_runner_are_recorded(service, tokenized_dir):
             json={"step": 9, "tokens": 4608, "attempt": 3},
             headers=h,
         ).raise_for_status()
-    detail = httpx.get(f"{service.api}/runs/{run['id']}").json()
+    detail = service.get(f"/runs/{run['id']}").json()
     assert detail["attempt"] == 3 and detail["tokens_seen"] == 4608
-    events = httpx.get(f"{service.api}/runs/{run['id']}/events").json()
+    events = service.get(f"/runs/{run['id']}/events").json()
     assert [e["data"]["attempt"] for e in events if e["kind"] == "attempt"] == [3]

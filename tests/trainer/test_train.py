@@ -5,12 +5,12 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 
 from tests.conftest import ROOT, tiny_raw, write_config
+from tests.helpers import wait_until
 from trainer.config import validate
 from trainer.train import EXIT_PREEMPTED, RunLock, train
 
@@ -40,15 +40,6 @@ def events(run_dir: Path, kind: str | None = None) -> list[dict]:
     return [e for e in out if kind is None or e["event"] == kind]
 
 
-def wait_for(pred, timeout=120):
-    t0 = time.time()
-    while time.time() - t0 < timeout:
-        if pred():
-            return True
-        time.sleep(0.05)
-    raise TimeoutError
-
-
 def _curve(run_dir):
     return [(e["step"], e["loss"]) for e in events(run_dir, "train")]
 
@@ -63,6 +54,7 @@ def long_config(tmp_path, tokenized_dir):
     return write_config(tmp_path / "tiny.yaml", raw, {"tiny": {}})
 
 
+@pytest.mark.slow
 def test_sigkill_and_restart_is_bit_identical(tmp_path, long_config):
     ref_dir, cut_dir = tmp_path / "ref", tmp_path / "cut"
     ref = pax(
@@ -74,7 +66,7 @@ def test_sigkill_and_restart_is_bit_identical(tmp_path, long_config):
         tmp_path,
     )
     # kill once a checkpoint exists and training has gone past it
-    wait_for(lambda: any(e["step"] >= 14 for e in events(cut_dir, "train")))
+    wait_until(lambda: any(e["step"] >= 14 for e in events(cut_dir, "train")), 120, "step 14")
     p.send_signal(signal.SIGKILL)
     p.wait()
     assert p.returncode == -signal.SIGKILL
@@ -97,13 +89,14 @@ def test_sigkill_and_restart_is_bit_identical(tmp_path, long_config):
     assert [s["resumed"] for s in starts] == [False, True]
 
 
+@pytest.mark.slow
 def test_sigterm_checkpoints_and_exits_75_then_resumes(tmp_path, long_config):
     run_dir = tmp_path / "run"
     p = pax(
         ["train", "--config", str(long_config), "--exp", "tiny", "--run-dir", str(run_dir)],
         tmp_path,
     )
-    wait_for(lambda: any(e["step"] >= 6 for e in events(run_dir, "train")))
+    wait_until(lambda: any(e["step"] >= 6 for e in events(run_dir, "train")), 120, "step 6")
     p.send_signal(signal.SIGTERM)
     assert p.wait(timeout=60) == EXIT_PREEMPTED
     end = events(run_dir, "end")[-1]
@@ -120,6 +113,7 @@ def test_sigterm_checkpoints_and_exits_75_then_resumes(tmp_path, long_config):
     assert m["run"]["status"] == "succeeded" and m["training"]["steps"] == 48
 
 
+@pytest.mark.slow
 def test_metrics_json_schema(tmp_path, tokenized_dir):
     cfg = validate(tiny_raw(tokenized_dir.parent, eval={"profile": True, "profile_repeats": 3}))
     code, m = train(cfg, tmp_path / "r", progress=False)
@@ -169,6 +163,7 @@ def test_metrics_json_schema(tmp_path, tokenized_dir):
     assert last_train["loss"] == on_disk["training"]["train_loss"]
 
 
+@pytest.mark.slow
 def test_same_config_and_seed_same_result_on_cpu(tmp_path, tokenized_dir):
     cfg = validate(tiny_raw(tokenized_dir.parent, max_tokens=8 * 8 * 64))
     _, a = train(cfg, tmp_path / "a", progress=False)
@@ -176,6 +171,7 @@ def test_same_config_and_seed_same_result_on_cpu(tmp_path, tokenized_dir):
     assert a["dev"] == b["dev"] and _curve(tmp_path / "a") == _curve(tmp_path / "b")
 
 
+@pytest.mark.slow
 def test_overfit_drives_loss_near_zero(tmp_path, tokenized_dir):
     raw = tiny_raw(
         tokenized_dir.parent,
@@ -197,6 +193,7 @@ def test_overfit_drives_loss_near_zero(tmp_path, tokenized_dir):
     assert (tail[4] + tail[5]) / 2 < 0.3, losses[-10:]
 
 
+@pytest.mark.slow
 def test_run_experiment_as_written_in_parallel(tmp_path, tokenized_dir):
     """`python run_experiment.py --config X --exp E`, three experiments at once, in one cwd."""
     base = tiny_raw(
@@ -256,6 +253,7 @@ def test_run_experiment_as_written_in_parallel(tmp_path, tokenized_dir):
     assert again.returncode == 0 and "already succeeded" in again.stderr
 
 
+@pytest.mark.slow
 def test_a_locked_run_dir_is_refused(tmp_path, long_config):
     run_dir = tmp_path / "run"
     run_dir.mkdir()
@@ -268,6 +266,7 @@ def test_a_locked_run_dir_is_refused(tmp_path, long_config):
     assert p.returncode == 2 and "is being trained by pid" in err
 
 
+@pytest.mark.slow
 def test_bad_config_exits_2_with_the_field(tmp_path):
     cfg = write_config(tmp_path / "c.yaml", {"optim": {"lr": "fast"}}, {"x": {}})
     p = pax(["train", "--config", str(cfg), "--exp", "x"], tmp_path)
@@ -275,6 +274,7 @@ def test_bad_config_exits_2_with_the_field(tmp_path):
     assert p.returncode == 2 and "optim.lr" in err
 
 
+@pytest.mark.slow
 def test_missing_token_files_say_what_to_run(tmp_path):
     raw = tiny_raw(tmp_path / "nothing-here")
     p = pax(
@@ -285,6 +285,7 @@ def test_missing_token_files_say_what_to_run(tmp_path):
     assert p.returncode == 2 and "preprocess_lm.py" in err
 
 
+@pytest.mark.slow
 def test_lr_find_writes_csv_png_and_suggests(tmp_path, tokenized_dir, long_config):
     p = pax(
         [
@@ -308,6 +309,7 @@ def test_lr_find_writes_csv_png_and_suggests(tmp_path, tokenized_dir, long_confi
     assert "suggested LR" in err
 
 
+@pytest.mark.slow
 def test_pax_eval_reproduces_the_final_dev_numbers(tmp_path, tokenized_dir):
     cfg = validate(tiny_raw(tokenized_dir.parent, max_tokens=8 * 8 * 64))
     _, m = train(cfg, tmp_path / "r", progress=False)

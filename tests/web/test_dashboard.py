@@ -4,11 +4,10 @@ import os
 import shutil
 from pathlib import Path
 
-import httpx
 import pytest
 
 from tests.conftest import ROOT
-from tests.runner.conftest import ADMIN, post_run, run_spec
+from tests.runner.conftest import post_run, run_spec
 
 SHOTS = Path(os.environ.get("PAX_ARTIFACTS", ROOT / "test-artifacts")) / "screenshots"
 FLAGS = [
@@ -61,25 +60,27 @@ def seeded(svc, tok_root, n=3):
 
 
 def test_empty_ledger_shows_how_to_start(service):
-    html = httpx.get(service.url + "/").text
+    html = service.page("/").text
     assert "No experiments yet" in html and "/api/v1/sweeps" in html and "curl" in html
 
 
 def test_pages_render_without_javascript(service, tokenized_dir):
     runs = seeded(service, tokenized_dir.parent)
-    html = httpx.get(service.url + "/").text
+    html = service.page("/").text
     for r in runs:
         assert f'href="/runs/{r["id"]}"' in html and r["name"] in html
-    run = httpx.get(f"{service.url}/runs/{runs[0]['id']}").text
+    run = service.page(f"/runs/{runs[0]['id']}").text
     assert run.count("<svg") >= 2 and "<polyline" in run and "embedding" in run
-    assert httpx.get(service.url + "/cost").status_code == 200
-    nf = httpx.get(service.url + "/runs/424242")
+    assert service.page("/cost").status_code == 200
+    nf = service.page("/runs/424242")
     assert nf.status_code == 404 and "There is no run 424242" in nf.text
-    assert httpx.get(service.url + "/nope/nope").status_code == 404
-    assert httpx.get(service.url + "/static/app.css").headers["content-type"].startswith("text/css")
+    assert service.page("/nope/nope").status_code == 404
+    assert service.page("/static/app.css").headers["content-type"].startswith("text/css")
 
 
-def test_browser_overview_live_update_and_run_charts(service, tokenized_dir, browser):
+@pytest.mark.slow
+def test_browser_overview_live_update_and_run_charts(service_factory, tokenized_dir, browser):
+    service = service_factory()
     runs = seeded(service, tokenized_dir.parent)
     SHOTS.mkdir(parents=True, exist_ok=True)
     page = browser.new_page(viewport={"width": 1400, "height": 1000})
@@ -96,13 +97,10 @@ def test_browser_overview_live_update_and_run_charts(service, tokenized_dir, bro
     page.screenshot(path=str(SHOTS / "run.png"), full_page=True)
     # a point posted through the API appears on the open page, without a reload
     page.evaluate("window.__marker = 1")
-    with httpx.Client(base_url=service.api, headers={"Authorization": f"Bearer {ADMIN}"}) as c:
-        c.post(
-            f"/runs/{rid}/metrics",
-            json={
-                "points": [{"step": 50, "tokens": 25600, "name": "dev/word_ppl", "value": 123.45}]
-            },
-        ).raise_for_status()
+    service.post(
+        f"/runs/{rid}/metrics",
+        json={"points": [{"step": 50, "tokens": 25600, "name": "dev/word_ppl", "value": 123.45}]},
+    ).raise_for_status()
     page.wait_for_function(
         "document.querySelector('#dev-ppl').innerText === '123.45'", timeout=15_000
     )
@@ -115,11 +113,13 @@ def test_browser_overview_live_update_and_run_charts(service, tokenized_dir, bro
     page.screenshot(path=str(SHOTS / "not_found.png"), full_page=True)
 
 
-def test_browser_sweep_page(service, tokenized_dir, browser):
+@pytest.mark.slow
+def test_browser_sweep_page(service_factory, tokenized_dir, browser):
+    service = service_factory()
     from tests.runner.test_plans import post_result, small_plan, submit
 
     sw = submit(service, small_plan(tokenized_dir.parent)).json()
-    detail = httpx.get(f"{service.api}/sweeps/{sw['id']}").json()
+    detail = service.get(f"/sweeps/{sw['id']}").json()
     for i, c in enumerate(detail["cells"]):
         post_result(service, c["run_id"], 100.0 + 7 * i, latency=1.0 + i)
     page = browser.new_page(viewport={"width": 1400, "height": 1000})
