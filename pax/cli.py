@@ -377,7 +377,6 @@ def db_upgrade(
 def build_app(settings, start_scheduler: bool = True):
     """The composition root: the service plus the dashboard's routers."""
     from runner.app import create_app
-
     from web.pages import router as web_router
 
     return create_app(settings, extra_routers=[web_router], start_scheduler=start_scheduler)

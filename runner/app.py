@@ -22,8 +22,8 @@ from runner.ledger.db import make_engine, upgrade
 from runner.ledger.ingest import GroupWriter
 from runner.settings import Settings
 from runner.study import sweeps as study_sweeps
+from runner.study.decisions import write_decisions
 from runner.study.killrule import KillRule
-from runner.study.report import write_decisions
 
 API_PREFIX = "/api/v1"
 

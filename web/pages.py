@@ -21,7 +21,8 @@ from runner.ledger import crud, queries
 from runner.ledger.models import STATUSES
 from runner.study import promotion
 from runner.study.plan_spec import PHASE1
-from runner.study.report import finalists_table, pareto_front
+from runner.study.results import ledger_rows
+from runner.study.stats import finalist_stats, pareto_front
 from web import charts
 
 HERE = Path(__file__).parent
@@ -143,13 +144,7 @@ def sweep_page(request: Request, sweep_id: int):
 
 
 def _finalists(engine, sweep_id: int) -> list[dict]:
-    from runner.study.report import frame_from_ledger
-
-    df, _ = frame_from_ledger(engine, sweep_id)
-    if df.empty:
-        return []
-    t = finalists_table(df)
-    return [] if t.empty else t.to_dict("records")
+    return finalist_stats(ledger_rows(engine, sweep_id))
 
 
 def _sweep_charts(axes: dict[str, list[dict]], ranked: list[dict], fin: list[dict]) -> dict:

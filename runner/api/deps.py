@@ -1,5 +1,6 @@
 """Dependencies as type aliases: the engine, settings, pricing, the ingest writer, the kill rule,
-and who is calling."""
+and who is calling. They only read app.state and headers, so they are `async`: FastAPI runs a
+plain `def` dependency in its thread pool, a hop per dependency per request on the hot path."""
 
 from __future__ import annotations
 
@@ -15,27 +16,27 @@ from runner.settings import Settings
 from runner.study.killrule import KillRule
 
 
-def get_engine(request: Request) -> Engine:
+async def get_engine(request: Request) -> Engine:
     return request.app.state.engine
 
 
-def get_settings(request: Request) -> Settings:
+async def get_settings(request: Request) -> Settings:
     return request.app.state.settings
 
 
-def get_pricing(request: Request) -> Pricing:
+async def get_pricing(request: Request) -> Pricing:
     return request.app.state.pricing
 
 
-def get_writer(request: Request) -> GroupWriter:
+async def get_writer(request: Request) -> GroupWriter:
     return request.app.state.ingest
 
 
-def get_kill_rule(request: Request) -> KillRule:
+async def get_kill_rule(request: Request) -> KillRule:
     return request.app.state.kill_rule
 
 
-def bearer(request: Request) -> str:
+async def bearer(request: Request) -> str:
     header = request.headers.get("authorization", "")
     scheme, _, token = header.partition(" ")
     if scheme.lower() != "bearer" or not token:
@@ -48,7 +49,7 @@ def bearer(request: Request) -> str:
     return token.strip()
 
 
-def require_admin(request: Request, token: Annotated[str, Depends(bearer)]) -> None:
+async def require_admin(request: Request, token: Annotated[str, Depends(bearer)]) -> None:
     if not tokens_equal(token, request.app.state.admin_token):
         raise HTTPException(403, "this route needs the admin token")
 

@@ -17,7 +17,7 @@ import time
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from sqlalchemy import func
+from sqlalchemy import func, text
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
 
@@ -395,21 +395,17 @@ class RunRef:
     stop_reason: str | None
 
 
+# a prepared statement: this lookup is on every trainer post, and building a select per call
+# costs more than running it
+RUN_REF = text(
+    "SELECT id, status, token_hash, sweep_id, phase, is_baseline, seed, stop_reason "
+    "FROM runs WHERE id = :id"
+)
+
+
 def run_ref(engine: Engine, *, run_id: int) -> RunRef:
-    t = Run.__table__.c
     with engine.connect() as conn:
-        row = conn.execute(
-            select(
-                t.id,
-                t.status,
-                t.token_hash,
-                t.sweep_id,
-                t.phase,
-                t.is_baseline,
-                t.seed,
-                t.stop_reason,
-            ).where(t.id == run_id)
-        ).first()
+        row = conn.execute(RUN_REF, {"id": run_id}).first()
     if row is None:
         raise NotFound(f"run {run_id} does not exist")
     return RunRef(*row)

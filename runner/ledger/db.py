@@ -39,9 +39,10 @@ def _sqlite_connect(dbapi_conn, _record) -> None:
 
 
 def _sqlite_begin(conn: Connection) -> None:
-    conn.exec_driver_sql(
-        "BEGIN IMMEDIATE" if conn.get_execution_options().get("pax_write") else "BEGIN"
-    )
+    # Reads run as SQLite's own per-statement transactions (no BEGIN, no ROLLBACK round trip:
+    # the hot path's lookups stay cheap); a write transaction takes the lock at its start.
+    if conn.get_execution_options().get("pax_write"):
+        conn.exec_driver_sql("BEGIN IMMEDIATE")
 
 
 def make_engine(db: str | Path) -> Engine:

@@ -7,8 +7,8 @@ writer thread, which writes everything that queued up meanwhile in a single tran
 once, and only then answers each request with its own counts. Latency under load is one commit;
 throughput grows with concurrency instead of being capped by it.
 
-A point is new when its (run, name, step) is; a repeat is ignored, and `latest` moves only with
-points that were actually stored, so it always agrees with the series.
+A point is new when its (run, name, step) is; a repeat is ignored, and `latest` is read back
+from the stored series, so it always agrees with it.
 """
 
 from __future__ import annotations
@@ -18,21 +18,32 @@ import threading
 import time
 from concurrent.futures import Future
 
-from sqlalchemy import case, update
-from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy import text
 from sqlalchemy.engine import Connection, Engine
 
-from runner.ledger.db import write_connection
-from runner.ledger.models import LatestMetric, MetricPoint, Run
+from runner.ledger.db import WRITE, write_connection
 
 MAX_GROUP = 256  # requests per transaction
-POINTS = MetricPoint.__table__
-LATEST = LatestMetric.__table__
-RUNS = Run.__table__
 
-
-def _insert(conn: Connection, table):
-    return (postgresql if conn.dialect.name == "postgresql" else sqlite).insert(table)
+# Plain statements, written once for SQLite (>= 3.39) and PostgreSQL alike.
+INSERT_POINT = text(
+    "INSERT INTO metric_points (run_id, name, step, tokens, value) "
+    "VALUES (:run_id, :name, :step, :tokens, :value) ON CONFLICT DO NOTHING"
+)
+# `latest` is the stored point with the highest step, read back after the insert: it always
+# agrees with the series, whatever order or repeats the posts came in.
+UPSERT_LATEST = text(
+    "INSERT INTO latest_metrics (run_id, name, step, tokens, value) "
+    "SELECT run_id, name, step, tokens, value FROM metric_points "
+    "WHERE run_id = :run_id AND name = :name ORDER BY step DESC LIMIT 1 "
+    "ON CONFLICT (run_id, name) DO UPDATE SET step = excluded.step, "
+    "tokens = excluded.tokens, value = excluded.value"
+)
+TOUCH_RUN = text(
+    "UPDATE runs SET last_heartbeat = :now, "
+    "tokens_seen = CASE WHEN tokens_seen < :top THEN :top ELSE tokens_seen END "
+    "WHERE id = :run_id AND token_hash IS NOT DISTINCT FROM :token_hash"
+)
 
 
 def write_points(conn: Connection, run_id: int, rows: list[tuple]) -> int:
@@ -40,34 +51,14 @@ def write_points(conn: Connection, run_id: int, rows: list[tuple]) -> int:
     how many were new."""
     if not rows:
         return 0
-    stored = conn.execute(
-        _insert(conn, POINTS)
-        .on_conflict_do_nothing()
-        .returning(POINTS.c.name, POINTS.c.step, POINTS.c.tokens, POINTS.c.value),
-        [{"run_id": run_id, "name": n, "step": s, "tokens": t, "value": v} for n, s, t, v in rows],
-    ).all()
-    newest: dict[str, tuple] = {}
-    for name, step, tokens, value in stored:
-        if name not in newest or step >= newest[name][0]:
-            newest[name] = (step, tokens, value)
-    if newest:
-        ins = _insert(conn, LATEST)
-        conn.execute(
-            ins.on_conflict_do_update(
-                index_elements=[LATEST.c.run_id, LATEST.c.name],
-                set_={
-                    "step": ins.excluded.step,
-                    "tokens": ins.excluded.tokens,
-                    "value": ins.excluded.value,
-                },
-                where=ins.excluded.step >= LATEST.c.step,
-            ),
-            [
-                {"run_id": run_id, "name": n, "step": s, "tokens": t, "value": v}
-                for n, (s, t, v) in newest.items()
-            ],
-        )
-    return len(stored)
+    params = [
+        {"run_id": run_id, "name": n, "step": s, "tokens": t, "value": v} for n, s, t, v in rows
+    ]
+    inserted = conn.execute(INSERT_POINT, params).rowcount
+    if inserted:
+        names = {r[0] for r in rows}
+        conn.execute(UPSERT_LATEST, [{"run_id": run_id, "name": n} for n in names])
+    return inserted
 
 
 def touch_run(conn: Connection, run_id: int, rows: list[tuple], now: float, token_hash) -> None:
@@ -75,14 +66,7 @@ def touch_run(conn: Connection, run_id: int, rows: list[tuple], now: float, toke
     (fenced by its token hash: a late post of an ended attempt never renews the next one's
     lease). Tokens seen only grow."""
     top = max(r[2] for r in rows)
-    conn.execute(
-        update(RUNS)
-        .where(RUNS.c.id == run_id, RUNS.c.token_hash.is_not_distinct_from(token_hash))
-        .values(
-            tokens_seen=case((RUNS.c.tokens_seen < top, top), else_=RUNS.c.tokens_seen),
-            last_heartbeat=now,
-        )
-    )
+    conn.execute(TOUCH_RUN, {"now": now, "top": top, "run_id": run_id, "token_hash": token_hash})
 
 
 def ingest(engine: Engine, run_id: int, rows: list[tuple]) -> int:
@@ -113,6 +97,14 @@ class GroupWriter:
         self.thread.join(timeout=10)
 
     def _loop(self) -> None:
+        # this thread's own connection, for its lifetime: no pool checkout per group
+        conn = self.engine.connect().execution_options(**WRITE)
+        try:
+            self._serve(conn)
+        finally:
+            conn.close()
+
+    def _serve(self, conn: Connection) -> None:
         while True:
             first = self.q.get()
             if first is None:
@@ -128,7 +120,7 @@ class GroupWriter:
                     break
                 group.append(item)
             try:
-                with write_connection(self.engine) as conn:  # one fsync for the whole group
+                with conn.begin():  # one transaction, one fsync, for the whole group
                     t, counts = time.time(), []
                     for run_id, rows, token_hash, _ in group:
                         counts.append(write_points(conn, run_id, rows))

@@ -10,9 +10,7 @@ says so in its title and in a `sample` column.
 
 from __future__ import annotations
 
-import json
 import math
-import os
 from pathlib import Path
 
 import numpy as np
@@ -20,50 +18,24 @@ import pandas as pd
 from sqlalchemy.engine import Engine
 
 from runner.launch.cost import write_summary
-from runner.ledger import crud
+from runner.ledger import crud, queries
+from runner.study.decisions import report_dir, write_decisions
 from runner.study.promotion import AXES, on_axis
-from runner.study.results import COLUMNS, frame_from_ledger, frame_from_logs
+from runner.study.results import COLUMNS, ledger_rows, log_rows
+from runner.study.stats import finalist_stats, pareto_front
 
-# two-sided 95% t critical values by degrees of freedom (1..30); normal beyond
-T95 = [
-    12.706,
-    4.303,
-    3.182,
-    2.776,
-    2.571,
-    2.447,
-    2.365,
-    2.306,
-    2.262,
-    2.228,
-    2.201,
-    2.179,
-    2.160,
-    2.145,
-    2.131,
-    2.120,
-    2.110,
-    2.101,
-    2.093,
-    2.086,
-    2.080,
-    2.074,
-    2.069,
-    2.064,
-    2.060,
-    2.056,
-    2.052,
-    2.048,
-    2.045,
-    2.042,
-]
+COLUMNS_PLUS = [*COLUMNS, "cell", "axis", "is_baseline"]
 
 
-def t95(dof: int) -> float:
-    return T95[dof - 1] if 1 <= dof <= len(T95) else 1.96
+def frame_from_ledger(engine: Engine, sweep_id: int | None = None) -> tuple[pd.DataFrame, dict]:
+    """(results rows, dev curves by run id) from the ledger."""
+    curves = queries.curves(engine, name="dev/word_ppl", sweep_id=sweep_id)
+    return pd.DataFrame(ledger_rows(engine, sweep_id), columns=COLUMNS_PLUS), curves
 
 
-# ---------------------------------------------------------------- tables
+def frame_from_logs(log_dir: Path) -> tuple[pd.DataFrame, dict]:
+    rows, curves = log_rows(log_dir)
+    return pd.DataFrame(rows, columns=COLUMNS_PLUS), curves
 
 
 def ppl_slope(curve: list[tuple[int, float]]) -> float | None:
@@ -152,49 +124,8 @@ def ranking_table(df: pd.DataFrame) -> pd.DataFrame:
 
 
 def finalists_table(df: pd.DataFrame) -> pd.DataFrame:
-    fin = df[df["phase"] == "finalists"]
-    if fin.empty:
-        return pd.DataFrame()
-    p1 = df[df["phase"] != "finalists"]
-    axis_of = dict(zip(p1["cell"], p1["axis"], strict=False))
-    rows = []
-    for cell, g in fin.groupby("cell"):
-        vals = g["dev_word_ppl"].dropna().to_numpy(dtype=float)
-        n = len(vals)
-        mean = float(vals.mean()) if n else math.nan
-        std = float(vals.std(ddof=1)) if n > 1 else 0.0
-        half = t95(n - 1) * std / math.sqrt(n) if n > 1 else math.nan
-        test = g["test_word_ppl"].dropna().to_numpy(dtype=float)
-        rows.append(
-            {
-                "cell": cell,
-                "axis": axis_of.get(cell),
-                "embedding_ratio": g["embedding_ratio"].iloc[0],
-                "glu_expansion": g["glu_expansion"].iloc[0],
-                "vocab_size": g["vocab_size"].iloc[0],
-                "tied_lm_head": g["tied_lm_head"].iloc[0],
-                "seeds": n,
-                "dev_ppl_mean": mean,
-                "dev_ppl_std": std,
-                "dev_ppl_ci95_low": mean - half,
-                "dev_ppl_ci95_high": mean + half,
-                "test_ppl_mean": float(test.mean()) if len(test) else math.nan,
-                "smallbench_mean": g["smallbench_macro_acc"].mean(),
-                "latency_seq128_ms": g["latency_seq128_ms"].mean(),
-            }
-        )
-    return pd.DataFrame(rows).sort_values("dev_ppl_mean")
-
-
-def pareto_front(points: list[tuple[float, float]]) -> list[int]:
-    """Indices of points no other point beats on both latency and PPL (lower is better)."""
-    order = sorted(range(len(points)), key=lambda i: (points[i][0], points[i][1]))
-    front, best = [], math.inf
-    for i in order:
-        if points[i][1] < best:
-            front.append(i)
-            best = points[i][1]
-    return front
+    """Mean, std and 95% CI over seeds per finalist cell (runner.study.stats)."""
+    return pd.DataFrame(finalist_stats(df.to_dict("records")))
 
 
 # ---------------------------------------------------------------- plots
@@ -330,10 +261,6 @@ def write_tables(
     return {k: str(v) for k, v in files.items()} | {"plots": plots(df, curves, out / "plots")}
 
 
-def report_dir(sweep) -> Path:
-    return Path(sweep.report_dir or f"reports/sweep-{sweep.id:04d}")
-
-
 def write_report(engine: Engine, sweep_id: int) -> dict:
     """The whole report folder of a sweep: tables, plots, decisions.md, COST_SUMMARY.json."""
     sw = crud.get_sweep(engine, sweep_id=sweep_id)
@@ -343,83 +270,6 @@ def write_report(engine: Engine, sweep_id: int) -> dict:
     files["decisions"] = str(write_decisions(engine, sweep_id))
     files["cost"] = str(write_summary(engine, sweep_id, out))
     return files
-
-
-# ---------------------------------------------------------------- decisions.md
-
-
-def render_decisions(engine: Engine, sweep_id: int) -> str:
-    """The sweep's decisions in prose, from its events: infeasible cells, kills with their
-    evidence, promotions with their rankings, the micro-ablation."""
-    sw = crud.get_sweep(engine, sweep_id=sweep_id)
-    evs = crud.events(engine, sweep_id=sweep_id, limit=100_000)
-    lines = [
-        f"# Decisions: sweep {sw.id} ({sw.name})",
-        "",
-        f"Kind: {sw.kind}. Phase: {sw.phase}. Status: {sw.status}.",
-        "",
-    ]
-    inf = [e for e in evs if e.kind == "infeasible"]
-    if inf:
-        lines += ["## Infeasible cells (refused by the planner)", ""]
-        lines += [f"- `{json.loads(e.data_json)['cell']}`: {e.reason}" for e in inf] + [""]
-    kills = [e for e in evs if e.kind == "kill"]
-    if kills:
-        lines += ["## Kills", ""]
-        for e in kills:
-            d = json.loads(e.data_json) if e.data_json else {}
-            lines.append(f"- run {e.run_id}: {e.reason}")
-            if d.get("run"):
-                lines.append(
-                    f"  - run {d['run'][0]} .. {d['run'][-1]} vs baseline (run "
-                    f"{d.get('baseline_run')}) {d['baseline'][0]} .. {d['baseline'][-1]}"
-                    " (tokens, dev PPL)"
-                )
-        lines.append("")
-    budget = [e for e in evs if e.kind == "budget"]
-    if budget:
-        lines += ["## Budget", ""] + [f"- {e.reason}" for e in budget] + [""]
-    for e in evs:
-        if e.kind != "promotion":
-            continue
-        d = json.loads(e.data_json)
-        lines += [f"## Promotion ({d['who']})", ""]
-        for axis, a in d["axes"].items():
-            lines += [
-                f"### {axis}",
-                "",
-                "| rank | cell | dev PPL | std | seeds | killed | latency ms |",
-                "|---|---|---|---|---|---|---|",
-            ]
-            for i, c in enumerate(a["ranking"], 1):
-                ppl = f"{c['dev_ppl']:.3f}" if c["dev_ppl"] is not None else "-"
-                lat = f"{c['latency_ms']:.2f}" if c["latency_ms"] is not None else "-"
-                lines.append(
-                    f"| {i} | {c['cell']} | {ppl} | {c['dev_ppl_std']:.3f} | "
-                    f"{c['seeds']} | {c['killed']} | {lat} |"
-                )
-            lines += ["", f"Promoted: {', '.join(a['promoted']) or 'none'}. Why: {a['why']}.", ""]
-        if d.get("ablation"):
-            lines += [
-                "### Micro-ablation",
-                "",
-                d["ablation"]["summary"]
-                + ": "
-                + ", ".join(f"{k}: {v}" for k, v in d["ablation"]["best_embedding_ratio"].items()),
-                "",
-            ]
-    return "\n".join(lines) + "\n"
-
-
-def write_decisions(engine: Engine, sweep_id: int) -> Path:
-    """decisions.md in the sweep's report folder, written atomically whenever a decision is
-    recorded (submission, a kill, a promotion, the end of a phase or of the sweep)."""
-    out = report_dir(crud.get_sweep(engine, sweep_id=sweep_id))
-    out.mkdir(parents=True, exist_ok=True)
-    tmp = out / f".decisions.md.tmp{os.getpid()}"
-    tmp.write_text(render_decisions(engine, sweep_id))
-    os.replace(tmp, out / "decisions.md")
-    return out / "decisions.md"
 
 
 def aggregate_logs(log_dir: Path, output: Path, report_dir: Path | None = None) -> dict:

@@ -9,7 +9,6 @@ import json
 from pathlib import Path
 from typing import Any
 
-import pandas as pd
 from sqlalchemy.engine import Engine
 
 from runner.ledger import queries
@@ -118,8 +117,8 @@ def to_csv(rows: list[dict]) -> str:
     return buf.getvalue()
 
 
-def frame_from_ledger(engine: Engine, sweep_id: int | None = None) -> tuple[pd.DataFrame, dict]:
-    """(results rows, dev curves by run id) from the ledger."""
+def ledger_rows(engine: Engine, sweep_id: int | None = None) -> list[dict]:
+    """Results rows (plus cell, axis, baseline flag) of every run of a sweep, or of all."""
     rows = []
     for d in queries.results_rows(engine, sweep_id=sweep_id):
         r = row(
@@ -139,11 +138,10 @@ def frame_from_ledger(engine: Engine, sweep_id: int | None = None) -> tuple[pd.D
         )
         r.update(cell=d["cell"] or d["name"], axis=d["axis"], is_baseline=bool(d["is_baseline"]))
         rows.append(r)
-    curves = queries.curves(engine, name="dev/word_ppl", sweep_id=sweep_id)
-    return pd.DataFrame(rows, columns=[*COLUMNS, "cell", "axis", "is_baseline"]), curves
+    return rows
 
 
-def frame_from_logs(log_dir: Path) -> tuple[pd.DataFrame, dict]:
+def log_rows(log_dir: Path) -> tuple[list[dict], dict]:
     """(results rows, dev curves) from run directories: every */metrics.json under log_dir."""
     rows, curves = [], {}
     for i, path in enumerate(sorted(Path(log_dir).rglob("metrics.json")), 1):
@@ -153,4 +151,4 @@ def frame_from_logs(log_dir: Path) -> tuple[pd.DataFrame, dict]:
         r.update(cell=cfg.get("name"), axis=None, is_baseline=False)
         rows.append(r)
         curves[i] = [(int(e["tokens"]), float(e["word_ppl"])) for e in m.get("dev_curve", [])]
-    return pd.DataFrame(rows, columns=[*COLUMNS, "cell", "axis", "is_baseline"]), curves
+    return rows, curves

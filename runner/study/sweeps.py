@@ -21,8 +21,8 @@ from runner.launch.cost import Pricing, measured_tokens_per_s, sweep_cost, write
 from runner.ledger import crud
 from runner.ledger.models import FINISHED, Sweep
 from runner.study import promotion
+from runner.study.decisions import report_dir, write_decisions
 from runner.study.plan_spec import PHASE1, PlanSpec, cell_config, cells
-from runner.study.report import report_dir, write_decisions, write_report
 from trainer.config import ConfigError, deep_merge, validate
 
 
@@ -226,6 +226,9 @@ def advance(engine: Engine, pricing: Pricing) -> None:
             [r for r in runs if r.phase == "finalists"]
         ):
             crud.close_sweep(engine, sweep_id=sw.id, reason="finalists finished: sweep done")
+            # pandas and matplotlib load here, once a sweep ends, not at every service start
+            from runner.study.report import write_report
+
             try:
                 write_report(engine, sw.id)
             except Exception as e:  # a report problem must not stop the scheduler

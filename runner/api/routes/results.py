@@ -9,7 +9,7 @@ from fastapi import APIRouter, HTTPException, Query, Response
 
 from runner.api.deps import EngineDep
 from runner.ledger import queries
-from runner.study.results import COLUMNS, frame_from_ledger, to_csv
+from runner.study.results import ledger_rows, to_csv
 
 router = APIRouter(tags=["results"])
 
@@ -18,10 +18,8 @@ router = APIRouter(tags=["results"])
 def results_csv(engine: EngineDep) -> Response:
     """One row per run: config knobs, planned architecture, status, final metrics, cost (the
     same columns as scripts/aggregate_results.py)."""
-    df, _ = frame_from_ledger(engine)
-    body = df.reindex(columns=COLUMNS).to_csv(index=False) if not df.empty else to_csv([])
     return Response(
-        body,
+        to_csv(ledger_rows(engine)),
         media_type="text/csv",
         headers={"Content-Disposition": "attachment; filename=results.csv"},
     )

@@ -17,8 +17,8 @@ from runner.launch.cost import sweep_cost
 from runner.ledger import crud
 from runner.ledger.models import Sweep
 from runner.study import sweeps
+from runner.study.decisions import render_decisions, report_dir
 from runner.study.plan_spec import load_plan_text
-from runner.study.report import render_decisions, report_dir
 
 router = APIRouter(prefix="/sweeps", tags=["sweeps"])
 SweepId = Annotated[int, PathParam(ge=1, le=2**62)]

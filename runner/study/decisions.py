@@ -1,0 +1,91 @@
+"""decisions.md: a sweep's decisions in prose, from its events (infeasible cells, kills with
+their evidence, promotions with their rankings, budget refusals, the micro-ablation), written
+atomically whenever a decision is recorded."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+from sqlalchemy.engine import Engine
+
+from runner.ledger import crud
+
+
+def report_dir(sweep) -> Path:
+    return Path(sweep.report_dir or f"reports/sweep-{sweep.id:04d}")
+
+
+def render_decisions(engine: Engine, sweep_id: int) -> str:
+    """The sweep's decisions in prose, from its events: infeasible cells, kills with their
+    evidence, promotions with their rankings, the micro-ablation."""
+    sw = crud.get_sweep(engine, sweep_id=sweep_id)
+    evs = crud.events(engine, sweep_id=sweep_id, limit=100_000)
+    lines = [
+        f"# Decisions: sweep {sw.id} ({sw.name})",
+        "",
+        f"Kind: {sw.kind}. Phase: {sw.phase}. Status: {sw.status}.",
+        "",
+    ]
+    inf = [e for e in evs if e.kind == "infeasible"]
+    if inf:
+        lines += ["## Infeasible cells (refused by the planner)", ""]
+        lines += [f"- `{json.loads(e.data_json)['cell']}`: {e.reason}" for e in inf] + [""]
+    kills = [e for e in evs if e.kind == "kill"]
+    if kills:
+        lines += ["## Kills", ""]
+        for e in kills:
+            d = json.loads(e.data_json) if e.data_json else {}
+            lines.append(f"- run {e.run_id}: {e.reason}")
+            if d.get("run"):
+                lines.append(
+                    f"  - run {d['run'][0]} .. {d['run'][-1]} vs baseline (run "
+                    f"{d.get('baseline_run')}) {d['baseline'][0]} .. {d['baseline'][-1]}"
+                    " (tokens, dev PPL)"
+                )
+        lines.append("")
+    budget = [e for e in evs if e.kind == "budget"]
+    if budget:
+        lines += ["## Budget", ""] + [f"- {e.reason}" for e in budget] + [""]
+    for e in evs:
+        if e.kind != "promotion":
+            continue
+        d = json.loads(e.data_json)
+        lines += [f"## Promotion ({d['who']})", ""]
+        for axis, a in d["axes"].items():
+            lines += [
+                f"### {axis}",
+                "",
+                "| rank | cell | dev PPL | std | seeds | killed | latency ms |",
+                "|---|---|---|---|---|---|---|",
+            ]
+            for i, c in enumerate(a["ranking"], 1):
+                ppl = f"{c['dev_ppl']:.3f}" if c["dev_ppl"] is not None else "-"
+                lat = f"{c['latency_ms']:.2f}" if c["latency_ms"] is not None else "-"
+                lines.append(
+                    f"| {i} | {c['cell']} | {ppl} | {c['dev_ppl_std']:.3f} | "
+                    f"{c['seeds']} | {c['killed']} | {lat} |"
+                )
+            lines += ["", f"Promoted: {', '.join(a['promoted']) or 'none'}. Why: {a['why']}.", ""]
+        if d.get("ablation"):
+            lines += [
+                "### Micro-ablation",
+                "",
+                d["ablation"]["summary"]
+                + ": "
+                + ", ".join(f"{k}: {v}" for k, v in d["ablation"]["best_embedding_ratio"].items()),
+                "",
+            ]
+    return "\n".join(lines) + "\n"
+
+
+def write_decisions(engine: Engine, sweep_id: int) -> Path:
+    """decisions.md in the sweep's report folder, written atomically whenever a decision is
+    recorded (submission, a kill, a promotion, the end of a phase or of the sweep)."""
+    out = report_dir(crud.get_sweep(engine, sweep_id=sweep_id))
+    out.mkdir(parents=True, exist_ok=True)
+    tmp = out / f".decisions.md.tmp{os.getpid()}"
+    tmp.write_text(render_decisions(engine, sweep_id))
+    os.replace(tmp, out / "decisions.md")
+    return out / "decisions.md"

@@ -1,0 +1,82 @@
+"""The study's statistics, pure Python (the service never needs pandas for them): 95%
+t-intervals over seeds, finalist summaries, the latency-PPL Pareto front."""
+
+from __future__ import annotations
+
+import math
+import statistics
+
+# two-sided 95% t critical values by degrees of freedom (1..30); normal beyond
+T95 = (
+    12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228,
+    2.201, 2.179, 2.160, 2.145, 2.131, 2.120, 2.110, 2.101, 2.093, 2.086,
+    2.080, 2.074, 2.069, 2.064, 2.060, 2.056, 2.052, 2.048, 2.045, 2.042,
+)  # fmt: skip
+
+
+def t95(dof: int) -> float:
+    return T95[dof - 1] if 1 <= dof <= len(T95) else 1.96
+
+
+def finite(values) -> list[float]:
+    return [float(v) for v in values if isinstance(v, (int, float)) and math.isfinite(v)]
+
+
+def mean_ci(values) -> dict:
+    """n, mean, sample std and the 95% t-interval of the mean (nan bounds under 2 values)."""
+    vals = finite(values)
+    n = len(vals)
+    mean = statistics.fmean(vals) if n else math.nan
+    std = statistics.stdev(vals) if n > 1 else 0.0
+    half = t95(n - 1) * std / math.sqrt(n) if n > 1 else math.nan
+    return {"n": n, "mean": mean, "std": std, "low": mean - half, "high": mean + half}
+
+
+def finalist_stats(rows: list[dict]) -> list[dict]:
+    """One summary per finalist cell from results-table rows (`runner.study.results.row`):
+    dev and test word-level PPL over seeds with their 95% intervals, best dev first."""
+    axis_of = {r["cell"]: r["axis"] for r in rows if r.get("phase") != "finalists"}
+    by_cell: dict[str, list[dict]] = {}
+    for r in rows:
+        if r.get("phase") == "finalists":
+            by_cell.setdefault(r["cell"], []).append(r)
+    out = []
+    for cell, g in by_cell.items():
+        dev = mean_ci(r["dev_word_ppl"] for r in g)
+        test = mean_ci(r["test_word_ppl"] for r in g)
+        first = g[0]
+        out.append(
+            {
+                "cell": cell,
+                "axis": axis_of.get(cell),
+                "embedding_ratio": first["embedding_ratio"],
+                "glu_expansion": first["glu_expansion"],
+                "vocab_size": first["vocab_size"],
+                "tied_lm_head": first["tied_lm_head"],
+                "seeds": dev["n"],
+                "dev_ppl_mean": dev["mean"],
+                "dev_ppl_std": dev["std"],
+                "dev_ppl_ci95_low": dev["low"],
+                "dev_ppl_ci95_high": dev["high"],
+                "test_ppl_mean": test["mean"],
+                "smallbench_mean": _mean(r["smallbench_macro_acc"] for r in g),
+                "latency_seq128_ms": _mean(r["latency_seq128_ms"] for r in g),
+            }
+        )
+    return sorted(out, key=lambda f: (math.isnan(f["dev_ppl_mean"]), f["dev_ppl_mean"]))
+
+
+def _mean(values) -> float:
+    vals = finite(values)
+    return statistics.fmean(vals) if vals else math.nan
+
+
+def pareto_front(points: list[tuple[float, float]]) -> list[int]:
+    """Indices of points no other point beats on both latency and PPL (lower is better)."""
+    order = sorted(range(len(points)), key=lambda i: (points[i][0], points[i][1]))
+    front, best = [], math.inf
+    for i in order:
+        if points[i][1] < best:
+            front.append(i)
+            best = points[i][1]
+    return front
