@@ -241,3 +241,26 @@ def test_data_folders_are_not_packages(folder):
     assert not list((ROOT / folder).rglob("__init__.py")), (
         f"{folder}/ must not be a Python package: it would shadow the `{folder}` library"
     )
+
+
+def test_the_readme_is_a_front_door_whose_layout_is_true():
+    """At most about 150 lines, and every file or folder its layout tree names exists."""
+    text = (ROOT / "README.md").read_text()
+    assert len(text.splitlines()) <= 150
+    tree = text.split("## Layout", 1)[1].split("```")[1]
+    parent = None
+    for line in tree.splitlines():
+        indent = len(line) - len(line.lstrip())
+        if not line.strip() or indent > 4:  # blank, or a description's continuation
+            continue
+        first = line.split()[0]
+        names = [n.strip(",") for n in line.strip().split("  ")[0].split()] if indent else [first]
+        for name in names:
+            if not re.fullmatch(r"[\w./-]+", name) or name.startswith("("):
+                continue
+            path = (ROOT / parent / name) if indent and parent else ROOT / name
+            if indent == 0 and name.endswith("/"):
+                parent = name
+            assert path.exists(), f"README's layout names {path.relative_to(ROOT)}"
+    for link in re.findall(r"\]\((docs/[^)]+)\)", text):
+        assert (ROOT / link).is_file(), link

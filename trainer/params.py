@@ -270,3 +270,39 @@ def print_param_table(p: Plan, console=None) -> None:
         f"total {p.total:,} ({100 * (p.total / r['total_params'] - 1):+.3f}% of "
         f"{r['total_params']:,})"
     )
+
+
+def grid_table(total: int = 10_000_000) -> str:
+    """The study's grid as a Markdown table: V {16k, 8k} x tied/untied x embedding share
+    {0.25, 0.35, 0.45} x SwiGLU expansion {2, 2.66, 3, 4}; the baseline in bold."""
+    lines = [
+        "| V | head | emb. share | GLU | d_model | layers | heads | FFN width | total | "
+        "achieved emb. | achieved GLU |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for V, tied in ((16000, True), (16000, False), (8000, True), (8000, False)):
+        head = "tied" if tied else "untied"
+        for r in (0.25, 0.35, 0.45):
+            for g in (2.0, 2.66, 3.0, 4.0):
+                try:
+                    p = plan(total, r, g, V, tied)
+                except ValueError:
+                    lines.append(f"| {V // 1000}k | {head} | {r} | {g} | refused | | | | | | |")
+                    continue
+                cells = [
+                    f"{V // 1000}k",
+                    head,
+                    r,
+                    g,
+                    p.d_model,
+                    p.n_layers,
+                    p.n_heads,
+                    p.ffn_hidden,
+                    f"{p.total:,}",
+                    f"{p.embedding_ratio:.3f}",
+                    f"{p.glu_expansion:.3f}",
+                ]
+                if (V, tied, r, g) == (16000, True, 0.35, 2.66):  # the study's baseline
+                    cells = [f"**{c}**" if i >= 2 else c for i, c in enumerate(cells)]
+                lines.append("| " + " | ".join(map(str, cells)) + " |")
+    return "\n".join(lines) + "\n"

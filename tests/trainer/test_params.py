@@ -164,3 +164,16 @@ def test_plan_table_prints_components():
     assert res.exit_code == 0
     for word in ("embedding", "attention", "ffn", "norm", "head", "total"):
         assert word in res.stdout
+
+
+def test_the_grid_in_the_docs_is_the_planners_own():
+    """docs/planner.md shows `pax plan-grid`'s output, byte for byte."""
+    import re
+
+    from tests.conftest import ROOT
+    from trainer.params import grid_table
+
+    doc = (ROOT / "docs" / "planner.md").read_text()
+    shown = re.search(r"<!-- plan-grid:[^\n]*-->\n(.*?)<!-- /plan-grid -->", doc, re.S)
+    assert shown, "docs/planner.md lost its plan-grid markers"
+    assert shown.group(1) == grid_table(10_000_000), "regenerate it: pax plan-grid"
