@@ -176,14 +176,7 @@ class Scheduler:
             elif why := self._over_limit(run, now):
                 if run.backend_id:
                     self.launcher.stop(run.backend_id, s.stop_grace_s)
-                crud.set_status(
-                    self.engine,
-                    run_id=run.id,
-                    to="failed",
-                    reason=why,
-                    pricing=self.pricing,
-                    only_from=ACTIVE,
-                )
+                self._end(run, "failed", why)
             elif self._lease_expired(run, now):
                 self._lose(run, code)
         self._stop_finished()
@@ -199,6 +192,17 @@ class Scheduler:
             ):
                 self.launch(run, token)
 
+    def _end(self, run: Run, to: str, reason: str) -> None:
+        """Settle an active run the scheduler itself decided about (limits, leases, launches)."""
+        crud.set_status(
+            self.engine,
+            run_id=run.id,
+            to=to,
+            reason=reason,
+            pricing=self.pricing,
+            only_from=ACTIVE,
+        )
+
     def _poll(self, run: Run):
         if run.launcher != self.launcher.name or not run.backend_id:
             return UNKNOWN
@@ -210,14 +214,7 @@ class Scheduler:
             self.launcher.stop(run.backend_id, s.stop_grace_s)
         why = f"no heartbeat for {s.lease_s:.0f}s (lease expired)"
         if run.stop_reason:  # told to stop, and silent since: the decision stands
-            crud.set_status(
-                self.engine,
-                run_id=run.id,
-                to="killed",
-                reason=f"{run.stop_reason}; the trainer did not exit ({why})",
-                pricing=self.pricing,
-                only_from=ACTIVE,
-            )
+            self._end(run, "killed", f"{run.stop_reason}; the trainer did not exit ({why})")
             return
         crud.requeue_or_fail(
             self.engine,
@@ -286,13 +283,8 @@ class Scheduler:
         try:
             backend_id = self.launcher.start(spec)
         except OSError as e:
-            crud.set_status(
-                self.engine,
-                run_id=run.id,
-                to="failed",
-                reason=f"{self.launcher.name} launcher could not start the trainer: {e}",
-                pricing=self.pricing,
-                only_from=ACTIVE,
+            self._end(
+                run, "failed", f"{self.launcher.name} launcher could not start the trainer: {e}"
             )
             return
         mount = self.settings.sky_bucket_mount
