@@ -199,8 +199,9 @@ def train_cmd(
     Exit codes: 0 done, 1 crashed, 2 bad config, 3 killed by rule, 75 preempted."""
     from trainer.config import ConfigError
     from trainer.exits import EXIT_BAD_CONFIG
+    from trainer.run_guard import RunLocked
     from trainer.runs import default_run_dir, finished
-    from trainer.train import RunLocked, train
+    from trainer.train import train
 
     cfg = _config(config, exp, overrides)
     if overfit_tokens:

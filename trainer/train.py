@@ -11,14 +11,12 @@ and `finish` (metrics.json, posted to the runner when there is one).
 
 from __future__ import annotations
 
-import fcntl
 import json
 import math
 import os
 import platform
 import signal
 import subprocess
-import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -35,114 +33,16 @@ from trainer.exits import EXIT_KILLED, EXIT_OK, EXIT_PREEMPTED
 from trainer.model import GPT
 from trainer.params import Plan
 from trainer.prep.tokenizer import load_tokens
+from trainer.progress import Progress
 from trainer.reporting import reporters_for
 from trainer.reporting.base import Reporter, Reporters
+from trainer.run_guard import RunLock, StopSignal
 from trainer.runs import write_json
 from trainer.runtime import build_optimizer, precision, resolve_device, seed_everything
 from trainer.schedule import lr_at
 
 METRICS_SCHEMA_VERSION = 1
 EVAL_KEYS = ("step", "tokens", "token_ppl", "word_ppl", "bits_per_byte", "loss")
-
-
-class RunLocked(RuntimeError):
-    pass
-
-
-class RunLock:
-    """One process per run directory (an flock, released by the kernel even on SIGKILL)."""
-
-    def __init__(self, run_dir: Path, wait_s: float = 0.0):
-        self.path = Path(run_dir) / ".lock"
-        self.wait_s = wait_s  # a relaunch may briefly overlap the previous attempt's exit
-
-    def __enter__(self):
-        self.f = open(self.path, "a+")  # noqa: SIM115 - held for the whole run
-        deadline = time.monotonic() + self.wait_s
-        while True:
-            try:
-                fcntl.flock(self.f, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                break
-            except BlockingIOError:
-                if time.monotonic() < deadline:
-                    time.sleep(0.2)
-                    continue
-            self.f.seek(0)
-            holder = self.f.read().strip() or "another process"
-            self.f.close()
-            raise RunLocked(
-                f"{self.path.parent} is being trained by {holder}; wait for it, or "
-                "give this run another --run-dir"
-            ) from None
-        self.f.seek(0)
-        self.f.truncate()
-        self.f.write(f"pid {os.getpid()}")
-        self.f.flush()
-        return self
-
-    def __exit__(self, *exc):
-        fcntl.flock(self.f, fcntl.LOCK_UN)
-        self.f.close()
-
-
-class StopSignal:
-    """SIGTERM (spot preemption) / SIGINT: finish the step, checkpoint, exit 75."""
-
-    def __init__(self):
-        self.signum: int | None = None
-        self._old = {}
-
-    def __enter__(self):
-        for s in (signal.SIGTERM, signal.SIGINT):
-            self._old[s] = signal.signal(s, self._handle)
-        return self
-
-    def _handle(self, signum, frame):
-        self.signum = signum
-
-    def __exit__(self, *exc):
-        for s, h in self._old.items():
-            signal.signal(s, h)
-
-
-class Progress:
-    """A rich progress bar on a terminal; plain periodic lines otherwise (logs, CI)."""
-
-    def __init__(self, total_tokens: int, done_tokens: int, enabled: bool = True):
-        self.total = total_tokens
-        self.bar = None
-        if enabled and sys.stderr.isatty():
-            from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeRemainingColumn
-            from rich.progress import Progress as RP
-
-            self.bar = RP(
-                TextColumn("[bold]train"),
-                BarColumn(),
-                MofNCompleteColumn(),
-                TextColumn("{task.fields[info]}"),
-                TimeRemainingColumn(),
-                transient=False,
-            )
-            self.bar.start()
-            self.task = self.bar.add_task(
-                "train", total=total_tokens, completed=done_tokens, info=""
-            )
-
-    def update(self, tokens: int, loss: float, tps: float) -> None:
-        eta = (self.total - tokens) / tps if tps > 0 else float("inf")
-        if self.bar is not None:
-            self.bar.update(self.task, completed=tokens, info=f"loss {loss:.3f}  {tps:,.0f} tok/s")
-        else:
-            print(
-                f"tokens {tokens:,}/{self.total:,} loss {loss:.4f} {tps:,.0f} tok/s "
-                f"eta {eta:,.0f}s",
-                file=sys.stderr,
-                flush=True,
-            )
-
-    def close(self) -> None:
-        if self.bar is not None:
-            self.bar.stop()
 
 
 def git_sha() -> str | None:

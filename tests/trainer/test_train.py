@@ -12,7 +12,9 @@ import pytest
 from tests.conftest import ROOT, tiny_raw, write_config
 from tests.helpers import wait_until
 from trainer.config import validate
-from trainer.train import EXIT_PREEMPTED, RunLock, train
+from trainer.exits import EXIT_PREEMPTED
+from trainer.run_guard import RunLock
+from trainer.train import train
 
 
 def pax(args, cwd, **kw):
