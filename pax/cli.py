@@ -390,12 +390,19 @@ def serve(
         settings = Settings(**given)
     except ValidationError as e:
         fail(describe_errors(e.errors(), "settings"))
+    from runner.startup import StartupError, open_ledger
+
+    try:  # every reason not to start, in one line, before anything listens
+        open_ledger(settings).close()
+        app_ = build_app(settings)
+    except (StartupError, ValueError, FileNotFoundError) as e:
+        fail(str(e))
     err.print(
         f"pax serve: ledger {settings.db}, http://{settings.host}:{settings.port} "
         f"(API /api/v1, docs /docs), concurrency {settings.concurrency}"
     )
     uvicorn.run(
-        build_app(settings),
+        app_,
         host=settings.host,
         port=settings.port,
         log_level=log_level,
@@ -506,7 +513,14 @@ def worker_cmd(
             "--runner-url", envvar="PAX_RUNNER_URL", help="The service to pull runs from."
         ),
     ],
-    token: TokenOpt = None,
+    token_file: Annotated[
+        Path | None,
+        typer.Option(
+            "--token-file",
+            help="File holding the service's worker token (the service writes it beside its "
+            "ledger as <db>.worker_token); default: $PAX_WORKER_TOKEN.",
+        ),
+    ] = None,
     name: Annotated[str | None, typer.Option(help="Worker name (default host-pid).")] = None,
     runs_root: Annotated[Path, typer.Option("--runs-root")] = Path("var/worker-runs"),
     poll_s: Annotated[float, typer.Option("--poll-s")] = 5.0,
@@ -518,11 +532,26 @@ def worker_cmd(
         ),
     ] = 0,
 ) -> None:
-    """Pull queued runs from a service and train them here (GPU if present)."""
+    """Pull queued runs from a service and train them here (GPU if present). The worker token
+    comes from the environment or a file, never the command line (ps shows command lines)."""
+    import os
+
+    from runner.auth import TokenError, read_token_file
     from runner.launch.worker import run_worker
 
+    token = os.environ.get("PAX_WORKER_TOKEN")
+    if token_file is not None:
+        if not token_file.is_file():
+            fail(f"--token-file {token_file} not found: copy <db>.worker_token from the service")
+        try:
+            token = read_token_file(token_file)
+        except TokenError as e:
+            fail(str(e))
     if not token:
-        fail("no token: pass --token or set PAX_ADMIN_TOKEN (the service's admin token)")
+        fail(
+            "no worker token: set PAX_WORKER_TOKEN or pass --token-file (the service keeps it "
+            "in <db>.worker_token, or takes it from its own PAX_WORKER_TOKEN)"
+        )
     raise typer.Exit(
         run_worker(
             runner_url,

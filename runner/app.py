@@ -2,8 +2,11 @@
 floor up, so the service never imports the web package.
 
 Everything with state is built here, once, at start-up, and held by the app: the engine, the
-admin token, the pricing, the ingest writer, the kill rule and the scheduler. Nothing of it lives
-in a module global, so two apps in one process (tests) never share any of it.
+tokens, the pricing, the ingest writer, the kill rule and the scheduler. Nothing of it lives in a
+module global, so two apps in one process (tests) never share any of it.
+
+Every request passes, outermost first: the Host allow-list (DNS rebinding), the security
+headers, and the gate (body size, then who is calling, before any body is read).
 """
 
 from __future__ import annotations
@@ -13,19 +16,41 @@ from collections.abc import Sequence
 from contextlib import asynccontextmanager
 
 from fastapi import APIRouter, FastAPI
+from starlette.middleware.trustedhost import TrustedHostMiddleware
 
-from runner.api import errors
+from runner.api import docs, errors
+from runner.api.guard import Guard
+from runner.api.headers import SecurityHeaders
 from runner.api.routes import health, results, runs, sweeps, workers
-from runner.auth import load_or_create_admin_token
+from runner.api.schemas import ErrorBody
 from runner.launch.cost import Pricing
-from runner.ledger.db import make_engine, upgrade
 from runner.ledger.ingest import GroupWriter
 from runner.settings import Settings
+from runner.startup import open_ledger
 from runner.study import sweeps as study_sweeps
 from runner.study.decisions import write_decisions
 from runner.study.killrule import KillRule
 
 API_PREFIX = "/api/v1"
+# every refusal has the same body; documented once for all routes of the API
+REFUSALS = {
+    code: {"model": ErrorBody, "description": why}
+    for code, why in (
+        (400, "malformed request"),
+        (401, "missing or malformed token"),
+        (403, "this token may not do this"),
+        (404, "no such run or sweep"),
+        (409, "the ledger's state forbids it now"),
+        (413, "body too large"),
+        (422, "invalid input: `detail` names each field"),
+    )
+}
+
+
+def allowed_hosts(settings: Settings) -> list[str]:
+    if settings.allowed_hosts:
+        return settings.allowed_hosts
+    return sorted({settings.host, "localhost", "127.0.0.1", "::1", "[::1]"})
 
 
 def create_app(
@@ -41,10 +66,11 @@ def create_app(
     async def lifespan(app: FastAPI):
         from runner.launch.scheduler import Scheduler
 
-        upgrade(settings.db)  # once, before listening
-        engine = make_engine(settings.db)
+        opened = open_ledger(settings)  # raises StartupError: `pax serve` checks first
+        engine = opened.engine
         app.state.engine = engine
-        app.state.admin_token = load_or_create_admin_token(settings.db, settings.admin_token)
+        app.state.admin_token = opened.admin_token
+        app.state.worker_token = opened.worker_token
         app.state.pricing = pricing
         app.state.ingest = GroupWriter(engine)
         app.state.kill_rule = KillRule(on_verdict=write_decisions)
@@ -63,23 +89,30 @@ def create_app(
         if sched:
             sched.shutdown()
         app.state.ingest.close()
-        engine.dispose()
+        opened.close()
 
     app = FastAPI(
         title="pax runner",
         version="1",
         lifespan=lifespan,
         description="Ledger, queue and launcher for parameter-allocation experiments.",
+        docs_url=None,  # served locally by runner.api.docs, when enabled
+        redoc_url=None,
     )
     app.state.settings = settings
     errors.install(app)
-    api = APIRouter(prefix=API_PREFIX)
+    api = APIRouter(prefix=API_PREFIX, responses=REFUSALS)
     for r in (runs.router, sweeps.router, workers.router, results.router, health.router):
         api.include_router(r)
     app.include_router(api)
     app.include_router(health.router)  # /healthz at the root too, for load balancers
+    if settings.docs:
+        app.include_router(docs.router)
     for r in extra_routers:
         app.include_router(r)
+    app.add_middleware(Guard, settings=settings)
+    app.add_middleware(SecurityHeaders)
+    app.add_middleware(TrustedHostMiddleware, allowed_hosts=allowed_hosts(settings))
     logging.getLogger("pax").setLevel(logging.INFO)
     return app
 
@@ -100,4 +133,4 @@ def make_launcher(settings: Settings):
         from runner.launch.skypilot import SkyPilotLauncher
 
         return SkyPilotLauncher()
-    return LocalLauncher()
+    return LocalLauncher(passthrough=settings.trainer_env)

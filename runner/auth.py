@@ -1,38 +1,83 @@
-"""The admin token: PAX_ADMIN_TOKEN, or generated on first start and kept (mode 0600) beside
-the database, printed once."""
+"""The service's tokens: the admin token (every mutating user route) and the worker token
+(`/claim` only). Each is PAX_ADMIN_TOKEN / PAX_WORKER_TOKEN, or a file beside the ledger that
+the first start generates (mode 0600, written under a temporary name and renamed, so a crash
+never leaves an empty file). A token file that is empty, short or readable by others is refused
+at start-up with what to do, never used.
+"""
 
 from __future__ import annotations
 
 import os
 import secrets
+import stat
 import sys
 from pathlib import Path
 
-
-def token_file(db_path: Path) -> Path:
-    return Path(db_path).with_name(Path(db_path).name + ".admin_token")
+MIN_TOKEN = 16
 
 
-def load_or_create_admin_token(db_path: Path, configured: str | None) -> str:
-    if configured:
-        if len(configured) < 16:
-            raise ValueError(
-                "PAX_ADMIN_TOKEN is shorter than 16 characters: use a long random "
-                "value, e.g. `python -c 'import secrets; "
-                "print(secrets.token_urlsafe(32))'`"
-            )
-        return configured
-    path = token_file(db_path)
-    if path.is_file():
-        return path.read_text().strip()
+class TokenError(ValueError):
+    """A token that must not be used; the message says what to do."""
+
+
+def token_file(db: Path | str, kind: str = "admin") -> Path:
+    db = Path(db)
+    return db.with_name(db.name + f".{kind}_token")
+
+
+def check_token(token: str, where: str) -> str:
+    if len(token) < MIN_TOKEN:
+        raise TokenError(
+            f"{where} is shorter than {MIN_TOKEN} characters: use a long random value, e.g. "
+            "`python -c 'import secrets; print(secrets.token_urlsafe(32))'`"
+        )
+    if not token.isascii() or not token.isprintable() or " " in token:
+        raise TokenError(f"{where} must be printable ASCII without spaces (a token_urlsafe value)")
+    return token
+
+
+def read_token_file(path: Path) -> str:
+    """The token in `path`, after checking the file is private and the token usable."""
+    mode = stat.S_IMODE(path.stat().st_mode)
+    if mode & (stat.S_IRWXG | stat.S_IRWXO):
+        raise TokenError(
+            f"{path} is readable by others (mode {mode:o}): run `chmod 600 {path}` and start again"
+        )
+    token = path.read_text().strip()
+    if not token:
+        raise TokenError(
+            f"{path} is empty (a crash while it was written?): delete it to have a new token "
+            "generated, or write one into it"
+        )
+    return check_token(token, str(path))
+
+
+def write_token_file(path: Path) -> str:
+    """A new token in `path`: mode 0600 from the start, written whole or not at all."""
     path.parent.mkdir(parents=True, exist_ok=True)
     token = secrets.token_urlsafe(32)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w") as f:
         f.write(token + "\n")
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+    return token
+
+
+def load_or_create_token(db: Path | str, configured: str | None, kind: str = "admin") -> str:
+    """The configured token, or the one in the file beside the ledger, or a new one there (the
+    first start). A new token is never printed: the message says where it is."""
+    if configured:
+        return check_token(configured, f"PAX_{kind.upper()}_TOKEN")
+    path = token_file(db, kind)
+    if path.is_file():
+        return read_token_file(path)
+    token = write_token_file(path)
     print(
-        f"pax: generated the admin token (stored in {path}, mode 0600); use it as\n"
-        f"  Authorization: Bearer {token}",
+        f"pax: generated the {kind} token in {path} (mode 0600); use it as "
+        f"`Authorization: Bearer $(cat {path})` ({token[:4]}...)",
         file=sys.stderr,
         flush=True,
     )

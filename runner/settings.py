@@ -23,6 +23,35 @@ class Settings(BaseSettings):
         description="Bearer token for mutating user routes; "
         "generated (0600, next to the db) when unset.",
     )
+    worker_token: str | None = Field(
+        None,
+        description="Bearer token workers claim runs with (POST /claim only, never admin); "
+        "generated (0600, next to the db) when unset.",
+    )
+    allowed_hosts: list[str] | None = Field(
+        None,
+        description="Host headers the service answers (against DNS rebinding); default: the "
+        "bind host, localhost and 127.0.0.1. Behind a proxy or in compose, list the names "
+        "clients use.",
+    )
+    docs: bool = Field(True, description="Serve the OpenAPI page at /docs (assets served locally).")
+    trainer_env: list[str] = Field(
+        default_factory=list,
+        description="Extra environment variables a launched trainer may see (e.g. "
+        "WANDB_API_KEY); everything else of the service's environment is withheld.",
+    )
+    max_body_bytes: int = Field(
+        64 * 1024, ge=1024, le=2**30, description="Largest request body, unless named below."
+    )
+    max_metrics_body_bytes: int = Field(
+        4 * 2**20, ge=1024, le=2**30, description="Largest metrics batch body."
+    )
+    max_result_body_bytes: int = Field(
+        2 * 2**20, ge=1024, le=2**30, description="Largest result (metrics.json) body."
+    )
+    max_plan_body_bytes: int = Field(
+        256 * 1024, ge=1024, le=2**30, description="Largest plan (YAML or JSON) body."
+    )
     runs_root: Path = Field(Path("var/runs"), description="Where launched runs get directories.")
     reports_root: Path = Field(Path("reports"), description="Where sweep reports are written.")
     runner_url: str | None = Field(

@@ -9,17 +9,29 @@ from __future__ import annotations
 
 import json
 import os
+import pickle
 import random
 from pathlib import Path
 
 import numpy as np
 import torch
 
+from trainer.config import ConfigError
+
 
 def rng_state() -> dict:
+    """Every RNG's state as tensors and plain Python values, so that the checkpoint loads with
+    `weights_only=True` (no arbitrary unpickling of a file that may come from elsewhere)."""
+    kind, keys, pos, has_gauss, gauss = np.random.get_state()
     state = {
         "torch": torch.get_rng_state(),
-        "numpy": np.random.get_state(),
+        "numpy": {
+            "kind": kind,
+            "keys": torch.from_numpy(keys.astype(np.int64)),
+            "pos": int(pos),
+            "has_gauss": int(has_gauss),
+            "gauss": float(gauss),
+        },
         "python": random.getstate(),
     }
     if torch.cuda.is_available():
@@ -29,7 +41,9 @@ def rng_state() -> dict:
 
 def set_rng_state(state: dict) -> None:
     torch.set_rng_state(state["torch"])
-    np.random.set_state(state["numpy"])
+    n = state["numpy"]
+    keys = n["keys"].numpy().astype(np.uint32)
+    np.random.set_state((n["kind"], keys, n["pos"], n["has_gauss"], n["gauss"]))
     random.setstate(state["python"])
     if "cuda" in state and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["cuda"])
@@ -76,5 +90,13 @@ def latest(ckpt_dir: Path) -> tuple[dict, dict] | None:
     if not done:
         return None
     meta = json.loads(done[-1].read_text())
-    state = torch.load(done[-1].with_suffix(".pt"), map_location="cpu", weights_only=False)
+    path = done[-1].with_suffix(".pt")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as e:
+        raise ConfigError(
+            f"{path} holds more than tensors and plain values, so it is not loaded (a checkpoint "
+            f"of an older pax, or not a pax checkpoint): {str(e).splitlines()[0]}. Start the run "
+            "again with checkpoint.resume=false or another --run-dir"
+        ) from None
     return state, meta

@@ -10,11 +10,20 @@ from __future__ import annotations
 import copy
 import hashlib
 import json
+import re
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationError,
+    model_validator,
+)
 
 from trainer.params import Plan, parse_count, plan
 
@@ -25,6 +34,34 @@ def _count(v: Any) -> Any:
 
 # A count of parameters or tokens: an int, or text such as "10M", "250k", "1.5M".
 Count = Annotated[int, BeforeValidator(_count)]
+
+# A name that ends up in paths (run directories, logs): letters, digits, '_', '.', '-'.
+NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$"
+
+
+def _name(v: str) -> str:
+    if not re.fullmatch(NAME_PATTERN, v) or ".." in v:
+        raise ValueError(
+            f"{v[:40]!r} is not a usable name: use 1-100 letters, digits, '_', '.' or '-', "
+            "starting with a letter or digit, without '..' (it becomes part of file paths)"
+        )
+    return v
+
+
+Name = Annotated[str, Field(json_schema_extra={"pattern": NAME_PATTERN}), AfterValidator(_name)]
+
+# A label people read (a plan's name): any printable text, no control or bidi-override
+# characters (they reorder or hide what a terminal or a page shows).
+UNSAFE = re.compile(r"[\x00-\x1f\x7f-\x9f\u200e\u200f\u202a-\u202e\u2066-\u2069]")
+
+
+def _label(v: str) -> str:
+    if UNSAFE.search(v):
+        raise ValueError("must not contain control or bidi-override characters")
+    return v
+
+
+Label = Annotated[str, Field(min_length=1, max_length=80), AfterValidator(_label)]
 
 
 class Section(BaseModel):
@@ -124,7 +161,7 @@ class LogSpec(Section):
 
 
 class TrainConfig(Section):
-    name: str = Field("run", min_length=1, max_length=100, description="Experiment name.")
+    name: Name = Field("run", description="Experiment name (it names the run's directory).")
     max_tokens: Count = Field(5_000_000, ge=1, le=10**12, description="Token budget of the run.")
     model: ModelSpec = Field(default_factory=ModelSpec)
     data: DataSpec = Field(default_factory=DataSpec)
@@ -222,6 +259,8 @@ def _load_yaml(path: Path) -> dict:
         doc = yaml.safe_load(path.read_text()) or {}
     except yaml.YAMLError as e:
         raise ConfigError(f"{path}: not valid YAML ({e})") from None
+    except RecursionError:
+        raise ConfigError(f"{path}: nested too deeply to be a config") from None
     if not isinstance(doc, dict):
         raise ConfigError(f"{path}: expected a mapping with `base:` and `experiments:`")
     return doc

@@ -360,8 +360,14 @@ def train_loop(run: Run, stop: StopSignal, show_progress: bool) -> tuple[str, in
                 name = signal.Signals(stop.signum).name
                 outcome = ("preempted", EXIT_PREEMPTED, f"received {name}; checkpoint written")
                 break
-            if kill := run.report.stop_requested():
-                outcome = ("killed", EXIT_KILLED, kill)
+            if ask := run.report.stop_requested():
+                # told to stop: by the kill rule or a cancel (evaluate, then exit 3), or because
+                # another attempt owns the run now (checkpoint and leave, like a preemption)
+                outcome = (
+                    ("preempted", EXIT_PREEMPTED, ask.reason)
+                    if ask.yield_run
+                    else ("killed", EXIT_KILLED, ask.reason)
+                )
                 break
         if st.step != run.last_saved_step:
             save_checkpoint(run)

@@ -12,8 +12,10 @@ from __future__ import annotations
 import math
 import time
 from pathlib import Path
+from typing import Annotated
 
 from fastapi import APIRouter, HTTPException, Request
+from fastapi import Path as FastAPIPath
 from fastapi.responses import FileResponse, HTMLResponse, Response
 from fastapi.templating import Jinja2Templates
 
@@ -28,6 +30,8 @@ from web import charts
 HERE = Path(__file__).parent
 templates = Jinja2Templates(directory=str(HERE / "templates"))
 router = APIRouter(include_in_schema=False)
+MAX_ID = 2**62  # ids beyond SQLite's integers are refused (422), never looked up
+Id = Annotated[int, FastAPIPath(ge=1, le=MAX_ID)]
 STATIC = {"app.css": "text/css", "live.js": "text/javascript", "favicon.svg": "image/svg+xml"}
 
 
@@ -44,16 +48,29 @@ def _fmt_s(s) -> str:
     return f"{s // 3600}h{s % 3600 // 60:02d}m" if s >= 3600 else f"{s // 60}m{s % 60:02d}s"
 
 
+def _number(v) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+
+
 def _num(v, digits=2) -> str:
-    return (
-        "-" if v is None or (isinstance(v, float) and not math.isfinite(v)) else f"{v:,.{digits}f}"
-    )
+    """A number for a table; '-' for anything else (a result document may lack a field)."""
+    return f"{v:,.{digits}f}" if _number(v) else "-"
+
+
+def _pct(v) -> str:
+    return _num(100 * v, 1) if _number(v) else "-"
+
+
+def _mib(v) -> str:
+    return _num(v / 2**20, 0) if _number(v) else "-"
 
 
 templates.env.filters.update(
     tokens=_fmt_tokens,
     dur=_fmt_s,
     num=_num,
+    pct=_pct,
+    mib=_mib,
     when=lambda t: time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(t)) if t else "-",
 )
 
@@ -73,11 +90,16 @@ def static(name: str):
     )
 
 
+def _an_id(text: str | None) -> bool:
+    """A ledger id in a query string: ASCII digits ('²'.isdigit() is true too) within range."""
+    return bool(text) and text.isascii() and text.isdigit() and 1 <= int(text) <= MAX_ID
+
+
 def _filters(request: Request) -> dict:
     q = request.query_params
     sweep = q.get("sweep")
     return {
-        "sweep": int(sweep) if sweep and sweep.isdigit() else None,
+        "sweep": int(sweep) if _an_id(sweep) else None,
         "phase": q.get("phase") or None,
         "status": q.get("status") if q.get("status") in STATUSES else None,
     }
@@ -111,7 +133,7 @@ def runs_fragment(request: Request):
 
 
 @router.get("/sweeps/{sweep_id}", response_class=HTMLResponse)
-def sweep_page(request: Request, sweep_id: int):
+def sweep_page(request: Request, sweep_id: Id):
     engine = _engine(request)
     try:
         sw = crud.get_sweep(engine, sweep_id=sweep_id)
@@ -272,7 +294,7 @@ def _log_tail(run: dict, lines: int = 40) -> str:
 
 
 @router.get("/runs/{run_id}", response_class=HTMLResponse)
-def run_page(request: Request, run_id: int):
+def run_page(request: Request, run_id: Id):
     engine = _engine(request)
     run = queries.run_detail(engine, run_id)
     if run is None:
@@ -308,7 +330,7 @@ def _run_context(request: Request, run: dict) -> dict:
 
 
 @router.get("/fragments/runs/{run_id}", response_class=HTMLResponse)
-def run_fragment(request: Request, run_id: int):
+def run_fragment(request: Request, run_id: Id):
     engine = _engine(request)
     run = queries.run_detail(engine, run_id)
     if run is None:

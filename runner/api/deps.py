@@ -1,6 +1,7 @@
 """Dependencies as type aliases: the engine, settings, pricing, the ingest writer, the kill rule,
-and who is calling. They only read app.state and headers, so they are `async`: FastAPI runs a
-plain `def` dependency in its thread pool, a hop per dependency per request on the hot path."""
+and who is calling (decided by the gate before the body is read). They only read app.state, so
+they are `async`: FastAPI runs a plain `def` dependency in its thread pool, a hop per dependency
+per request on the hot path."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ from fastapi import Depends, HTTPException, Request
 from sqlalchemy.engine import Engine
 
 from runner.launch.cost import Pricing
-from runner.ledger.crud import tokens_equal
+from runner.ledger.crud import RunRef
 from runner.ledger.ingest import GroupWriter
 from runner.settings import Settings
 from runner.study.killrule import KillRule
@@ -36,22 +37,31 @@ async def get_kill_rule(request: Request) -> KillRule:
     return request.app.state.kill_rule
 
 
-async def bearer(request: Request) -> str:
-    header = request.headers.get("authorization", "")
-    scheme, _, token = header.partition(" ")
-    if scheme.lower() != "bearer" or not token:
-        raise HTTPException(
-            401,
-            "missing token: send `Authorization: Bearer <token>` (the admin "
-            "token is printed at first start and kept next to the database)",
-            headers={"WWW-Authenticate": "Bearer"},
-        )
-    return token.strip()
+def caller(request: Request) -> dict:
+    """Who is calling, as the gate (runner/api/guard.py) decided before the body was read."""
+    found = request.scope.get("state", {}).get("caller")
+    if found is None:  # a route the gate does not see (it guards every mutating API route)
+        raise HTTPException(401, "missing token: send `Authorization: Bearer <token>`")
+    return found
 
 
-async def require_admin(request: Request, token: Annotated[str, Depends(bearer)]) -> None:
-    if not tokens_equal(token, request.app.state.admin_token):
+async def require_admin(request: Request) -> None:
+    if caller(request)["role"] != "admin":
         raise HTTPException(403, "this route needs the admin token")
+
+
+async def require_worker(request: Request) -> str:
+    """The admin or the worker token (POST /claim)."""
+    role = caller(request)["role"]
+    if role not in ("admin", "worker"):
+        raise HTTPException(403, "this route needs the worker (or admin) token")
+    return role
+
+
+async def run_caller(request: Request):
+    """A run's trainer-facing routes: the run (crud.RunRef), posted to with its own token or
+    the admin's."""
+    return caller(request)["run"]
 
 
 EngineDep = Annotated[Engine, Depends(get_engine)]
@@ -59,5 +69,6 @@ SettingsDep = Annotated[Settings, Depends(get_settings)]
 PricingDep = Annotated[Pricing, Depends(get_pricing)]
 WriterDep = Annotated[GroupWriter, Depends(get_writer)]
 KillRuleDep = Annotated[KillRule, Depends(get_kill_rule)]
-TokenDep = Annotated[str, Depends(bearer)]
 AdminDep = Annotated[None, Depends(require_admin)]
+WorkerDep = Annotated[str, Depends(require_worker)]
+RunCallerDep = Annotated[RunRef, Depends(run_caller)]

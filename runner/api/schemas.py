@@ -3,20 +3,21 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel
+from pydantic import BaseModel, ConfigDict
 from pydantic import Field as PField
 
 from runner.ledger.models import RunBase, Strict
+from trainer.config import Name
 
 
 class RunCreate(Strict):
     config: dict[str, Any] = PField(description="A train config (trainer.config.TrainConfig).")
-    name: str | None = PField(None, min_length=1, max_length=100)
-    priority: int = PField(0, ge=-1000, le=1000, description="Higher runs first.")
-    sweep_id: int | None = PField(None, ge=1, le=2**62)
-    phase: str | None = PField(None, max_length=50)
+    name: Name | None = None
+    priority: int = PField(0, strict=True, ge=-1000, le=1000, description="Higher runs first.")
+    sweep_id: int | None = PField(None, strict=True, ge=1, le=2**62)
+    phase: Name | None = None
 
 
 class RunPublic(RunBase):
@@ -38,12 +39,13 @@ class RunList(BaseModel):
 
 
 class Point(Strict):
-    step: int = PField(ge=0, le=2**62)
-    tokens: int = PField(ge=0, le=2**62)
+    # strict: "10" or true is a mistake to report, not a value to coerce
+    step: int = PField(strict=True, ge=0, le=2**62)
+    tokens: int = PField(strict=True, ge=0, le=2**62)
     name: str = PField(min_length=1, max_length=100, pattern=r"^[A-Za-z0-9_./-]+$")
     # NaN and inf are refused (a 422 saying "finite number"); the trainer never sends them.
     # A constraint, not a Python validator: this model is on the ingest hot path.
-    value: float = PField(allow_inf_nan=False)
+    value: float = PField(strict=True, allow_inf_nan=False)
 
 
 class MetricsPost(Strict):
@@ -58,10 +60,11 @@ class MetricsAck(BaseModel):
 
 
 class Heartbeat(Strict):
-    step: int | None = PField(None, ge=0, le=2**62)
-    tokens: int | None = PField(None, ge=0, le=2**62)
+    step: int | None = PField(None, strict=True, ge=0, le=2**62)
+    tokens: int | None = PField(None, strict=True, ge=0, le=2**62)
     attempt: int | None = PField(
         None,
+        strict=True,
         ge=1,
         le=10_000,
         description="The trainer's own attempt count (resumes of this run directory).",
@@ -107,12 +110,7 @@ class PromoteRequest(Strict):
 
 
 class ClaimRequest(Strict):
-    worker: str = PField(
-        min_length=1,
-        max_length=100,
-        pattern=r"^[A-Za-z0-9_.:-]+$",
-        description="The worker's name (host, GPU index...).",
-    )
+    worker: Name = PField(description="The worker's name (host, GPU index...).")
 
 
 class Claim(BaseModel):
@@ -125,4 +123,78 @@ class Claim(BaseModel):
 
 
 class ExitReport(Strict):
-    code: int = PField(ge=-255, le=255, description="The trainer's exit code.")
+    code: int = PField(strict=True, ge=-255, le=255, description="The trainer's exit code.")
+
+
+# ---------------------------------------------------------------- the result document
+# metrics.json (docs/metrics.md), checked before it is stored: known fields typed and bounded,
+# unknown ones kept (adding a field does not bump the schema version).
+
+NonNegative = Annotated[int, PField(strict=True, ge=0, le=2**62)]
+Finite = Annotated[float, PField(allow_inf_nan=False)]
+
+
+class _Doc(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+
+class ResultRun(_Doc):
+    status: Literal["succeeded", "killed", "failed", "preempted"]
+    exit_code: int | None = PField(None, strict=True, ge=-255, le=255)
+    exit_reason: str | None = PField(None, max_length=10_000)
+    attempts: NonNegative | None = None
+    finished_at: Finite | None = None
+
+
+class ResultTraining(_Doc):
+    steps: NonNegative | None = None
+    tokens_seen: NonNegative | None = None
+    wall_time_s: Finite | None = None
+    train_loss: Finite | None = None
+    tokens_per_s: Finite | None = None
+
+
+class ResultSplit(_Doc):
+    loss: Finite | None = None
+    token_ppl: Finite | None = None
+    word_ppl: Finite | None = None
+    bits_per_byte: Finite | None = None
+
+
+class ResultProvenance(_Doc):
+    sample: bool | None = PField(None, strict=True)
+
+
+class ResultLatency(_Doc):
+    median_ms: Finite | None = None
+    p90_ms: Finite | None = None
+
+
+class ResultMemory(_Doc):
+    kind: str | None = None
+    bytes: NonNegative | None = None
+
+
+class ResultDoc(_Doc):
+    schema_version: int | None = PField(None, strict=True, ge=1, le=1000)
+    run: ResultRun
+    config: dict[str, Any] | None = None
+    plan: dict[str, Any] | None = None
+    provenance: ResultProvenance | None = None
+    training: ResultTraining | None = None
+    dev_curve: list[dict[str, Any]] | None = None
+    dev: ResultSplit | None = None
+    test: ResultSplit | None = None
+    smallbench: dict[str, Any] | None = None
+    latency: dict[str, ResultLatency] | None = None
+    memory: ResultMemory | None = None
+    throughput: dict[str, Any] | None = None
+    params: dict[str, Any] | None = None
+
+
+class ErrorBody(BaseModel):
+    """Every refusal: `detail` says what is wrong and what to do; `errors` lists each invalid
+    field of a 422."""
+
+    detail: str
+    errors: list[dict[str, Any]] | None = None

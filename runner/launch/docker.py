@@ -7,13 +7,12 @@ environment of the `docker` client (`-e PAX_RUN_TOKEN` without a value), so it n
 
 from __future__ import annotations
 
-import os
 import shutil
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
-from runner.launch.base import RUNNING, UNKNOWN, LaunchSpec, trainer_args
+from runner.launch.base import RUNNING, UNKNOWN, LaunchSpec, trainer_args, trainer_env
 
 
 @dataclass(frozen=True)
@@ -79,7 +78,9 @@ class DockerLauncher:
 
     def start(self, spec: LaunchSpec) -> str:
         spec.run_dir.mkdir(parents=True, exist_ok=True)
-        env = {**os.environ, **spec.env}
+        # the docker client itself gets only the allowed environment; the container then
+        # receives just the run's own variables (--env NAME, values from this client)
+        env = trainer_env(spec.env)
         out = subprocess.run(
             run_command(spec, self.opts), capture_output=True, text=True, env=env, timeout=120
         )

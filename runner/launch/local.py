@@ -10,14 +10,15 @@ import sys
 import threading
 import time
 
-from runner.launch.base import RUNNING, UNKNOWN, LaunchSpec, trainer_args
+from runner.launch.base import RUNNING, UNKNOWN, LaunchSpec, trainer_args, trainer_env
 
 
 class LocalLauncher:
     name = "local"
 
-    def __init__(self, python: str = sys.executable):
+    def __init__(self, python: str = sys.executable, passthrough=()):
         self.python = python
+        self.passthrough = tuple(passthrough)
         self.procs: dict[str, subprocess.Popen] = {}
         self.lock = threading.Lock()
 
@@ -29,7 +30,7 @@ class LocalLauncher:
         log = open(spec.run_dir / "train.log", "ab")  # noqa: SIM115 - handed to the child
         log.write(f"\n=== attempt {spec.attempt} ===\n".encode())
         log.flush()
-        env = {**os.environ, **spec.env, "PYTHONUNBUFFERED": "1"}
+        env = trainer_env(spec.env, self.passthrough)
         # its own session: a signal to the service's process group does not reach training,
         # and stop() can signal the trainer's whole group
         proc = subprocess.Popen(

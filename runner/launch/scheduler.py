@@ -25,7 +25,7 @@ from pathlib import Path
 import yaml
 from sqlalchemy.engine import Engine
 
-from runner.launch.base import RUNNING, UNKNOWN, Launcher, LaunchSpec
+from runner.launch.base import RUNNING, UNKNOWN, Launcher, LaunchSpec, run_dir_under
 from runner.launch.cost import Pricing, budget_refusal
 from runner.ledger import crud
 from runner.ledger.ingest import ingest
@@ -38,7 +38,7 @@ OUTBOX = "outbox.jsonl"
 
 
 def run_dir_for(settings: Settings, run: Run) -> Path:
-    return Path(settings.runs_root) / f"{run.id:06d}-{run.name}"
+    return run_dir_under(settings.runs_root, run.id, run.name)
 
 
 def reconcile_outbox(engine: Engine, run: Run, run_dir: Path) -> int:
@@ -136,6 +136,9 @@ class Scheduler:
         self.stop_event = threading.Event()
         self.thread: threading.Thread | None = None
         self.stopping: set[str] = set()
+        # a restarted service cannot know how long it was away: every run active now gets one
+        # full lease to be heard from again before its lease is judged
+        self.judge_from = time.time() + settings.lease_s
 
     # ------------------------------------------------------------ lifecycle
 
@@ -241,6 +244,11 @@ class Scheduler:
         return None
 
     def _lease_expired(self, run: Run, now: float) -> bool:
+        if (
+            now < self.judge_from
+            and (run.started_at or 0) < self.judge_from - self.settings.lease_s
+        ):
+            return False  # active before this service started: its grace is not over
         if run.last_heartbeat is None:  # not heard from yet: still starting up
             return (
                 run.started_at is not None and now - run.started_at > self.settings.startup_grace_s

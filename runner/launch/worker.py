@@ -5,6 +5,7 @@ streams metrics and heartbeats with the run's own token, as under the local laun
 from __future__ import annotations
 
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -14,7 +15,7 @@ from pathlib import Path
 import httpx
 import yaml
 
-from runner.launch.base import trainer_args
+from runner.launch.base import run_dir_under, trainer_args, trainer_env
 
 
 def run_worker(
@@ -28,8 +29,9 @@ def run_worker(
     idle_exit_s: float = 0,
     log=lambda m: print(m, file=sys.stderr, flush=True),
 ) -> int:
-    """Loop until max_runs are done (0 = forever) or the queue stayed empty idle_exit_s."""
-    name = name or f"{socket.gethostname()}-{os.getpid()}"
+    """Loop until max_runs are done (0 = forever) or the queue stayed empty idle_exit_s.
+    `token` is the service's worker token (it may claim runs, nothing else)."""
+    name = name or default_name()
     api = url.rstrip("/") + "/api/v1"
     headers = {"Authorization": f"Bearer {token}"}
     done, idle_since = 0, time.monotonic()
@@ -67,19 +69,27 @@ def run_worker(
     return 0
 
 
-def train_claimed(claim: dict, url: str, runs_root: Path, log) -> int:
-    run_dir = Path(runs_root) / f"{claim['run_id']:06d}-{claim['name']}"
+def default_name() -> str:
+    """host-pid, made a valid name (letters, digits, '_', '.', '-')."""
+    host = re.sub(r"[^A-Za-z0-9_.-]+", "-", socket.gethostname()).strip("-.") or "worker"
+    return f"{host[:80]}-{os.getpid()}"
+
+
+def train_claimed(claim: dict, url: str, runs_root: Path, log, passthrough=()) -> int:
+    run_dir = run_dir_under(runs_root, claim["run_id"], claim["name"])
     run_dir.mkdir(parents=True, exist_ok=True)
     spec = run_dir / "spec.yaml"
     spec.write_text(yaml.safe_dump({"base": claim["config"]}))
-    env = {
-        **os.environ,
-        "PAX_RUNNER_URL": url,
-        "PAX_RUN_ID": str(claim["run_id"]),
-        "PAX_RUN_TOKEN": claim["run_token"],
-        "PAX_HEARTBEAT_S": str(claim["heartbeat_s"]),
-        "PYTHONUNBUFFERED": "1",
-    }
+    # the trainer sees its own run's token, never the worker's
+    env = trainer_env(
+        {
+            "PAX_RUNNER_URL": url,
+            "PAX_RUN_ID": str(claim["run_id"]),
+            "PAX_RUN_TOKEN": claim["run_token"],
+            "PAX_HEARTBEAT_S": str(claim["heartbeat_s"]),
+        },
+        passthrough,
+    )
     log(f"worker: run {claim['run_id']} ({claim['name']}, attempt {claim['attempt']}) in {run_dir}")
     with open(run_dir / "train.log", "ab") as out:
         proc = subprocess.run(

@@ -292,45 +292,60 @@ def requeue_or_fail(
         return run
 
 
+# The next queued run (priority, then age) and the claim itself. The claim is one conditional
+# UPDATE (`AND status = 'queued'`), inside a write transaction that took the lock at its start:
+# whatever number of processes claim at once, a run is handed out once.
+NEXT_QUEUED = text(
+    "SELECT id FROM runs WHERE status = 'queued' ORDER BY priority DESC, created_at, id LIMIT 1"
+)
+CLAIM = text(
+    "UPDATE runs SET status = 'launching', launcher = :launcher, attempt = attempt + 1, "
+    "token_hash = :token_hash, started_at = :now, last_heartbeat = NULL, updated_at = :now "
+    "WHERE id = :id AND status = 'queued' RETURNING id, sweep_id, attempt"
+)
+
+
 def claim_queued(
     engine: Engine, *, limit: int, launcher: str, refuse=None
 ) -> list[tuple[Run, str]]:
     """Move up to `limit` queued runs (priority, then age) to launching, each with a fresh run
-    token (only its hash is stored), in one write transaction. `refuse(run)` may give a reason
-    not to start a run (a budget cap): it is cancelled instead, before any attempt begins."""
-    if limit <= 0:
-        return []
-    out = []
+    token (only its hash is stored). `refuse(run)` may give a reason not to start a run (a
+    budget cap): it is cancelled instead, before any attempt begins."""
+    claimed: list[tuple[int, str]] = []
     with write_session(engine) as s:
-        runs = s.exec(
-            select(Run)
-            .where(Run.status == "queued")
-            .order_by(col(Run.priority).desc(), col(Run.created_at), col(Run.id))
-            .limit(limit)
-        ).all()
-        for run in runs:
+        conn = s.connection()
+        while len(claimed) < limit:
+            row = conn.execute(NEXT_QUEUED).first()
+            if row is None:
+                break
+            run = s.get(Run, row[0])
             why = refuse(run) if refuse is not None else None
             if why:
                 _transition(s, run, "cancelled", why, None)
+                s.flush()
                 continue
-            token = secrets.token_urlsafe(24)
-            _transition(
-                s,
-                run,
-                "launching",
-                f"claimed by the {launcher} launcher",
-                None,
-                launcher=launcher,
-                attempt=run.attempt + 1,
-                token_hash=hash_token(token),
-                started_at=now(),
-                last_heartbeat=None,  # the start-up grace applies until the first heartbeat
+            token, t = secrets.token_urlsafe(24), now()
+            got = conn.execute(
+                CLAIM,
+                {"launcher": launcher, "token_hash": hash_token(token), "now": t, "id": run.id},
+            ).first()
+            if got is None:  # taken meanwhile (never under the write lock; kept as a fence)
+                continue
+            s.add(
+                Event(
+                    run_id=run.id,
+                    sweep_id=got[1],
+                    time=t,
+                    kind="state",
+                    from_status="queued",
+                    to_status="launching",
+                    reason=f"claimed by the {launcher} launcher (attempt {got[2]})",
+                )
             )
-            out.append((run, token))
-        s.commit()
-        for run, _ in out:
-            s.refresh(run)
-    return out
+            s.expire(run)
+            claimed.append((run.id, token))
+    with Session(engine) as s:
+        return [(s.get(Run, run_id), token) for run_id, token in claimed]
 
 
 # ---------------------------------------------------------------- events
@@ -393,12 +408,13 @@ class RunRef:
     is_baseline: bool
     seed: int
     stop_reason: str | None
+    max_tokens: int
 
 
 # a prepared statement: this lookup is on every trainer post, and building a select per call
 # costs more than running it
 RUN_REF = text(
-    "SELECT id, status, token_hash, sweep_id, phase, is_baseline, seed, stop_reason "
+    "SELECT id, status, token_hash, sweep_id, phase, is_baseline, seed, stop_reason, max_tokens "
     "FROM runs WHERE id = :id"
 )
 
@@ -409,14 +425,6 @@ def run_ref(engine: Engine, *, run_id: int) -> RunRef:
     if row is None:
         raise NotFound(f"run {run_id} does not exist")
     return RunRef(*row)
-
-
-def check_run_token(engine: Engine, *, run_id: int, token: str, admin_token: str) -> RunRef:
-    """The run, if `token` is its own or the admin's; NotFound / PermissionError otherwise."""
-    run = run_ref(engine, run_id=run_id)
-    if tokens_equal(token, admin_token) or token_matches(token, run.token_hash):
-        return run
-    raise PermissionError(f"this token may not post to run {run_id}")
 
 
 def stop_answer(run: RunRef | Run) -> tuple[str, str | None]:

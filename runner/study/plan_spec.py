@@ -14,7 +14,7 @@ from pydantic import Field, ValidationError
 
 from runner.ledger.models import Strict
 from runner.study.killrule import KillRuleSpec
-from trainer.config import ConfigError, Count, deep_merge, describe_errors
+from trainer.config import ConfigError, Count, Label, Name, deep_merge, describe_errors
 from trainer.params import parse_count
 
 PHASE1 = ("ranking", "ablation")
@@ -73,8 +73,8 @@ class Control(Strict):
 
 
 class PlanSpec(Strict):
-    name: str = Field(min_length=1, max_length=80)
-    description: str = ""
+    name: Label
+    description: str = Field("", max_length=10_000)
     base: dict[str, Any] = Field(
         default_factory=dict,
         description="Train config shared by every cell (model knobs come from the cell).",
@@ -85,8 +85,8 @@ class PlanSpec(Strict):
     finalists: Finalists = Field(default_factory=Finalists)
     controls: list[Control] = []
     kill_rule: KillRuleSpec = Field(default_factory=KillRuleSpec)
-    budget_usd: float | None = Field(None, gt=0)
-    experiments: dict[str, dict] = Field(
+    budget_usd: float | None = Field(None, gt=0, le=1e9, allow_inf_nan=False)
+    experiments: dict[Name, dict] = Field(
         default_factory=dict,
         description="A one-phase sweep's cells (a study sweep file read as a plan).",
     )
@@ -156,35 +156,46 @@ def cell_config(
     return cfg
 
 
+class SweepFile(Strict):
+    """A study sweep file (configs/embed_ratio.yaml): base + named experiments."""
+
+    name: Label = "sweep"
+    description: str = Field("", max_length=10_000)
+    base: dict[str, Any] = Field(default_factory=dict)
+    experiments: dict[Name, dict[str, Any] | None] = Field(min_length=1)
+    plan: Any = None  # accepted (and ignored), as `pax train` accepts it
+
+
 def parse_plan(doc: dict) -> tuple[PlanSpec, str]:
     """A plan, or a study sweep file (base + experiments) read as a one-phase plan."""
-    if "experiments" in doc and "ranking" not in doc:
-        return _sweep_file_as_plan(doc), "sweep"
     try:
+        if "experiments" in doc and "ranking" not in doc:
+            return _sweep_file_as_plan(SweepFile.model_validate(doc)), "sweep"
         return PlanSpec.model_validate(doc), "plan"
     except ValidationError as e:
         raise ConfigError("invalid plan: " + describe_errors(e.errors(), "plan")) from None
 
 
-def _sweep_file_as_plan(doc: dict) -> PlanSpec:
-    """configs/embed_ratio.yaml and friends: each experiment is a cell; the one whose model
-    equals the base's is the baseline; no promotion."""
-    base = doc.get("base") or {}
-    spec = PlanSpec(
-        name=doc.get("name") or "sweep",
-        description=doc.get("description", ""),
-        base=base,
+def _sweep_file_as_plan(doc: SweepFile) -> PlanSpec:
+    """Each experiment is a cell; the one whose model equals the base's is the baseline; no
+    promotion."""
+    try:
+        tokens = parse_count(doc.base.get("max_tokens", RANKING_MAX_TOKENS))
+    except (ValueError, TypeError):
+        raise ConfigError(
+            f"invalid plan: base.max_tokens={doc.base.get('max_tokens')!r}: use a count such as "
+            "5M or 5000000"
+        ) from None
+    return PlanSpec(
+        name=doc.name,
+        description=doc.description,
+        base=doc.base,
         ranking=Ranking(
-            max_tokens=min(
-                parse_count(base.get("max_tokens", RANKING_MAX_TOKENS)), RANKING_MAX_TOKENS
-            ),
-            embedding_ratio=[],
-            glu_expansion=[],
+            max_tokens=max(1, min(tokens, RANKING_MAX_TOKENS)), embedding_ratio=[], glu_expansion=[]
         ),
         finalists=Finalists(top_k=1, seeds=[1]),
-        experiments={k: v or {} for k, v in (doc.get("experiments") or {}).items()},
+        experiments={k: v or {} for k, v in doc.experiments.items()},
     )
-    return spec
 
 
 def load_plan_text(text: str) -> tuple[PlanSpec, str]:
@@ -192,6 +203,10 @@ def load_plan_text(text: str) -> tuple[PlanSpec, str]:
         doc = yaml.safe_load(text)
     except yaml.YAMLError as e:
         raise ConfigError(f"plan: not valid YAML or JSON ({e})") from None
+    except RecursionError:
+        raise ConfigError(
+            "plan: nested too deeply to be a plan (see configs/plan_10m.yaml)"
+        ) from None
     if not isinstance(doc, dict):
         raise ConfigError("plan: expected a mapping (see configs/plan_10m.yaml)")
     return parse_plan(doc)

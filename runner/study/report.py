@@ -21,7 +21,7 @@ from runner.launch.cost import write_summary
 from runner.ledger import crud, queries
 from runner.study.decisions import report_dir, write_decisions
 from runner.study.promotion import AXES, on_axis
-from runner.study.results import COLUMNS, ledger_rows, log_rows
+from runner.study.results import COLUMNS, csv_safe, ledger_rows, log_rows
 from runner.study.stats import finalist_stats, pareto_front
 
 COLUMNS_PLUS = [*COLUMNS, "cell", "axis", "is_baseline"]
@@ -244,12 +244,17 @@ def plots(df: pd.DataFrame, curves: dict, out: Path) -> list[str]:
 # ---------------------------------------------------------------- reports
 
 
+def _csv(df: pd.DataFrame, path: Path) -> None:
+    """A table as CSV, text cells made safe for spreadsheets (runner.study.results.csv_safe)."""
+    df.map(csv_safe).to_csv(path, index=False)
+
+
 def write_tables(
     df: pd.DataFrame, curves: dict, out: Path, results_name: str = "results.csv"
 ) -> dict:
     out.mkdir(parents=True, exist_ok=True)
     files = {"results": out / results_name}
-    df.reindex(columns=COLUMNS).to_csv(files["results"], index=False)
+    _csv(df.reindex(columns=COLUMNS), files["results"])
     tables = {
         "early_results": early_results(df, curves),
         "ranking": ranking_table(df),
@@ -257,7 +262,7 @@ def write_tables(
     }
     for name, t in tables.items():
         files[name] = out / f"{name}.csv"
-        t.to_csv(files[name], index=False)
+        _csv(t, files[name])
     return {k: str(v) for k, v in files.items()} | {"plots": plots(df, curves, out / "plots")}
 
 
@@ -281,7 +286,7 @@ def aggregate_logs(log_dir: Path, output: Path, report_dir: Path | None = None) 
     df["is_baseline"] = df["axis"] == "baseline"
     output = Path(output)
     output.parent.mkdir(parents=True, exist_ok=True)
-    df.reindex(columns=COLUMNS).to_csv(output, index=False)
+    _csv(df.reindex(columns=COLUMNS), output)
     files = {"results": str(output)}
     if report_dir is not None:
         files |= write_tables(df, curves, Path(report_dir))

@@ -109,11 +109,22 @@ def row(*, config: dict, plan: dict | None, metrics: dict | None, **known: Any) 
     return out
 
 
+FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+
+
+def csv_safe(value: Any) -> Any:
+    """A text cell a spreadsheet would run as a formula (=, +, -, @ first) gets a leading
+    apostrophe; numbers are left alone."""
+    if isinstance(value, str) and value.startswith(FORMULA_START):
+        return "'" + value
+    return value
+
+
 def to_csv(rows: list[dict]) -> str:
     buf = io.StringIO()
     w = csv.DictWriter(buf, fieldnames=COLUMNS, extrasaction="ignore")
     w.writeheader()
-    w.writerows(rows)
+    w.writerows({k: csv_safe(v) for k, v in r.items()} for r in rows)
     return buf.getvalue()
 
 

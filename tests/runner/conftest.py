@@ -218,6 +218,7 @@ def in_process(tmp_path: Path, **settings) -> contextlib.AbstractContextManager[
             runs_root=tmp_path / "runs",
             reports_root=tmp_path / "reports",
             tick_s=0.2,
+            allowed_hosts=["testserver"],  # TestClient's Host
             **settings,
         )
         app = build_app(s)

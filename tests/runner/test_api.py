@@ -66,7 +66,9 @@ def test_auth(service, spec):
     with service.client(token=None) as c:
         r = c.post("/runs", json=spec)
         assert r.status_code == 401 and "Bearer" in r.json()["detail"]
-    with service.client(token="wrong") as c:
+    with service.client(token="wrong") as c:  # too short to be a token
+        assert c.post("/runs", json=spec).status_code == 401
+    with service.client(token="wrong-but-long-enough-token") as c:
         assert c.post("/runs", json=spec).status_code == 403
     a, b = post_run(service, spec), post_run(service, spec)
     token_a = claim_token(service.db, a["id"])
@@ -110,8 +112,8 @@ def test_downsampling(service, spec):
 @pytest.mark.parametrize(
     "payload,fragment",
     [
-        ({"points": [{"step": 1, "tokens": 1, "name": "x", "value": "NaN"}]}, "finite"),
-        ({"points": [{"step": 1, "tokens": 1, "name": "x", "value": "Infinity"}]}, "finite"),
+        ({"points": [{"step": 1, "tokens": 1, "name": "x", "value": "NaN"}]}, "value"),
+        ({"points": [{"step": 1, "tokens": 1, "name": "x", "value": "Infinity"}]}, "value"),
         ({"points": [{"step": 1, "tokens": 1, "name": "x", "value": 1, "extra": 2}]}, "extra"),
         ({"points": [{"step": -1, "tokens": 1, "name": "x", "value": 1}]}, "step"),
         ({"points": [{"step": 1, "tokens": 1, "name": "bad name!", "value": 1}]}, "name"),
@@ -146,9 +148,11 @@ def test_cancel(service, spec):
         assert r.status_code == 200 and r.json()["status"] == "cancelled"
         again = c.post(f"/runs/{run['id']}/cancel")
         assert again.status_code == 409 and "cancel applies to" in again.json()["detail"]
-        # a cancelled run's trainer is told to stop
-        ack = c.post(f"/runs/{run['id']}/metrics", json={"points": []}).json()
+        # a cancelled run's trainer is told to stop, and its late points are refused
+        ack = c.post(f"/runs/{run['id']}/heartbeat", json={"step": 1}).json()
         assert ack["action"] == "stop"
+        late = c.post(f"/runs/{run['id']}/metrics", json={"points": []})
+        assert late.status_code == 409 and "cancelled" in late.json()["detail"]
     events = service.get(f"/runs/{run['id']}/events").json()
     assert [(e["from_status"], e["to_status"]) for e in events] == [
         (None, "queued"),
@@ -166,9 +170,12 @@ def test_result_settles_status_and_results_csv(service, spec):
         "provenance": {"sample": True},
     }
     with service.client() as c:
+        bad = c.post(f"/runs/{run['id']}/result", json={"no": "run"})
+        assert bad.status_code == 422 and "run" in bad.json()["detail"]
         r = c.post(f"/runs/{run['id']}/result", json=metrics)
         assert r.status_code == 200 and r.json()["status"] == "succeeded"
-        assert c.post(f"/runs/{run['id']}/result", json={"no": "run"}).status_code == 422
+        # a finished run takes no more results
+        assert c.post(f"/runs/{run['id']}/result", json=metrics).status_code == 409
     post_run(service, spec)  # a queued one: planned architecture, no metrics yet
     text = service.get("/results.csv").text
     rows = list(csv.DictReader(io.StringIO(text)))
@@ -204,6 +211,6 @@ def test_generated_admin_token_is_private(service_factory, tmp_path):
     token = path.read_text().strip()
     assert token != ADMIN
     log = next(tmp_path.glob("serve-*.log")).read_text()
-    assert token in log  # printed once at first start
+    assert str(path) in log and token not in log  # where it is, never the token itself
     with svc.client(token=token) as c:
         assert c.post("/runs/1/cancel").status_code == 404  # authorised, run missing

@@ -1,5 +1,6 @@
 """Nothing lost, nothing doubled: real service, real trainer subprocesses, real signals."""
 
+import json
 import os
 import signal
 import sqlite3
@@ -182,3 +183,66 @@ def test_connection_pragmas(tmp_path, pragma, value):
         got = conn.exec_driver_sql(f"PRAGMA {pragma}").scalar()
     engine.dispose()
     assert got == value  # synchronous=FULL is 2
+
+
+@pytest.mark.slow
+def test_a_trainer_whose_token_is_revoked_stops_instead_of_training_unheard(
+    service_factory, tokenized_dir, tmp_path
+):
+    """The ledger moved on (its lease expired while it was unheard, so the run was requeued and
+    its token revoked): the trainer checkpoints and exits 75, leaving the run to the next
+    attempt, instead of training on alone."""
+    import subprocess
+    import sys
+
+    from runner.ledger import crud
+    from runner.ledger.db import make_engine
+    from tests.conftest import ROOT, write_config
+    from tests.runner.conftest import claim_token
+
+    svc = service_factory()
+    spec = long_spec(tokenized_dir.parent, steps=3000)
+    run = post_run(svc, spec)
+    token = claim_token(svc.db, run["id"])
+    run_dir = tmp_path / "trainer"
+    config = write_config(tmp_path / "spec.yaml", spec)
+    env = {
+        **os.environ,
+        "PYTHONPATH": str(ROOT),
+        "PAX_RUNNER_URL": svc.url,
+        "PAX_RUN_ID": str(run["id"]),
+        "PAX_RUN_TOKEN": token,
+        "PAX_HEARTBEAT_S": "0.5",
+    }
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "pax.cli",
+            "train",
+            "--config",
+            str(config),
+            "--run-dir",
+            str(run_dir),
+            "--no-progress",
+        ],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        wait_for_step(svc, run["id"], 10)
+        engine = make_engine(svc.db)
+        crud.requeue_or_fail(
+            engine, run_id=run["id"], reason="lease expired (test)", max_attempts=3, pricing=None
+        )
+        engine.dispose()
+        _, err = proc.communicate(timeout=120)
+    finally:
+        proc.kill()
+    assert proc.returncode == 75, err[-2000:]
+    end = [json.loads(x) for x in (run_dir / "metrics.jsonl").read_text().splitlines()][-1]
+    assert end["event"] == "end" and end["status"] == "preempted" and "revoked" in end["reason"]
+    assert not (run_dir / "metrics.json").exists()
+    assert list((run_dir / "checkpoints").glob("step_*.json"))  # the next attempt resumes here

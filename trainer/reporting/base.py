@@ -3,6 +3,17 @@ nothing, so the training loop never branches on which reporters are on."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Stop:
+    """Why to stop. `yield_run`: another attempt owns the run now (this one's token was
+    revoked), so checkpoint and leave without a result, like a preemption."""
+
+    reason: str
+    yield_run: bool = False
+
 
 class Reporter:
     """No-op reporter: the interface."""
@@ -13,8 +24,8 @@ class Reporter:
     def result(self, metrics: dict) -> None:
         """The final metrics.json document."""
 
-    def stop_requested(self) -> str | None:
-        """A reason to stop (the runner's kill rule), or None to continue."""
+    def stop_requested(self) -> Stop | None:
+        """A request to stop (the runner's kill rule, a cancel, a revoked token), or None."""
         return None
 
     def close(self) -> None:
@@ -33,11 +44,11 @@ class Reporters(Reporter):
         for r in self.reporters:
             r.result(metrics)
 
-    def stop_requested(self) -> str | None:
+    def stop_requested(self) -> Stop | None:
         for r in self.reporters:
-            reason = r.stop_requested()
-            if reason:
-                return reason
+            stop = r.stop_requested()
+            if stop is not None:
+                return stop
         return None
 
     def close(self) -> None:

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import httpx
 
-from trainer.reporting.base import Reporter
+from trainer.reporting.base import Reporter, Stop
 
 OUTBOX, ACK = "outbox.jsonl", "outbox.ack"
 PERMANENT = {400, 404, 409, 413, 422}  # retrying cannot help: skip, say so
@@ -80,7 +80,7 @@ class HttpReporter(Reporter):
         self.outbox = open(self.run_dir / OUTBOX, "ab")  # noqa: SIM115 - open for the run
         self.cond = threading.Condition()
         self.closing = False
-        self.stop_reason: str | None = None
+        self.stop: Stop | None = None
         self.last = {"step": 0, "tokens": 0}
         self.pending_result: dict | None = None
         self.revoked = False
@@ -113,8 +113,8 @@ class HttpReporter(Reporter):
             self.pending_result = metrics
             self.cond.notify()
 
-    def stop_requested(self) -> str | None:
-        return self.stop_reason
+    def stop_requested(self) -> Stop | None:
+        return self.stop
 
     def close(self) -> None:
         """Flush for up to flush_timeout_s; what is left stays in the outbox for a replay (next
@@ -155,8 +155,18 @@ class HttpReporter(Reporter):
 
     def _answer(self, r: httpx.Response) -> None:
         body = r.json()
-        if body.get("action") == "stop" and not self.stop_reason:
-            self.stop_reason = body.get("reason") or "the runner asked to stop"
+        if body.get("action") == "stop" and self.stop is None:
+            self.stop = Stop(body.get("reason") or "the runner asked to stop")
+
+    def _revoke(self, status: int) -> None:
+        """The runner no longer accepts this attempt's token: a newer attempt owns the run (a
+        lease expired while we were unheard). Training on unheard would race it: stop, and
+        leave the run to it."""
+        self.revoked = True
+        self.stop = Stop(
+            f"the runner revoked this attempt's token ({status}): a newer attempt owns the run",
+            yield_run=True,
+        )
 
     def _warn(self, msg: str) -> None:
         print(f"pax reporter: {msg}", file=sys.stderr, flush=True)
@@ -174,10 +184,10 @@ class HttpReporter(Reporter):
                     r = client.post(f"{self.base}/metrics", json={"points": points})
                     if r.status_code in REVOKED:
                         self._warn(
-                            f"runner refused this attempt's token ({r.status_code}); "
+                            f"runner revoked this attempt's token ({r.status_code}): stopping; "
                             f"{len(points)}+ points stay in {OUTBOX} for the next attempt"
                         )
-                        self.revoked = True
+                        self._revoke(r.status_code)
                         continue
                     if r.status_code in PERMANENT:
                         self._warn(
@@ -193,7 +203,7 @@ class HttpReporter(Reporter):
                 if time.monotonic() >= next_beat:
                     r = client.post(f"{self.base}/heartbeat", json=self.last)
                     if r.status_code in REVOKED:
-                        self.revoked = True
+                        self._revoke(r.status_code)
                         continue
                     if r.status_code not in PERMANENT:
                         r.raise_for_status()

@@ -17,8 +17,8 @@ from runner.api.deps import (
     EngineDep,
     KillRuleDep,
     PricingDep,
+    RunCallerDep,
     SettingsDep,
-    TokenDep,
     WriterDep,
 )
 from runner.api.schemas import (
@@ -28,6 +28,7 @@ from runner.api.schemas import (
     MetricsAck,
     MetricSeries,
     MetricsPost,
+    ResultDoc,
     RunCreate,
     RunDetail,
     RunList,
@@ -35,7 +36,7 @@ from runner.api.schemas import (
 )
 from runner.launch.scheduler import apply_exit
 from runner.ledger import crud
-from runner.ledger.models import Run
+from runner.ledger.models import FINISHED, Run, RunStatus
 from trainer.config import describe_errors, validate
 
 router = APIRouter(prefix="/runs", tags=["runs"])
@@ -85,10 +86,10 @@ def submit_run(
 @router.get("", response_model=RunList)
 def list_runs(
     engine: EngineDep,
-    status: Annotated[str | None, Query(description="Filter by status.")] = None,
-    sweep: Annotated[int | None, Query(description="Filter by sweep id.")] = None,
+    status: Annotated[RunStatus | None, Query(description="Filter by status.")] = None,
+    sweep: Annotated[int | None, Query(ge=1, le=2**62, description="Filter by sweep id.")] = None,
     limit: Annotated[int, Query(ge=1, le=crud.LIST_LIMIT_MAX)] = 100,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: Annotated[int, Query(ge=0, le=2**62)] = 0,
 ):
     runs, total = crud.list_runs(engine, status=status, sweep_id=sweep, limit=limit, offset=offset)
     latest = crud.latest_for(engine, run_ids=[r.id for r in runs])
@@ -140,13 +141,17 @@ def get_events(run_id: RunId, engine: EngineDep):
     ]
 
 
-def _authorised(engine, request: Request, run_id: int, token: str) -> crud.RunRef:
-    try:
-        return crud.check_run_token(
-            engine, run_id=run_id, token=token, admin_token=request.app.state.admin_token
+def _open(run: crud.RunRef, what: str) -> None:
+    """A finished run takes no more points or results: its trainer is late, or not its own."""
+    if run.status in FINISHED:
+        raise HTTPException(409, f"run {run.id} is {run.status}; it takes no more {what}")
+
+
+def _within_budget(run: crud.RunRef, tokens: int | None, field: str) -> None:
+    if tokens is not None and run.max_tokens and tokens > run.max_tokens:
+        raise HTTPException(
+            422, f"{field}: {tokens:,} is more than run {run.id}'s budget ({run.max_tokens:,})"
         )
-    except PermissionError as e:
-        raise HTTPException(403, f"{e}: a run token may post only to its own run") from None
 
 
 def _inline_schema(model) -> dict:
@@ -172,11 +177,12 @@ async def post_metrics(
     settings: SettingsDep,
     writer: WriterDep,
     kill_rule: KillRuleDep,
-    token: TokenDep,
+    run: RunCallerDep,
     request: Request,
 ):
     """Trainer-facing: a batch of points; a repeated point (same run, name, step) is harmless.
     The answer says whether to continue or stop (cancel, or the kill rule)."""
+    _open(run, "points")
     # the body is parsed and validated in one pass from bytes (pydantic's JSON mode): this is
     # the ingest hot path, and FastAPI's dict-then-model route costs twice as much
     try:
@@ -189,7 +195,6 @@ async def post_metrics(
             f"{len(body.points)} points in one post; the limit is "
             f"{settings.max_points_per_post}: split the batch",
         )
-    run = _authorised(engine, request, run_id, token)
     points = [(p.name, p.step, p.tokens, p.value) for p in body.points]
     # async: the request waits for its group commit without holding a worker thread
     fut = writer.enqueue(run.id, points, run.token_hash) if points else None
@@ -207,12 +212,17 @@ async def post_metrics(
 def post_heartbeat(
     run_id: RunId,
     engine: EngineDep,
-    token: TokenDep,
-    request: Request,
+    run: RunCallerDep,
     body: Heartbeat | None = None,
 ):
-    run = _authorised(engine, request, run_id, token)
+    """Trainer-facing: alive, at this step. The answer says whether to continue or stop (a
+    finished run's trainer is told to stop)."""
     body = body or Heartbeat()
+    if run.status in FINISHED:
+        return MetricsAck(
+            accepted=0, duplicates=0, action="stop", reason=f"run {run.id} is {run.status}"
+        )
+    _within_budget(run, body.tokens, "tokens")
     try:
         action, reason = crud.heartbeat(
             engine, run=run, step=body.step, tokens=body.tokens, attempt=body.attempt
@@ -228,27 +238,32 @@ def post_result(
     engine: EngineDep,
     settings: SettingsDep,
     pricing: PricingDep,
-    token: TokenDep,
-    request: Request,
+    run: RunCallerDep,
     metrics: Annotated[dict[str, Any], Body()],
 ):
-    """Trainer-facing: the run's final metrics.json. The run's state follows its exit; a result
-    for a run that was never launched (an import by the admin) is its own exit."""
-    run = _authorised(engine, request, run_id, token)
-    doc_run = metrics.get("run")
-    if not isinstance(doc_run, dict) or "status" not in doc_run:
-        raise HTTPException(422, "result: expected a metrics.json document with run.status")
+    """Trainer-facing: the run's final metrics.json (docs/metrics.md; checked before it is
+    stored). The run's state follows its exit; a result for a run that was never launched (an
+    import by the admin) is its own exit."""
+    _open(run, "results")
+    try:
+        doc = ResultDoc.model_validate(metrics)
+    except ValidationError as e:
+        raise HTTPException(
+            422,
+            "result: not a metrics.json document (docs/metrics.md): "
+            + describe_errors(e.errors(), "result"),
+        ) from None
+    _within_budget(run, doc.training.tokens_seen if doc.training else None, "training.tokens_seen")
     try:
         stored = crud.store_result(engine, run_id=run.id, metrics=metrics)
-    except ValueError as e:  # NaN/inf inside the document
+    except ValueError as e:  # NaN/inf inside an untyped part of the document
         raise HTTPException(422, f"result: {e}") from None
     if run.status == "queued":
-        code = doc_run.get("exit_code", 0)
         apply_exit(
             engine,
             pricing,
             run.id,
-            code if isinstance(code, int) else 0,
+            doc.run.exit_code or 0,
             settings.max_attempts,
             log="the imported result",
             metrics=metrics,
@@ -263,13 +278,11 @@ def report_exit(
     engine: EngineDep,
     settings: SettingsDep,
     pricing: PricingDep,
-    token: TokenDep,
-    request: Request,
+    run: RunCallerDep,
     body: Annotated[ExitReport, Body()],
 ) -> dict:
     """How a run's trainer ended (a worker reports it); the run moves on as under the local
     launcher."""
-    run = _authorised(engine, request, run_id, token)
     if run.status not in ("launching", "running", "succeeded", "killed", "failed", "cancelled"):
         raise HTTPException(409, f"run {run_id} is {run.status}; nothing to settle")
     apply_exit(

@@ -7,7 +7,7 @@ import json
 
 from fastapi import APIRouter, Response
 
-from runner.api.deps import AdminDep, EngineDep, PricingDep, SettingsDep
+from runner.api.deps import EngineDep, PricingDep, SettingsDep, WorkerDep
 from runner.api.schemas import Claim, ClaimRequest
 from runner.launch.cost import budget_refusal
 from runner.ledger import crud
@@ -17,10 +17,15 @@ router = APIRouter(tags=["workers"])
 
 @router.post("/claim", response_model=Claim, responses={204: {"description": "queue empty"}})
 def claim(
-    body: ClaimRequest, engine: EngineDep, settings: SettingsDep, pricing: PricingDep, _: AdminDep
+    body: ClaimRequest,
+    engine: EngineDep,
+    settings: SettingsDep,
+    pricing: PricingDep,
+    _: WorkerDep,
 ):
     """Atomically take the next queued run (priority, then age) for a worker; 204 when the
-    queue is empty. The answer carries the run's own token for its trainer."""
+    queue is empty. Takes the worker token (or the admin's); the answer carries the run's own
+    token, for its trainer."""
     got = crud.claim_queued(
         engine,
         limit=1,

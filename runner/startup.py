@@ -1,0 +1,120 @@
+"""Opening the ledger for a service: every reason not to start is found here, before anything
+listens, and said in one line with what to do (a `StartupError`), never as a traceback.
+
+In order: the ledger's folder is usable, no other service holds this ledger (an exclusive lock
+file: one scheduler per SQLite ledger), the file is private (0600) and writable, the schema is
+current, and the tokens are sound.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import sqlalchemy.exc
+from sqlalchemy.engine import Engine
+
+from runner.auth import TokenError, load_or_create_token
+from runner.ledger.db import make_engine, upgrade
+from runner.settings import Settings
+
+
+class StartupError(RuntimeError):
+    """The service cannot start; the message is one line saying why and what to do."""
+
+
+@dataclass
+class Opened:
+    engine: Engine
+    admin_token: str
+    worker_token: str
+    lock: object  # the lock file, held open for the service's lifetime
+
+    def close(self) -> None:
+        self.engine.dispose()
+        with contextlib.suppress(OSError):
+            fcntl.flock(self.lock, fcntl.LOCK_UN)
+            self.lock.close()
+
+
+def _folder(db: Path) -> None:
+    for parent in [db.parent, *db.parent.parents]:
+        if parent.exists():
+            if not parent.is_dir():
+                raise StartupError(
+                    f"--db {db}: {parent} is a file, not a folder; choose a ledger path in a "
+                    "folder (e.g. --db var/pax.db)"
+                )
+            break
+    try:
+        db.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise StartupError(
+            f"--db {db}: cannot create {db.parent} ({e.strerror}); choose a folder you can write"
+        ) from None
+    if not os.access(db.parent, os.W_OK):
+        raise StartupError(
+            f"--db {db}: the folder {db.parent} is not writable (SQLite keeps its journal "
+            "beside the ledger); choose a writable folder or fix its permissions"
+        )
+
+
+def _lock(db: Path):
+    path = db.with_name(db.name + ".lock")
+    f = open(path, "a+")  # noqa: SIM115 - held open for the service's lifetime
+    try:
+        fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        f.seek(0)
+        holder = f.read().strip() or "another process"
+        f.close()
+        raise StartupError(
+            f"--db {db}: the ledger is in use by {holder} (lock {path}); stop that service, "
+            "or give this one its own --db (several services share a ledger on PostgreSQL)"
+        ) from None
+    f.seek(0)
+    f.truncate()
+    f.write(f"pax serve, pid {os.getpid()}")
+    f.flush()
+    return f
+
+
+def _private(db: Path) -> None:
+    if not db.exists():
+        os.close(os.open(db, os.O_WRONLY | os.O_CREAT, 0o600))  # SQLite copies this mode to
+    else:  # its -wal and -shm files
+        with contextlib.suppress(PermissionError):
+            os.chmod(db, 0o600)
+    if not os.access(db, os.W_OK):
+        raise StartupError(
+            f"--db {db}: the ledger is read-only; make it writable (chmod u+w) or serve a copy"
+        )
+
+
+def open_ledger(settings: Settings) -> Opened:
+    db = Path(settings.db)
+    _folder(db)
+    lock = _lock(db)
+    try:
+        _private(db)
+        try:
+            upgrade(db)
+        except sqlalchemy.exc.OperationalError as e:
+            raise StartupError(
+                f"--db {db}: cannot migrate the ledger ({e.orig if hasattr(e, 'orig') else e}); "
+                "check that it is a pax ledger on a writable disk"
+            ) from None
+        try:
+            admin = load_or_create_token(db, settings.admin_token, "admin")
+            worker = load_or_create_token(db, settings.worker_token, "worker")
+        except TokenError as e:
+            raise StartupError(str(e)) from None
+        if admin == worker:
+            raise StartupError("PAX_WORKER_TOKEN equals the admin token: give workers their own")
+    except BaseException:
+        lock.close()
+        raise
+    return Opened(engine=make_engine(db), admin_token=admin, worker_token=worker, lock=lock)
