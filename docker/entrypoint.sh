@@ -1,7 +1,10 @@
 #!/bin/sh
 # pax container entrypoint: `serve` (migrate, then run the service), `train ...` (one trainer
-# job, as launched by the Docker or SkyPilot launcher), `data` (fetch data and tokenizers), or
-# any other command as given.
+# job, as launched by the Docker launcher), `worker ...` (pull runs from a service), `data`
+# (fetch the data and build the tokenizers under /var/lib/pax/data), or any other command.
+# Every branch ends in `exec`, so the command is the process the container's init (compose's
+# `init: true`) signals: SIGTERM reaches the trainer, or the worker, which passes it on; each
+# trainer checkpoints and exits 75.
 set -eu
 cmd="${1:-serve}"
 [ "$#" -gt 0 ] && shift
@@ -17,10 +20,11 @@ case "$cmd" in
     exec pax worker "$@"
     ;;
   data)
-    python scripts/download_wikitext.py --output data/wikitext-2
-    python scripts/download_smallbench.py --output data/smallbench
+    pax data wikitext --output data/wikitext-2
+    pax data smallbench --output data/smallbench --corpus data/wikitext-2/train.txt
     for v in ${PAX_VOCABS:-16000 8000}; do
-      python scripts/preprocess_lm.py --input data/wikitext-2 --vocab_size "$v" --output data/lm_tokenized
+      pax tokenize --input data/wikitext-2 --vocab-size "$v" --output data/lm_tokenized \
+        --reports reports/data
     done
     ;;
   *)

@@ -158,11 +158,22 @@ RunDirOpt = Annotated[
 LogsOpt = Annotated[Path, typer.Option("--logs", "--log_dir", help="Root of run directories.")]
 
 
+def resolve_config(path: Path | None) -> Path | None:
+    """A config path as given, or, for configs/<file> where there is no such file (an
+    installed pax, run from any folder), the copy shipped in the package."""
+    if path is None or Path(path).exists() or Path(path).parts[:1] != ("configs",):
+        return path
+    from importlib import resources
+
+    shipped = resources.files("pax") / "configs" / Path(*Path(path).parts[1:])
+    return Path(str(shipped)) if shipped.is_file() else path
+
+
 def _config(config, exp, overrides):
     from trainer.config import ConfigError, load_config
 
     try:
-        return load_config(config, exp, overrides or [])
+        return load_config(resolve_config(config), exp, overrides or [])
     except ConfigError as e:
         fail(str(e))
 
@@ -333,6 +344,18 @@ def data_smallbench(
     )
 
 
+@app.command("report-exit")
+def report_exit_cmd(
+    run_dir: Annotated[Path, typer.Option("--run-dir", help="The run's directory.")],
+    code: Annotated[int, typer.Option(help="How `pax train` exited.")],
+) -> None:
+    """For a launched job's run script: tell the ledger how the trainer ended (exit.json beside
+    the run, and POST /runs/{id}/exit when the service can be reached)."""
+    from trainer.reporting.http import report_exit
+
+    print(json.dumps({"code": code, "reported": report_exit(run_dir, code)}))
+
+
 db_app = typer.Typer(help="The ledger's schema (Alembic).", no_args_is_help=True)
 app.add_typer(db_app, name="db")
 
@@ -450,6 +473,7 @@ def sweep_submit(
     """Submit a plan: its cells are queued at once; promotion follows by itself."""
     import httpx
 
+    file = resolve_config(file)
     if not file.is_file():
         fail(f"{file} not found")
     try:
@@ -531,6 +555,43 @@ def worker_cmd(
             "--idle-exit-s", help="Stop after the queue stayed empty this long (0 = never)."
         ),
     ] = 0,
+    slots: Annotated[
+        int,
+        typer.Option(
+            "--slots",
+            min=1,
+            max=64,
+            help="Runs trained at once here (one GPU each while they "
+            "go round, else shared) [env PAX_WORKER_SLOTS].",
+            envvar="PAX_WORKER_SLOTS",
+        ),
+    ] = 1,
+    gpus: Annotated[
+        int | None,
+        typer.Option(
+            "--gpus",
+            min=0,
+            max=64,
+            envvar="PAX_WORKER_GPUS",
+            help="GPUs the slots share out (default: those `nvidia-smi -L` lists).",
+        ),
+    ] = None,
+    checkpoint_url: Annotated[
+        str | None,
+        typer.Option(
+            "--checkpoint-url",
+            envvar="PAX_CHECKPOINT_URL",
+            help="Where checkpoints are kept for any worker to resume from: a folder, or "
+            "s3://, gs:// (fsspec).",
+        ),
+    ] = None,
+    accelerator: Annotated[
+        str | None,
+        typer.Option(
+            envvar="PAX_ACCELERATOR", help="This machine's GPU, for cost (T4, L4, A100, H100...)."
+        ),
+    ] = None,
+    spot: Annotated[bool, typer.Option(envvar="PAX_SPOT", help="A spot machine.")] = False,
 ) -> None:
     """Pull queued runs from a service and train them here (GPU if present). The worker token
     comes from the environment or a file, never the command line (ps shows command lines)."""
@@ -561,6 +622,12 @@ def worker_cmd(
             poll_s=poll_s,
             max_runs=max_runs,
             idle_exit_s=idle_exit_s,
+            slots=slots,
+            gpus=gpus,
+            checkpoint_url=checkpoint_url,
+            accelerator=accelerator,
+            spot=spot,
+            log=err.print,
         )
     )
 
@@ -581,49 +648,39 @@ def sky_launch(
         ),
     ],
     exp: ExpOpt = None,
-    runner_url: Annotated[
-        str,
-        typer.Option(
-            "--runner-url",
-            envvar="PAX_RUNNER_URL",
-            help="Public URL of the service (https, or a reverse tunnel).",
-        ),
-    ] = "",
+    url: UrlOpt = "http://127.0.0.1:8000",
     token: TokenOpt = None,
-    accelerators: Annotated[
-        str, typer.Option(help="Acceptable GPUs, comma-separated.")
-    ] = "L4,A10G,A100",
-    image: Annotated[
-        str, typer.Option(help="docker:<image> with pax inside.")
-    ] = "docker:ghcr.io/example/pax:latest",
-    bucket: Annotated[
-        str, typer.Option(help="Checkpoint bucket (MOUNT_CACHED).")
-    ] = "pax-checkpoints",
-    tokens_per_s: Annotated[
-        float, typer.Option("--tokens-per-s", help="Expected training speed for the forecast.")
-    ] = 60_000.0,
+    dry_run: Annotated[
+        bool,
+        typer.Option("--dry-run", help="Print the forecast and the exact task; launch nothing."),
+    ] = False,
     yes: Annotated[bool, typer.Option("--yes", help="Launch without asking.")] = False,
 ) -> None:
-    """Launch one run or a whole sweep as managed spot jobs (auto-terminating, resumable from
-    the bucket checkpoint), after printing the forecast cost and asking for confirmation."""
-    from runner.launch.sky_cli import launch_spot
+    """Run one experiment or a whole sweep on SkyPilot managed jobs, through the service (its
+    SkyPilot options, budget caps and charges): prints the forecast and asks first."""
+    from runner.launch.sky_cli import sky_launch as launch
 
     try:
-        out = launch_spot(
-            config,
+        out = launch(
+            resolve_config(config),
             exp=exp,
-            runner_url=runner_url,
-            admin_token=token,
-            accelerators=tuple(a.strip() for a in accelerators.split(",") if a),
-            image=image,
-            bucket=bucket,
-            tokens_per_s=tokens_per_s,
+            url=url,
+            token=_admin_token(token),
+            dry_run=dry_run,
             confirm=(lambda msg: True) if yes else (lambda msg: typer.confirm(msg, default=False)),
             log=err.print,
         )
-    except (ValueError, RuntimeError, FileNotFoundError) as e:
+    except (ValueError, RuntimeError, FileNotFoundError, httpx_errors()) as e:
         fail(str(e))
+    if dry_run:
+        print(out.pop("task_yaml"))
     print(json.dumps(out))
+
+
+def httpx_errors():
+    import httpx
+
+    return httpx.HTTPError
 
 
 @app.command("demo")
@@ -638,7 +695,9 @@ def demo_cmd(
     from pax.demo import run_demo
 
     try:
-        summary = run_demo(plan, concurrency=concurrency, port=port, timeout_s=60 * timeout_min)
+        summary = run_demo(
+            resolve_config(plan), concurrency=concurrency, port=port, timeout_s=60 * timeout_min
+        )
     except (RuntimeError, FileNotFoundError, ValueError) as e:
         fail(str(e), 1)
     print(json.dumps(summary))

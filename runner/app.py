@@ -21,8 +21,9 @@ from starlette.middleware.trustedhost import TrustedHostMiddleware
 from runner.api import docs, errors
 from runner.api.guard import Guard
 from runner.api.headers import SecurityHeaders
-from runner.api.routes import health, results, runs, sweeps, workers
+from runner.api.routes import health, results, runs, sky, sweeps, workers
 from runner.api.schemas import ErrorBody
+from runner.launch.bucket import BucketReader
 from runner.launch.cost import Pricing
 from runner.ledger.ingest import GroupWriter
 from runner.settings import Settings
@@ -61,6 +62,8 @@ def create_app(
 ) -> FastAPI:
     settings = settings or Settings()
     pricing = Pricing.from_settings(settings)  # an unknown GPU or a bad table fails here
+    if settings.sky or settings.launcher == "skypilot":
+        check_sky(settings, pricing)  # and so does a cloud set-up whose jobs could not finish
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
@@ -76,14 +79,30 @@ def create_app(
         app.state.kill_rule = KillRule(on_verdict=write_decisions)
         sched = None
         if start_scheduler:
+            launchers = (
+                [launcher] if launcher is not None else make_launchers(settings, pricing, engine)
+            )
             sched = Scheduler(
                 engine,
                 settings,
-                launcher or make_launcher(settings),
+                launchers,
                 pricing,
                 on_tick=lambda: study_sweeps.advance(engine, pricing),
+                bucket=BucketReader(settings.sky_bucket_path) if settings.sky_bucket_path else None,
+                capacity={
+                    lr.name: settings.sky_concurrency
+                    if lr.name == "skypilot"
+                    else settings.concurrency
+                    for lr in launchers
+                },
             )
             sched.start()
+        app.state.launch_kinds = launch_kinds(settings)
+        app.state.sky_launcher = (
+            next((lr for lr in sched.launchers.values() if lr.name == "skypilot"), None)
+            if sched
+            else None
+        )
         app.state.scheduler = sched
         yield
         if sched:
@@ -102,7 +121,14 @@ def create_app(
     app.state.settings = settings
     errors.install(app)
     api = APIRouter(prefix=API_PREFIX, responses=REFUSALS)
-    for r in (runs.router, sweeps.router, workers.router, results.router, health.router):
+    for r in (
+        runs.router,
+        sweeps.router,
+        workers.router,
+        results.router,
+        sky.router,
+        health.router,
+    ):
         api.include_router(r)
     app.include_router(api)
     app.include_router(health.router)  # /healthz at the root too, for load balancers
@@ -117,20 +143,57 @@ def create_app(
     return app
 
 
-def make_launcher(settings: Settings):
-    """The configured launcher; docker falls back to local processes when no engine answers."""
-    from runner.launch.local import LocalLauncher
+def launch_kinds(settings: Settings) -> set[str]:
+    """The `launcher` values a run may ask this service for."""
+    kinds = {"local", "worker", settings.launcher}
+    if settings.sky or settings.launcher == "skypilot":
+        kinds.add("skypilot")
+    return kinds
 
+
+def check_sky(settings: Settings, pricing: Pricing) -> None:
+    """Refuse, at start-up, SkyPilot options whose jobs could not finish a run: an unpinned or
+    missing image, a GPU without a price, a runner URL the cloud cannot reach, or no way at all
+    to hear from the jobs."""
+    from runner.launch.skypilot import REACHING_THE_SERVICE, SkyOptions, validate_options
+
+    validate_options(SkyOptions.from_settings(settings, bucket="pax-ledger"), pricing)
+    if not settings.sky_runner_url and not settings.sky_bucket_path:
+        raise ValueError(
+            "PAX_SKY_RUNNER_URL and PAX_SKY_BUCKET_PATH are both unset, so the service would "
+            "hear nothing from its cloud jobs: " + REACHING_THE_SERVICE
+        )
+
+
+def make_launchers(settings: Settings, pricing: Pricing, engine) -> list:
+    """The default launcher (docker falls back to local processes when no engine answers),
+    and SkyPilot beside it when asked for."""
+    from runner.launch.local import LocalLauncher
+    from runner.ledger.attempts import Placement
+
+    place = Placement(accelerator=settings.accelerator, spot=settings.spot)
+    out = []
     if settings.launcher == "docker":
         from runner.launch.docker import DockerLauncher, DockerOptions, engine_available
 
         if engine_available():
-            return DockerLauncher(DockerOptions(image=settings.docker_image))
-        logging.getLogger("pax").warning(
-            "launcher=docker but no Docker engine answers `docker info`: using local processes"
-        )
-    elif settings.launcher == "skypilot":
-        from runner.launch.skypilot import SkyPilotLauncher
+            out.append(DockerLauncher(DockerOptions(image=settings.docker_image), place))
+        else:
+            logging.getLogger("pax").warning(
+                "launcher=docker but no Docker engine answers `docker info`: using local processes"
+            )
+    if settings.launcher != "skypilot" and not out:
+        out.append(LocalLauncher(passthrough=settings.trainer_env, place=place))
+    if settings.sky or settings.launcher == "skypilot":
+        from runner.launch.skypilot import SkyOptions, SkyPilotLauncher
+        from runner.ledger.queries import ledger_id
 
-        return SkyPilotLauncher()
-    return LocalLauncher(passthrough=settings.trainer_env)
+        bucket = f"pax-{(ledger_id(engine) or 'ledger')[:16]}"  # unique to this ledger
+        out.append(
+            SkyPilotLauncher(
+                SkyOptions.from_settings(settings, bucket),
+                pricing=pricing,
+                takes_unassigned=settings.launcher == "skypilot",
+            )
+        )
+    return out

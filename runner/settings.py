@@ -75,15 +75,45 @@ class Settings(BaseSettings):
     max_points_per_post: int = Field(10_000, ge=1)
     launcher: Literal["local", "docker", "skypilot"] = Field(
         "local",
-        description="How queued runs start: local processes, Docker containers (used "
-        "when an engine answers), or SkyPilot managed spot jobs (pip install .[cloud]).",
+        description="How runs that ask for no launcher start: local processes, Docker "
+        "containers (used when an engine answers), or SkyPilot managed jobs "
+        "(pip install .[cloud]).",
+    )
+    sky: bool = Field(
+        False,
+        description="Also launch the runs that ask for SkyPilot (`pax sky launch`, "
+        '"launcher": "skypilot"), beside the default launcher.',
     )
     docker_image: str = Field("pax:latest", description="Image for the docker launcher.")
-    sky_bucket_mount: Path | None = Field(
+    sky_concurrency: int = Field(
+        8, ge=0, le=1000, description="SkyPilot jobs at once (each takes its own machine)."
+    )
+    sky_image: str | None = Field(
         None,
-        description="Where this host sees the SkyPilot "
-        "checkpoint bucket (e.g. a gcsfuse/s3fs mount): runs "
-        "are reconciled from it when they end.",
+        description="The image SkyPilot jobs run: docker:<image>@sha256:<digest> (the image "
+        "workflow prints it on a release).",
+    )
+    sky_accelerators: list[str] = Field(
+        ["L4", "A10G", "A100"], description="Acceptable GPUs; SkyPilot takes the cheapest offer."
+    )
+    sky_spot: bool = Field(True, description="Spot instances (preemptible, cheaper).")
+    sky_cloud: str | None = Field(None, description="Pin a cloud (aws, gcp, azure, ...).")
+    sky_region: str | None = Field(None, description="Pin a region.")
+    sky_bucket: str | None = Field(
+        None,
+        description="The checkpoint bucket; default pax-<ledger id>, unique to this ledger.",
+    )
+    sky_runner_url: str | None = Field(
+        None,
+        description="A public https URL the jobs post to; unset = no inbound connection "
+        "(the jobs' outbox in the bucket is read instead).",
+    )
+    sky_bucket_path: str | None = Field(
+        None,
+        description="Where this host reads the checkpoint bucket: a mount of it (gcsfuse, "
+        "s3fs), or an fsspec URL (s3://<bucket>, gs://<bucket>). Jobs' outboxes, heartbeats, "
+        "results and exits are read from it while they run and when they end: with no "
+        "inbound connection (PAX_SKY_RUNNER_URL unset) it is all the service hears of them.",
     )
     max_run_hours: float = Field(
         0.0, ge=0, description="Stop a run after this long (0 = no limit)."
@@ -97,7 +127,9 @@ class Settings(BaseSettings):
         "A100, A100-80GB, H100) for cost; unset = CPU, free.",
     )
     spot: bool = Field(False, description="Price runs at spot rates.")
-    prices: Path | None = Field(None, description="Price table YAML (default configs/prices.yaml).")
+    prices: Path | None = Field(
+        None, description="Price table YAML (default: the shipped runner/launch/prices.yaml)."
+    )
     price_source: Literal["table", "skypilot"] = Field(
         "table",
         description="skypilot: SkyPilot's catalog first (it needs network), then the table.",

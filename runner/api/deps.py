@@ -72,3 +72,14 @@ KillRuleDep = Annotated[KillRule, Depends(get_kill_rule)]
 AdminDep = Annotated[None, Depends(require_admin)]
 WorkerDep = Annotated[str, Depends(require_worker)]
 RunCallerDep = Annotated[RunRef, Depends(run_caller)]
+
+
+def check_launchable(request: Request, launcher: str | None) -> None:
+    """A run or plan may ask only for a launcher this service has."""
+    kinds = request.app.state.launch_kinds
+    if launcher is not None and launcher not in kinds:
+        raise HTTPException(
+            422,
+            f"launcher: this service launches {sorted(kinds)}; for skypilot start it with "
+            "PAX_SKY=true (pip install .[cloud], PAX_SKY_IMAGE set; docs/deploy.md)",
+        )

@@ -11,6 +11,8 @@ from pydantic import Field as PField
 from runner.ledger.models import RunBase, Strict
 from trainer.config import Name
 
+Launch = Literal["local", "docker", "skypilot", "worker"]
+
 
 class RunCreate(Strict):
     config: dict[str, Any] = PField(description="A train config (trainer.config.TrainConfig).")
@@ -18,6 +20,11 @@ class RunCreate(Strict):
     priority: int = PField(0, strict=True, ge=-1000, le=1000, description="Higher runs first.")
     sweep_id: int | None = PField(None, strict=True, ge=1, le=2**62)
     phase: Name | None = None
+    launcher: Launch | None = PField(
+        None,
+        description="Where it trains: the service's own launcher (unset), a worker, or "
+        "SkyPilot (a service with PAX_SKY=true).",
+    )
 
 
 class RunPublic(RunBase):
@@ -36,6 +43,24 @@ class RunList(BaseModel):
     total: int
     limit: int
     offset: int
+
+
+class AttemptPublic(BaseModel):
+    run_id: int
+    attempt: int
+    launcher: str | None
+    backend_id: str | None
+    accelerator: str | None = PField(description="The GPU it ran on (None: a CPU, free).")
+    gpus: float = PField(description="The GPUs charged: a slot's share when runs share one.")
+    spot: bool
+    price_per_hour: float | None
+    price_source: str | None
+    started_at: float
+    ended_at: float | None
+    outcome: str | None = PField(description="succeeded, preempted, lost, killed, ...")
+    seconds: float
+    gpu_hours: float
+    cost_usd: float
 
 
 class Point(Strict):
@@ -111,6 +136,16 @@ class PromoteRequest(Strict):
 
 class ClaimRequest(Strict):
     worker: Name = PField(description="The worker's name (host, GPU index...).")
+    accelerator: str | None = PField(
+        None,
+        max_length=40,
+        pattern=r"^[A-Za-z0-9._-]+$",
+        description="The worker's GPU (priced from the table, e.g. H100); unset = a CPU.",
+    )
+    spot: bool = PField(False, strict=True, description="A spot (preemptible) machine.")
+    gpus: float = PField(
+        1.0, gt=0, le=64, description="GPUs this slot is charged for (1/slots when shared)."
+    )
 
 
 class Claim(BaseModel):

@@ -1,5 +1,6 @@
-"""The launcher interface: start / poll / stop (plus alive / exited for launchers that track
-processes), and the trainer's command line, which every launcher runs."""
+"""The launcher interface: start / observe / stop (plus alive / exited for launchers that
+track processes), the state a launcher reports of a job, and the trainer's command line and
+environment, which every launcher uses."""
 
 from __future__ import annotations
 
@@ -7,10 +8,29 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
-# poll() answers: an exit code, RUNNING, or UNKNOWN (e.g. a process started by an earlier
-# service instance; the heartbeat lease then decides).
-RUNNING = None
-UNKNOWN = "unknown"
+from runner.ledger.attempts import Placement, Usage
+
+# A job's phase, as its launcher sees it:
+PENDING = "pending"  # waiting for machines, provisioning, starting: not judged by any lease
+RUNNING = "running"  # its trainer should be heard from: leases and start-up grace apply
+RECOVERING = "recovering"  # the platform is moving it to new machines (a spot preemption)
+EXITED = "exited"  # its trainer ended, with `code`
+UNKNOWN = "unknown"  # not this launcher's to watch (an earlier service started it): the lease
+
+
+@dataclass(frozen=True)
+class JobState:
+    phase: str
+    code: int | None = None  # when EXITED
+    recoveries: int = 0  # times the platform recovered the job onto new machines
+    usage: Usage | None = None  # what it runs on, and how long it has run, when known
+    ended_outside: bool = False  # cancelled by someone other than pax (a user, in the cloud)
+    detail: str | None = None  # the platform's own words (a failure reason)
+    prior_seconds: float | None = None  # running time before the last recovery (SkyPilot)
+
+
+ALIVE = JobState(RUNNING)
+NOT_OURS = JobState(UNKNOWN)
 
 
 @dataclass(frozen=True)
@@ -76,13 +96,18 @@ def trainer_args(config_path: Path | str, run_dir: Path | str) -> list[str]:
 
 
 class Launcher(Protocol):
-    name: str
+    name: str  # what the ledger records as the run's launcher
+    kinds: tuple[str, ...]  # the `launcher` values of the runs it takes ("local", "skypilot")
+    takes_unassigned: bool  # and runs that ask for none (the service's default launcher)
+
+    def placement(self) -> Placement:
+        """Where its runs train, as far as it knows before launching (GPU, spot, share)."""
 
     def start(self, spec: LaunchSpec) -> str:
         """Start the trainer; return the backend id (pid, container id, job id)."""
 
-    def poll(self, backend_id: str) -> int | str | None:
-        """Exit code when finished, RUNNING (None) while alive, UNKNOWN when not tracked."""
+    def observe(self, backend_ids: list[str]) -> dict[str, JobState]:
+        """The state of each job, in one call per scheduler tick (a cloud is asked once)."""
 
     def stop(self, backend_id: str, grace_s: float) -> None:
         """Ask the trainer to stop (SIGTERM: it checkpoints), force it after `grace_s`."""

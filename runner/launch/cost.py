@@ -4,8 +4,8 @@ Cost = provisioned time x hourly price, for every attempt (preempted ones includ
 a run leaves an active state, the attempt's wall time since launch is added to the run. One
 `Pricing` object, built from the settings at start-up and held by the app, answers every price
 question: charging, forecasts and budget checks all use it, so they never disagree. Prices come
-from SkyPilot's catalog when asked and readable, else from `configs/prices.yaml` (dated;
-PAX_PRICES overrides). Local CPU runs cost nothing.
+from SkyPilot's catalog when asked and readable, else from `runner/launch/prices.yaml` (dated,
+a source and region per row; PAX_PRICES overrides). Local CPU runs cost nothing.
 """
 
 from __future__ import annotations
@@ -13,16 +13,16 @@ from __future__ import annotations
 import json
 import os
 from dataclasses import dataclass, field
+from importlib import resources
 from pathlib import Path
 
 import yaml
 from sqlalchemy.engine import Engine
 
 from runner.ledger import queries
-from runner.ledger.models import ACTIVE
+from runner.ledger.models import ACTIVE, FINISHED
 
-ROOT = Path(__file__).resolve().parents[2]
-DEFAULT_TABLE = ROOT / "configs" / "prices.yaml"
+DEFAULT_TABLE = resources.files("runner.launch") / "prices.yaml"  # shipped with the package
 DEFAULT_TOKENS_PER_S = 20_000.0  # forecast fallback before any run has reported a speed
 
 
@@ -30,7 +30,7 @@ def load_table(path: Path | None = None) -> dict:
     p = Path(path) if path else DEFAULT_TABLE
     if not p.is_file():
         raise FileNotFoundError(
-            f"price table {p} not found: set PAX_PRICES to a YAML like configs/prices.yaml"
+            f"price table {p} not found: set PAX_PRICES to a YAML like runner/launch/prices.yaml"
         )
     table = yaml.safe_load(p.read_text())
     if not isinstance(table, dict) or not isinstance(table.get("accelerators"), dict):
@@ -55,8 +55,9 @@ def catalog_price(accelerator: str, spot: bool, cloud: str = "aws") -> float | N
 
 @dataclass
 class Pricing:
-    """The service's prices: the GPU its runs use (None = CPU, free), spot or on-demand, the
-    table, and the source asked for. Catalog answers are kept on the instance."""
+    """The service's prices: the GPU its own runs use (None = CPU, free), spot or on-demand,
+    the table, and the source asked for. Catalog answers are kept on the instance. Every price
+    question goes through here: charging an attempt, forecasts, budget caps."""
 
     accelerator: str | None = None
     spot: bool = False
@@ -66,7 +67,7 @@ class Pricing:
 
     def __post_init__(self) -> None:
         if self.accelerator:
-            self.hourly(self.accelerator, self.spot)  # an unknown GPU is refused at start-up
+            self.price_for(self.accelerator, self.spot)  # an unknown GPU is refused at start-up
 
     @classmethod
     def from_settings(cls, settings) -> Pricing:
@@ -77,49 +78,100 @@ class Pricing:
             source=settings.price_source,
         )
 
-    def hourly(self, accelerator: str | None, spot: bool) -> float:
-        """USD per GPU-hour."""
+    def price_for(self, accelerator: str | None, spot: bool) -> tuple[float, str]:
+        """(USD per GPU-hour, where that price comes from). A GPU without a price is a
+        ValueError that says how to add one: a run is never charged $0 by omission."""
         if not accelerator:
-            return 0.0
+            return 0.0, "CPU: free"
         if self.source == "skypilot":
             key = (accelerator, spot)
             if key not in self.catalog:
                 self.catalog[key] = catalog_price(accelerator, spot)
             if self.catalog[key] is not None:
-                return self.catalog[key]
-        prices = self.table["accelerators"]
-        if accelerator not in prices:
+                return self.catalog[key], "SkyPilot catalog"
+        rows = self.table["accelerators"]
+        if accelerator not in rows:
             raise ValueError(
-                f"accelerator={accelerator!r} has no price: choose one of "
-                f"{sorted(prices)} or add it to the price table (PAX_PRICES)"
+                f"accelerator={accelerator!r} has no price: choose one of {sorted(rows)} or add "
+                "it to the price table (PAX_PRICES, a copy of runner/launch/prices.yaml)"
             )
-        return float(prices[accelerator]["spot" if spot else "on_demand"])
+        row = rows[accelerator]
+        where = ", ".join(str(row[k]) for k in ("source", "region") if row.get(k))
+        return float(row["spot" if spot else "on_demand"]), (
+            f"table of {self.table.get('date')}" + (f" ({where})" if where else "")
+        )
+
+    def hourly(self, accelerator: str | None, spot: bool) -> float:
+        return self.price_for(accelerator, spot)[0]
 
     def attempt_cost(
-        self, seconds: float, accelerator: str | None, spot: bool, gpus: int = 1
+        self, seconds: float, accelerator: str | None, spot: bool, gpus: float = 1
     ) -> tuple[float, float]:
-        """(GPU-hours, USD) of one attempt on `gpus` of `accelerator`."""
+        """(GPU-hours, USD) of `seconds` on `gpus` of `accelerator`."""
         if not accelerator:
             return 0.0, 0.0
         hours = max(0.0, seconds) / 3600 * gpus
         return hours, hours * self.hourly(accelerator, spot)
 
     def charge(self, seconds: float) -> tuple[float, float]:
-        """(GPU-hours, USD) of an attempt that ran `seconds` on the service's GPU."""
+        """(GPU-hours, USD) of `seconds` on the service's own GPU."""
         return self.attempt_cost(seconds, self.accelerator, self.spot)
 
+    def prior_tokens_per_s(self, accelerator: str | None) -> float:
+        row = self.table["accelerators"].get(accelerator or "", {})
+        return float(row.get("tokens_per_s") or DEFAULT_TOKENS_PER_S)
+
+    @property
+    def startup_overhead_s(self) -> float:
+        return float(self.table.get("startup_overhead_s", 0))
+
+    def forecast(
+        self,
+        tokens: int,
+        *,
+        accelerator: str | None,
+        spot: bool,
+        tokens_per_s: float | None = None,
+        jobs: int = 0,
+    ) -> dict:
+        """What training `tokens` would cost: at `tokens_per_s` (measured), else the table's
+        prior for that GPU, plus a start-up overhead per cloud job."""
+        tps = tokens_per_s or self.prior_tokens_per_s(accelerator)
+        seconds = tokens / tps + jobs * self.startup_overhead_s
+        price, source = self.price_for(accelerator, spot)
+        hours = seconds / 3600 if accelerator else 0.0
+        return {
+            "accelerator": accelerator,
+            "spot": spot,
+            "tokens": tokens,
+            "tokens_per_s": tps,
+            "tokens_per_s_source": "measured" if tokens_per_s else "prior (price table)",
+            "jobs": jobs,
+            "startup_overhead_s": jobs * self.startup_overhead_s,
+            "gpu_hours": hours,
+            "usd": hours * price,
+            "price_per_hour": price,
+            "price_source": source,
+        }
+
     def forecast_usd(self, tokens: int, tokens_per_s: float) -> float:
+        """What `tokens` more cost on the service's own GPU, at `tokens_per_s`."""
         return self.charge(tokens / tokens_per_s)[1]
 
 
-def measured_tokens_per_s(engine: Engine, sweep_id: int) -> float:
-    return (
-        queries.mean_latest(engine, sweep_id=sweep_id, name="train/tokens_per_s")
-        or DEFAULT_TOKENS_PER_S
-    )
+def measured_tokens_per_s(
+    engine: Engine, sweep_id: int | None, accelerator: str | None
+) -> float | None:
+    """The training speed measured on `accelerator`: in this sweep, else anywhere in the ledger,
+    else None (a forecast then uses the table's prior for that GPU)."""
+    return queries.measured_tokens_per_s(
+        engine, accelerator=accelerator, sweep_id=sweep_id
+    ) or queries.measured_tokens_per_s(engine, accelerator=accelerator)
 
 
-def sweep_cost(engine: Engine, sweep_id: int) -> dict:
+def sweep_cost(engine: Engine, sweep_id: int, pricing: Pricing | None = None) -> dict:
+    """Spent per run, phase and attempt; and, given the pricing, the forecast of the whole
+    sweep next to it (one function, so the API, COST_SUMMARY.json and the dashboard agree)."""
     runs, budget = queries.sweep_cost_rows(engine, sweep_id=sweep_id)
     phases: dict[str, dict] = {}
     for r in runs:
@@ -127,33 +179,70 @@ def sweep_cost(engine: Engine, sweep_id: int) -> dict:
         p["runs"] += 1
         p["gpu_hours"] += r["gpu_hours"]
         p["cost_usd"] += r["cost_usd"]
-    return {
+    spent = sum(r["cost_usd"] for r in runs)
+    out = {
         "sweep_id": sweep_id,
         "budget_usd": budget,
-        "spent_usd": sum(r["cost_usd"] for r in runs),
+        "spent_usd": spent,
         "gpu_hours": sum(r["gpu_hours"] for r in runs),
         "phases": phases,
         "runs": runs,
+        "attempts": queries.attempt_rows(engine, sweep_id=sweep_id),
     }
+    if pricing is not None:
+        acc = pricing.accelerator
+        tps = measured_tokens_per_s(engine, sweep_id, acc)
+        total = sum(r["max_tokens"] for r in runs)
+        left = sum(
+            max(0, r["max_tokens"] - r["tokens_seen"]) for r in runs if r["status"] not in FINISHED
+        )
+        whole = pricing.forecast(total, accelerator=acc, spot=pricing.spot, tokens_per_s=tps)
+        ahead = pricing.forecast(left, accelerator=acc, spot=pricing.spot, tokens_per_s=tps)
+        out["pricing"] = {
+            "accelerator": acc,
+            "spot": pricing.spot,
+            "price_per_hour": whole["price_per_hour"],
+            "price_source": whole["price_source"],
+            "table_date": str(pricing.table.get("date")),
+        }
+        out["forecast"] = {
+            "whole_sweep_usd": whole["usd"],
+            "remaining_usd": ahead["usd"],
+            "spent_plus_remaining_usd": spent + ahead["usd"],
+            "tokens_per_s": whole["tokens_per_s"],
+            "tokens_per_s_source": whole["tokens_per_s_source"],
+        }
+    return out
 
 
-def budget_refusal(engine: Engine, pricing: Pricing, run) -> str | None:
+def budget_refusal(
+    engine: Engine, pricing: Pricing, run, accelerator: str | None = None, jobs: int = 0
+) -> str | None:
     """Why starting `run` would cross its sweep's budget cap, or None. The forecast: what the
     sweep has spent, plus the tokens still to train in its active runs and in this one, at the
-    sweep's measured tokens per second and the service's price."""
+    speed measured on that GPU (or its prior), on `accelerator` (default: the service's own),
+    plus `jobs` cloud start-ups."""
     sweep_id = run.sweep_id
-    extra_tokens = max(0, run.max_tokens - run.tokens_seen)
     if sweep_id is None:
         return None
     summary = sweep_cost(engine, sweep_id)
     cap = summary["budget_usd"]
     if not cap:
         return None
+    extra_tokens = max(0, run.max_tokens - run.tokens_seen)
     pending = extra_tokens + sum(
         max(0, r["max_tokens"] - r["tokens_seen"]) for r in summary["runs"] if r["status"] in ACTIVE
     )
+    acc = accelerator if accelerator is not None else pricing.accelerator
+    spot = pricing.spot if accelerator is None else True
     spent = summary["spent_usd"]
-    ahead = pricing.forecast_usd(pending, measured_tokens_per_s(engine, sweep_id))
+    ahead = pricing.forecast(
+        pending,
+        accelerator=acc,
+        spot=spot,
+        tokens_per_s=measured_tokens_per_s(engine, sweep_id, acc),
+        jobs=jobs,
+    )["usd"]
     if spent + ahead > cap:
         return (
             f"budget: sweep {sweep_id} has spent ${spent:.2f}; with {extra_tokens:,} more "
@@ -163,11 +252,13 @@ def budget_refusal(engine: Engine, pricing: Pricing, run) -> str | None:
     return None
 
 
-def write_summary(engine: Engine, sweep_id: int, out_dir: Path) -> Path:
+def write_summary(
+    engine: Engine, sweep_id: int, out_dir: Path, pricing: Pricing | None = None
+) -> Path:
     """COST_SUMMARY.json, written atomically (a temporary name, then a rename)."""
     out_dir.mkdir(parents=True, exist_ok=True)
     path = out_dir / "COST_SUMMARY.json"
     tmp = out_dir / f".COST_SUMMARY.json.tmp{os.getpid()}"
-    tmp.write_text(json.dumps(sweep_cost(engine, sweep_id), indent=2) + "\n")
+    tmp.write_text(json.dumps(sweep_cost(engine, sweep_id, pricing), indent=2) + "\n")
     os.replace(tmp, path)
     return path

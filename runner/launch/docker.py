@@ -12,7 +12,16 @@ import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
-from runner.launch.base import RUNNING, UNKNOWN, LaunchSpec, trainer_args, trainer_env
+from runner.launch.base import (
+    ALIVE,
+    EXITED,
+    NOT_OURS,
+    JobState,
+    LaunchSpec,
+    trainer_args,
+    trainer_env,
+)
+from runner.ledger.attempts import Placement
 
 
 @dataclass(frozen=True)
@@ -43,7 +52,7 @@ def run_command(spec: LaunchSpec, opts: DockerOptions) -> list[str]:
         "--volume",
         f"{run_dir}:{run_dir}",
         "--volume",
-        f"{Path(opts.data_dir).resolve()}:/app/data:ro",
+        f"{Path(opts.data_dir).resolve()}:/var/lib/pax/data:ro",  # data/ of the image
         "--stop-timeout",
         "60",
     ]
@@ -72,9 +81,18 @@ def engine_available() -> bool:
 
 class DockerLauncher:
     name = "docker"
+    kinds = ("docker", "local")
+    takes_unassigned = True
 
-    def __init__(self, opts: DockerOptions | None = None):
+    def __init__(self, opts: DockerOptions | None = None, place: Placement = Placement()):
         self.opts = opts or DockerOptions()
+        self.place = place
+
+    def placement(self) -> Placement:
+        return self.place
+
+    def observe(self, backend_ids: list[str]) -> dict[str, JobState]:
+        return {b: self.poll(b) for b in backend_ids}
 
     def start(self, spec: LaunchSpec) -> str:
         spec.run_dir.mkdir(parents=True, exist_ok=True)
@@ -88,7 +106,7 @@ class DockerLauncher:
             raise OSError(f"docker run failed: {out.stderr.strip()[:500]}")
         return container_name(spec)
 
-    def poll(self, backend_id: str) -> int | str | None:
+    def poll(self, backend_id: str) -> JobState:
         out = subprocess.run(
             ["docker", "inspect", "--format", "{{.State.Status}} {{.State.ExitCode}}", backend_id],
             capture_output=True,
@@ -96,11 +114,11 @@ class DockerLauncher:
             timeout=30,
         )
         if out.returncode != 0:
-            return UNKNOWN
+            return NOT_OURS
         status, code = out.stdout.split()
         if status in ("created", "running", "restarting", "paused"):
-            return RUNNING
-        return int(code)
+            return ALIVE
+        return JobState(EXITED, code=int(code))
 
     def stop(self, backend_id: str, grace_s: float) -> None:
         subprocess.Popen(

@@ -10,17 +10,35 @@ import sys
 import threading
 import time
 
-from runner.launch.base import RUNNING, UNKNOWN, LaunchSpec, trainer_args, trainer_env
+from runner.launch.base import (
+    ALIVE,
+    EXITED,
+    NOT_OURS,
+    JobState,
+    LaunchSpec,
+    trainer_args,
+    trainer_env,
+)
+from runner.ledger.attempts import Placement
 
 
 class LocalLauncher:
     name = "local"
+    kinds = ("local",)
+    takes_unassigned = True
+    tracks_processes = True  # alive() / exited() know its trainers
 
-    def __init__(self, python: str = sys.executable, passthrough=()):
+    def __init__(
+        self, python: str = sys.executable, passthrough=(), place: Placement = Placement()
+    ):
         self.python = python
         self.passthrough = tuple(passthrough)
+        self.place = place  # the service's own GPU (PAX_ACCELERATOR), or the CPU
         self.procs: dict[str, subprocess.Popen] = {}
         self.lock = threading.Lock()
+
+    def placement(self) -> Placement:
+        return self.place
 
     def command(self, spec: LaunchSpec) -> list[str]:
         return [self.python, "-m", "pax.cli", *trainer_args(spec.config_path, spec.run_dir)]
@@ -46,17 +64,21 @@ class LocalLauncher:
             self.procs[str(proc.pid)] = proc
         return str(proc.pid)
 
-    def poll(self, backend_id: str) -> int | str | None:
+    def observe(self, backend_ids: list[str]) -> dict[str, JobState]:
+        return {b: self.poll(b) for b in backend_ids}
+
+    def poll(self, backend_id: str) -> JobState:
+        """The process's state; an exited one is reported once and forgotten."""
         with self.lock:
             proc = self.procs.get(backend_id)
         if proc is None:
-            return UNKNOWN
+            return NOT_OURS
         code = proc.poll()
         if code is None:
-            return RUNNING
+            return ALIVE
         with self.lock:
             self.procs.pop(backend_id, None)
-        return code
+        return JobState(EXITED, code=code)
 
     def stop(self, backend_id: str, grace_s: float) -> None:
         with self.lock:

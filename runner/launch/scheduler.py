@@ -1,15 +1,21 @@
-"""The in-process scheduler: claim queued runs, launch them, watch exits and leases.
+"""The in-process scheduler: claim queued runs, launch them, watch their jobs, settle exits.
 
 One loop, every `tick_s`:
-  1) settle runs whose trainer exited: take in what it left in its run directory (metric
-     outbox, metrics.json), then `apply_exit`: succeeded / killed / failed, or requeued (crash,
-     preemption) until the retry limit
-  2) limits and leases: a run over its time or cost limit is stopped; an active run with no
-     heartbeat for `lease_s` is lost and requeued (its next attempt resumes from the run's
-     checkpoint), or killed when a stop had been requested of it
+  1) observe every active run's job, one call per launcher (a cloud is asked once per tick)
+  2) judge each run by what its launcher sees, never by a lease alone:
+     - exited: take in what the trainer left (outbox, metrics.json, exit.json), then
+       `apply_exit`: succeeded / killed / failed, or requeued (crash, preemption); a job
+       cancelled outside pax is `cancelled`
+     - recovered onto new machines by the platform: a new attempt, with its own start time
+     - waiting for machines or recovering: nothing is judged (no lease, no cancel)
+     - running: time and cost limits, then the lease (start-up grace counts from running);
+       a run told to stop that falls silent is killed, not requeued
   3) stop what should no longer run (cancelled runs whose process is alive)
   4) the tick hook (the study's promotion and sweep closing)
-  5) claim queued runs (priority, then age) up to the concurrency limit and start them
+  5) claim queued runs for each launcher (priority, then age) up to its capacity, and start them
+
+A restarted service gives every run that was active one full lease before judging it, and
+settles first what its launchers can see.
 """
 
 from __future__ import annotations
@@ -25,16 +31,29 @@ from pathlib import Path
 import yaml
 from sqlalchemy.engine import Engine
 
-from runner.launch.base import RUNNING, UNKNOWN, Launcher, LaunchSpec, run_dir_under
+from runner.launch.base import (
+    EXITED,
+    NOT_OURS,
+    PENDING,
+    RECOVERING,
+    RUNNING,
+    UNKNOWN,
+    JobState,
+    Launcher,
+    LaunchSpec,
+    run_dir_under,
+)
+from runner.launch.bucket import BucketReader
 from runner.launch.cost import Pricing, budget_refusal
 from runner.ledger import crud
+from runner.ledger.attempts import Usage
 from runner.ledger.ingest import ingest
 from runner.ledger.models import ACTIVE, FINISHED, Run
 from runner.settings import Settings
 from trainer.exits import EXIT_BAD_CONFIG, EXIT_KILLED, EXIT_OK, EXIT_PREEMPTED
 
 log = logging.getLogger("pax.scheduler")
-OUTBOX = "outbox.jsonl"
+OUTBOX, EXIT_FILE = "outbox.jsonl", "exit.json"
 
 
 def run_dir_for(settings: Settings, run: Run) -> Path:
@@ -66,6 +85,14 @@ def reconcile_result(engine: Engine, run: Run, run_dir: Path) -> dict | None:
     return metrics
 
 
+def reported_exit(run_dir: Path) -> int | None:
+    """The exit code the run script wrote beside the run (`pax report-exit`), if any."""
+    try:
+        return int(json.loads((run_dir / EXIT_FILE).read_text())["code"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
 def apply_exit(
     engine: Engine,
     pricing: Pricing | None,
@@ -75,6 +102,7 @@ def apply_exit(
     *,
     log: str,
     metrics: dict | None = None,
+    usage: Usage | None = None,
 ) -> None:
     """The run's next state from its trainer's exit code (the documented codes): the one place
     an exit becomes a state, whoever reports it (local launcher, worker, cloud job, import)."""
@@ -85,29 +113,32 @@ def apply_exit(
             run_id=run_id,
             max_attempts=max_attempts,
             pricing=pricing,
+            usage=usage,
+            outcome="preempted",
             reason="preempted (exit 75; checkpoint written)",
         )
     elif code == EXIT_OK:
         status = ((metrics or {}).get("run") or {}).get("status", "succeeded")
         status = status if status in FINISHED else "succeeded"
         reason = ((metrics or {}).get("run") or {}).get("exit_reason") or "trainer exited 0"
-        _finish(engine, pricing, run, status, reason)
+        _finish(engine, pricing, run, status, reason, usage)
     elif code == EXIT_KILLED:
         reason = run.stop_reason or "stopped by the kill rule (exit 3)"
-        _finish(engine, pricing, run, "killed", reason)
+        _finish(engine, pricing, run, "killed", reason, usage)
     elif code == EXIT_BAD_CONFIG:
-        _finish(engine, pricing, run, "failed", f"bad config or input (exit 2); see {log}")
+        _finish(engine, pricing, run, "failed", f"bad config or input (exit 2); see {log}", usage)
     else:
         crud.requeue_or_fail(
             engine,
             run_id=run_id,
             max_attempts=max_attempts,
             pricing=pricing,
+            usage=usage,
             reason=f"trainer crashed (exit {code}); see {log}",
         )
 
 
-def _finish(engine, pricing, run: Run, status: str, reason: str) -> None:
+def _finish(engine, pricing, run: Run, status: str, reason: str, usage=None) -> None:
     # a queued run may be finished too: a result imported for a run trained elsewhere
     crud.set_status(
         engine,
@@ -115,6 +146,7 @@ def _finish(engine, pricing, run: Run, status: str, reason: str) -> None:
         to=status,
         reason=reason,
         pricing=pricing,
+        usage=usage,
         only_from=(*ACTIVE, "queued"),
     )
 
@@ -124,21 +156,31 @@ class Scheduler:
         self,
         engine: Engine,
         settings: Settings,
-        launcher: Launcher,
+        launchers: Launcher | list[Launcher],
         pricing: Pricing,
         on_tick: Callable[[], None] | None = None,
+        clock: Callable[[], float] = time.time,
+        capacity: dict[str, int] | None = None,
+        bucket: BucketReader | None = None,
     ):
+        launchers = launchers if isinstance(launchers, list) else [launchers]
         self.engine = engine
         self.settings = settings
-        self.launcher = launcher
+        self.launchers = {launcher.name: launcher for launcher in launchers}
         self.pricing = pricing
         self.on_tick = on_tick
+        self.clock = clock
+        self.bucket = bucket  # where cloud jobs are heard when they cannot post
+        # runs at once per launcher: the local one by PAX_CONCURRENCY, a cloud by its own
+        self.capacity = capacity or {name: settings.concurrency for name in self.launchers}
         self.stop_event = threading.Event()
         self.thread: threading.Thread | None = None
         self.stopping: set[str] = set()
+        self.cancelled_by_us: set[str] = set()  # jobs pax itself asked to stop
+        self.observed: dict[tuple[int, int], Usage] = {}  # last usage written, per attempt
         # a restarted service cannot know how long it was away: every run active now gets one
         # full lease to be heard from again before its lease is judged
-        self.judge_from = time.time() + settings.lease_s
+        self.judge_from = clock() + settings.lease_s
 
     # ------------------------------------------------------------ lifecycle
 
@@ -162,40 +204,91 @@ class Scheduler:
     # ------------------------------------------------------------ one pass
 
     def tick(self) -> None:
-        s = self.settings
-        for run in crud.active_runs(self.engine):
-            code = self._poll(run)
-            now = time.time()
-            if code not in (RUNNING, UNKNOWN):
-                self.settle(run, int(code))
-            elif (
-                code is UNKNOWN
-                and run.launcher == self.launcher.name
-                and (result := crud.get_result(self.engine, run_id=run.id))
-            ):
-                # our launcher's run, but an earlier service instance started its process, so
-                # its exit cannot be watched; it has ended, and its result says how
-                self.settle(run, int((result.get("run") or {}).get("exit_code", EXIT_OK)))
-            elif why := self._over_limit(run, now):
-                if run.backend_id:
-                    self.launcher.stop(run.backend_id, s.stop_grace_s)
-                self._end(run, "failed", why)
-            elif self._lease_expired(run, now):
-                self._lose(run, code)
+        active = crud.active_runs(self.engine)
+        states = self._observe(active)
+        for run in active:
+            try:
+                self._judge(run, states.get(run.id, NOT_OURS), self.clock())
+            except Exception:  # one run's trouble never stops the others
+                log.error("judging run %s failed:\n%s", run.id, traceback.format_exc())
         self._stop_finished()
         if self.on_tick is not None:
             self.on_tick()
-        if s.concurrency > 0:
-            busy = sum(1 for r in crud.active_runs(self.engine) if r.launcher == self.launcher.name)
-            for run, token in crud.claim_queued(
-                self.engine,
-                limit=s.concurrency - busy,
-                launcher=self.launcher.name,
-                refuse=lambda run: budget_refusal(self.engine, self.pricing, run),
-            ):
-                self.launch(run, token)
+        for launcher in self.launchers.values():
+            self._claim_and_launch(launcher)
 
-    def _end(self, run: Run, to: str, reason: str) -> None:
+    def _observe(self, active: list[Run]) -> dict[int, JobState]:
+        """Each run's job state, one observe() per launcher. A launcher that cannot be asked
+        this tick (a cloud API error) leaves its runs unjudged until the next."""
+        out: dict[int, JobState] = {}
+        for name, launcher in self.launchers.items():
+            runs = [r for r in active if r.launcher == name and r.backend_id]
+            if not runs:
+                continue
+            try:
+                seen = launcher.observe([r.backend_id for r in runs])
+            except Exception as e:
+                log.warning("could not observe %s jobs (%s); judging them next tick", name, e)
+                out.update({r.id: JobState(PENDING, detail=str(e)) for r in runs})
+                continue
+            out.update({r.id: seen.get(r.backend_id, NOT_OURS) for r in runs})
+        return out
+
+    def _judge(self, run: Run, st: JobState, now: float) -> None:
+        if self.bucket is not None and run.launcher == "skypilot":
+            self.bucket.sync(self.engine, run, now)  # a job without inbound access speaks here
+            run = crud.get_run(self.engine, run_id=run.id)
+        recorded = crud.recoveries_recorded(self.engine, run_id=run.id, backend_id=run.backend_id)
+        if st.recoveries > recorded:
+            crud.record_recovery(
+                self.engine,
+                run_id=run.id,
+                attempt=run.attempt + st.recoveries - recorded,
+                reason=f"{run.launcher} recovered the job onto new machines "
+                f"(recovery {st.recoveries}{': ' + st.detail if st.detail else ''})",
+                pricing=self.pricing,
+                prior_seconds=st.prior_seconds,
+                t=now,
+            )
+            run = crud.get_run(self.engine, run_id=run.id)
+        if st.usage is not None and st.phase != EXITED:
+            # after any recovery: what the cloud reports now is the new attempt's GPU
+            self._note_usage(run, st.usage)
+        if st.phase == EXITED:
+            if st.ended_outside and run.backend_id not in self.cancelled_by_us:
+                self._end(
+                    run, "cancelled", f"{run.launcher}: the job was cancelled outside pax", st.usage
+                )
+            else:
+                self.settle(run, st.code if st.code is not None else 1, st.usage)
+            return
+        if st.phase in (PENDING, RECOVERING):
+            return  # waiting for machines, or being moved: the platform's job, not a lease's
+        if st.phase == RUNNING and run.running_since is None:
+            crud.mark_running(self.engine, run_id=run.id, since=now)
+            run.running_since = now
+        if (
+            st.phase == UNKNOWN
+            and run.launcher in self.launchers
+            and (result := crud.get_result(self.engine, run_id=run.id))
+        ):
+            # our launcher's run, but an earlier service instance started its process, so its
+            # exit cannot be watched; it has ended, and its result says how
+            self.settle(run, int((result.get("run") or {}).get("exit_code", EXIT_OK)))
+        elif why := self._over_limit(run, now):
+            self._stop(run)
+            self._end(run, "failed", why)
+        elif self._lease_expired(run, now):
+            self._lose(run, st)
+
+    def _note_usage(self, run: Run, usage: Usage) -> None:
+        key = (run.id, run.attempt)
+        seen = self.observed.get(key)
+        if seen is None or (seen.accelerator, seen.spot) != (usage.accelerator, usage.spot):
+            crud.observe_attempt(self.engine, run_id=run.id, usage=usage, pricing=self.pricing)
+            self.observed[key] = usage
+
+    def _end(self, run: Run, to: str, reason: str, usage: Usage | None = None) -> None:
         """Settle an active run the scheduler itself decided about (limits, leases, launches)."""
         crud.set_status(
             self.engine,
@@ -203,18 +296,20 @@ class Scheduler:
             to=to,
             reason=reason,
             pricing=self.pricing,
+            usage=usage,
             only_from=ACTIVE,
         )
 
-    def _poll(self, run: Run):
-        if run.launcher != self.launcher.name or not run.backend_id:
-            return UNKNOWN
-        return self.launcher.poll(run.backend_id)
+    def _stop(self, run: Run) -> None:
+        launcher = self.launchers.get(run.launcher or "")
+        if launcher is not None and run.backend_id:
+            self.cancelled_by_us.add(run.backend_id)
+            launcher.stop(run.backend_id, self.settings.stop_grace_s)
 
-    def _lose(self, run: Run, code) -> None:
+    def _lose(self, run: Run, st: JobState) -> None:
         s = self.settings
-        if run.backend_id and code is RUNNING:
-            self.launcher.stop(run.backend_id, s.stop_grace_s)
+        if st.phase == RUNNING:
+            self._stop(run)
         why = f"no heartbeat for {s.lease_s:.0f}s (lease expired)"
         if run.stop_reason:  # told to stop, and silent since: the decision stands
             self._end(run, "killed", f"{run.stop_reason}; the trainer did not exit ({why})")
@@ -231,15 +326,12 @@ class Scheduler:
     def _over_limit(self, run: Run, now: float) -> str | None:
         """A reason to stop a run that ran too long or cost too much, or None."""
         s = self.settings
-        if not run.started_at:
+        since = run.running_since or run.started_at
+        if not since:
             return None
-        if s.max_run_hours and now - run.started_at > 3600 * s.max_run_hours:
-            return (
-                f"time limit: running {(now - run.started_at) / 3600:.2f} h > {s.max_run_hours} h"
-            )
-        if s.max_run_usd and run.cost_usd + self.pricing.charge(now - run.started_at)[1] > (
-            s.max_run_usd
-        ):
+        if s.max_run_hours and now - since > 3600 * s.max_run_hours:
+            return f"time limit: running {(now - since) / 3600:.2f} h > {s.max_run_hours} h"
+        if s.max_run_usd and crud.running_cost(self.engine, run_id=run.id, t=now) > s.max_run_usd:
             return f"cost limit: over ${s.max_run_usd:.2f} (PAX_MAX_RUN_USD)"
         return None
 
@@ -249,10 +341,9 @@ class Scheduler:
             and (run.started_at or 0) < self.judge_from - self.settings.lease_s
         ):
             return False  # active before this service started: its grace is not over
-        if run.last_heartbeat is None:  # not heard from yet: still starting up
-            return (
-                run.started_at is not None and now - run.started_at > self.settings.startup_grace_s
-            )
+        if run.last_heartbeat is None:  # not heard from yet: start-up grace, from running
+            since = run.running_since or run.started_at
+            return since is not None and now - since > self.settings.startup_grace_s
         return now - run.last_heartbeat > self.settings.lease_s
 
     def _stop_finished(self) -> None:
@@ -260,18 +351,57 @@ class Scheduler:
         (A run the kill rule stopped is told so in its next answer and exits by itself, with
         its final evaluation; it is not signalled.) Processes of runs that are no longer active
         are reaped, and what they left in their run directory is taken in."""
-        for run in crud.runs_by_backend(self.engine, backend_ids=self.launcher.alive()):
-            if run.status == "cancelled" and run.backend_id not in self.stopping:
-                self.stopping.add(run.backend_id)
-                self.launcher.stop(run.backend_id, self.settings.stop_grace_s)
-        for run in crud.runs_by_backend(self.engine, backend_ids=self.launcher.exited()):
-            if run.status in FINISHED:  # active runs are settled by the poll in tick()
-                self.launcher.poll(run.backend_id)  # reaps it
-                if run.run_dir:
-                    reconcile_outbox(self.engine, run, Path(run.run_dir))
-                    reconcile_result(self.engine, run, Path(run.run_dir))
+        for launcher in self.launchers.values():
+            for run in crud.runs_by_backend(self.engine, backend_ids=launcher.alive()):
+                if run.status == "cancelled" and run.backend_id not in self.stopping:
+                    self.stopping.add(run.backend_id)
+                    launcher.stop(run.backend_id, self.settings.stop_grace_s)
+            for run in crud.runs_by_backend(self.engine, backend_ids=launcher.exited()):
+                if run.status in FINISHED:  # active runs are settled by the tick's judgement
+                    launcher.observe([run.backend_id])  # reaps it
+                    if run.run_dir:
+                        reconcile_outbox(self.engine, run, Path(run.run_dir))
+                        reconcile_result(self.engine, run, Path(run.run_dir))
+            if not getattr(launcher, "tracks_processes", False):
+                # a run cancelled in the ledger is cancelled where its job runs too (once)
+                since = self.clock() - 3600
+                for run in crud.cancelled_with_jobs(
+                    self.engine, launcher=launcher.name, since=since
+                ):
+                    if run.backend_id not in self.cancelled_by_us:
+                        self._stop(run)
 
-    def launch(self, run: Run, token: str) -> None:
+    # ------------------------------------------------------------ launching
+
+    def _claim_and_launch(self, launcher: Launcher) -> None:
+        free = self.capacity.get(launcher.name, 0) - crud.active_count(
+            self.engine, launcher=launcher.name
+        )
+        if free <= 0:
+            return
+        costliest = getattr(launcher, "costliest", None)
+        cap_on = costliest() if costliest is not None else None  # a cloud: its dearest GPU
+        try:
+            claimed = crud.claim_queued(
+                self.engine,
+                limit=free,
+                launcher=launcher.name,
+                kinds=launcher.kinds,
+                takes_unassigned=launcher.takes_unassigned,
+                placement=launcher.placement(),
+                pricing=self.pricing,
+                refuse=lambda run: budget_refusal(
+                    self.engine, self.pricing, run, cap_on, jobs=1 if cap_on else 0
+                ),
+            )
+        except ValueError as e:  # no price for where it would train: nothing is claimed
+            log.error("%s launcher: %s", launcher.name, e)
+            return
+        for run, token in claimed:
+            self.launch(run, token, launcher)
+
+    def launch(self, run: Run, token: str, launcher: Launcher | None = None) -> None:
+        launcher = launcher or next(iter(self.launchers.values()))
         run_dir = Path(run.run_dir) if run.run_dir else run_dir_for(self.settings, run)
         run_dir.mkdir(parents=True, exist_ok=True)
         config_path = run_dir / "spec.yaml"
@@ -289,38 +419,45 @@ class Scheduler:
             },
         )
         try:
-            backend_id = self.launcher.start(spec)
-        except OSError as e:
-            self._end(
-                run, "failed", f"{self.launcher.name} launcher could not start the trainer: {e}"
-            )
+            backend_id = launcher.start(spec)
+        except Exception as e:  # missing credentials, quota, a bad image: this run fails
+            self._end(run, "failed", f"{launcher.name} launcher could not start the trainer: {e}")
             return
-        mount = self.settings.sky_bucket_mount
-        if self.launcher.name == "skypilot" and mount:
+        if launcher.name == "skypilot" and self.bucket is not None:
             # the run lives in the checkpoint bucket (/pax/runs/<id> in the job): where this
-            # host sees it, so an exited run's buffered metrics and result are taken in
-            run_dir = Path(mount) / "runs" / str(run.id)
-        crud.set_run_fields(self.engine, run_id=run.id, backend_id=backend_id, run_dir=str(run_dir))
+            # host reads it, so the job's outbox, heartbeat, result and exit are taken in
+            run_dir = f"{self.bucket.root}/runs/{run.id}"
+        crud.record_launch(self.engine, run_id=run.id, backend_id=backend_id, run_dir=str(run_dir))
         crud.set_status(
             self.engine,
             run_id=run.id,
             to="running",
-            reason=f"started by the {self.launcher.name} launcher ({backend_id})",
+            reason=f"started by the {launcher.name} launcher ({backend_id})",
             pricing=self.pricing,
             only_from=("launching",),
         )
 
-    def settle(self, run: Run, code: int) -> None:
+    def settle(self, run: Run, code: int, usage: Usage | None = None) -> None:
         """The trainer exited with `code`: reconcile its files, then decide the run's state."""
-        run_dir = Path(run.run_dir or run_dir_for(self.settings, run))
-        reconcile_outbox(self.engine, run, run_dir)
-        metrics = reconcile_result(self.engine, run, run_dir)
+        if self.bucket is not None and run.launcher == "skypilot":
+            self.bucket.sync(self.engine, run, self.clock())
+            metrics = crud.get_result(self.engine, run_id=run.id)
+            reported = self.bucket.exit_code(run.id)
+            run_dir = run.run_dir
+        else:
+            run_dir = Path(run.run_dir or run_dir_for(self.settings, run))
+            reconcile_outbox(self.engine, run, run_dir)
+            metrics = reconcile_result(self.engine, run, run_dir)
+            reported = reported_exit(run_dir)
+        if code == EXIT_OK and reported is not None:
+            code = reported  # a cloud job ends clean after reporting 2 or 3 (no restarts)
         apply_exit(
             self.engine,
             self.pricing,
             run.id,
             code,
             self.settings.max_attempts,
-            log=str(run_dir / "train.log"),
+            log=f"{run_dir}/train.log",
             metrics=metrics,
+            usage=usage,
         )

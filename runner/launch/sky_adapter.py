@@ -1,7 +1,22 @@
-"""The only module that calls SkyPilot's cloud API (sky.jobs.launch/queue/cancel, sky.launch,
+"""The only module that calls SkyPilot's cloud API (sky.jobs.launch/queue_v2/cancel, sky.launch,
 sky.job_status, sky.down, sky.get). Tests replace this adapter and nothing else."""
 
 from __future__ import annotations
+
+import time
+
+QUEUE_FIELDS = [
+    "job_id", "job_name", "status", "recovery_count", "job_duration", "start_at", "end_at",
+    "last_recovered_at", "accelerators", "cloud", "region", "cluster_resources",
+    "failure_reason", "details",
+]  # fmt: skip
+
+
+def _record(rec) -> dict:
+    """A queue record as a plain dict (SkyPilot returns pydantic records or dicts)."""
+    if hasattr(rec, "model_dump"):
+        rec = rec.model_dump()
+    return {k: rec.get(k) for k in QUEUE_FIELDS} | {"now": time.time()}
 
 
 class SkyAdapter:
@@ -11,14 +26,13 @@ class SkyAdapter:
         job_ids, _handle = sky.get(sky.jobs.launch(task, name=name))
         return int(job_ids[0])
 
-    def status(self, job_id: int) -> str | None:
-        """The managed job's status name (e.g. RUNNING, RECOVERING, SUCCEEDED), or None."""
+    def queue(self, job_ids: list[int]) -> list[dict]:
+        """Every listed managed job's record, in one request."""
         import sky
 
-        for job in sky.get(sky.jobs.queue(refresh=True, job_ids=[job_id])):
-            if int(job["job_id"]) == job_id:
-                return str(job["status"]).split(".")[-1]
-        return None
+        got = sky.get(sky.jobs.queue_v2(refresh=False, job_ids=job_ids, fields=QUEUE_FIELDS))
+        records = got[0] if isinstance(got, tuple) else got
+        return [_record(r) for r in records]
 
     def cancel(self, job_id: int) -> None:
         import sky

@@ -1,114 +1,124 @@
-"""`pax sky launch` / scripts/launch_spot.py: runs or sweeps as SkyPilot managed spot jobs.
+"""`pax sky launch` / scripts/launch_spot.py: runs or whole sweeps on SkyPilot, through the
+service.
 
-With a service (`--runner-url`), each cell is submitted to the ledger first (so it gets an id,
-a token and a row that tracks its cost), then launched; without one the jobs run on their own
-and keep everything in the checkpoint bucket. The forecast is printed before anything starts.
+The service launches every cloud job (one launch path: its scheduler, its SkyPilot launcher,
+its ledger rows with their own run tokens, its budget caps and its charges). This command reads
+the service's SkyPilot options, prints the forecast on each acceptable GPU (and, with
+`--dry-run`, the exact task with its secret redacted), asks, and then submits: a plan or a
+study sweep file to /sweeps, one experiment to /runs, each asking for the SkyPilot launcher.
 """
 
 from __future__ import annotations
 
-import secrets
 from pathlib import Path
 
 import httpx
 import yaml
 
+from runner.launch.base import LaunchSpec
+from runner.launch.skypilot import SkyOptions, redacted_yaml, task_config
 
-def _cells(config: Path, exp: str | None) -> list[dict]:
-    from runner.study.plan_spec import cell_config, cells, load_plan_text
+
+def cells(config: Path, exp: str | None) -> tuple[list[dict], str]:
+    """(validated configs of the runs, what kind of file): a plan's ranking cells, a sweep
+    file's experiments, or one experiment."""
+    from runner.study.plan_spec import cell_config, load_plan_text
+    from runner.study.plan_spec import cells as plan_cells
     from trainer.config import ConfigError, raw_config, validate
 
     text = Path(config).read_text()
     doc = yaml.safe_load(text) or {}
     if "ranking" in doc or ("experiments" in doc and exp is None):
         plan, kind = load_plan_text(text)
-        out = []
         if kind == "sweep":
-            for name in plan.experiments:
-                out.append(validate(raw_config(config, name)).model_dump())
-        else:
-            for c in cells(plan):
-                for seed in plan.ranking.seeds:
-                    try:
-                        out.append(
-                            validate(
-                                cell_config(plan, c, seed=seed, max_tokens=plan.ranking.max_tokens)
-                            ).model_dump()
-                        )
-                    except ConfigError:
-                        continue  # refused by the planner: not launched
-        return out
-    return [validate(raw_config(config, exp)).model_dump()]
+            return [
+                validate(raw_config(config, name)).model_dump() for name in plan.experiments
+            ], kind
+        out = []
+        for c in plan_cells(plan):
+            for seed in plan.ranking.seeds:
+                try:
+                    cfg = cell_config(plan, c, seed=seed, max_tokens=plan.ranking.max_tokens)
+                    out.append(validate(cfg).model_dump())
+                except ConfigError:
+                    continue  # refused by the planner: recorded as infeasible, not launched
+        return out, kind
+    return [validate(raw_config(config, exp)).model_dump()], "run"
 
 
-def launch_spot(
+def sky_launch(
     config: Path,
     *,
     exp: str | None,
-    runner_url: str,
-    admin_token: str | None,
-    accelerators: tuple[str, ...],
-    image: str,
-    bucket: str,
-    tokens_per_s: float,
+    url: str,
+    token: str,
     confirm,
     log,
-    adapter=None,
+    dry_run: bool = False,
+    client: httpx.Client | None = None,
 ) -> dict:
-    from runner.launch.base import LaunchSpec
-    from runner.launch.cost import Pricing
-    from runner.launch.sky_adapter import SkyAdapter
-    from runner.launch.skypilot import SkyOptions, build_task, validate_options
-
-    opts = SkyOptions(image=image, accelerators=accelerators, bucket=bucket)
-    validate_options(opts)
-    runs = _cells(config, exp)
-    tokens = sum(r["max_tokens"] for r in runs)
-    hours = tokens / tokens_per_s / 3600
-    pricing = Pricing()
-    low = min(pricing.attempt_cost(hours * 3600, a, True)[1] for a in accelerators)
-    high = max(pricing.attempt_cost(hours * 3600, a, True)[1] for a in accelerators)
+    http = client or httpx.Client(timeout=120)
+    api = f"{url.rstrip('/')}/api/v1"
+    r = http.get(f"{api}/sky")
+    if r.status_code != 200:
+        raise RuntimeError(f"{url}: {r.json().get('detail', r.text)}")
+    opts = _options(r.json())
+    runs, kind = cells(config, exp)
+    if not runs:
+        raise ValueError(f"{config}: no run the planner can build; nothing to launch")
+    tokens = sum(cfg["max_tokens"] for cfg in runs)
+    f = http.post(
+        f"{api}/sky/forecast",
+        json={"tokens": tokens, "jobs": len(runs)},
+        headers={"Authorization": f"Bearer {token}"},
+    ).json()
+    per_gpu = ", ".join(f"{g} ${x['usd']:.2f}" for g, x in f["by_accelerator"].items())
+    where = (
+        f"jobs post to {opts.runner_url}"
+        if opts.runner_url
+        else "no inbound connection: jobs are heard through the bucket"
+    )
     msg = (
-        f"{len(runs)} spot runs, {tokens / 1e6:.1f}M tokens, ~{hours:.2f} GPU-hours at "
-        f"{tokens_per_s:,.0f} tokens/s: forecast ${low:.2f}-${high:.2f} on "
-        f"{'/'.join(accelerators)} spot (prices of configs/prices.yaml). Launch?"
+        f"{len(runs)} {'spot' if opts.use_spot else 'on-demand'} runs, {tokens / 1e6:.1f}M "
+        f"tokens: forecast ${f['low_usd']:.2f}-${f['high_usd']:.2f} ({per_gpu}; start-ups "
+        f"included), bucket {opts.bucket}, {where}. Launch?"
     )
     log(msg)
-    if not confirm(msg):
-        return {"launched": [], "forecast_usd": [low, high], "confirmed": False}
-    adapter = adapter or SkyAdapter()
-    launched = []
-    for i, cfg in enumerate(runs):
-        run_id, token = f"local-{secrets.token_hex(4)}-{i}", secrets.token_urlsafe(24)
-        if runner_url:
-            if not admin_token:
-                raise ValueError(
-                    "--runner-url needs the admin token (--token or "
-                    "PAX_ADMIN_TOKEN) to register the runs"
-                )
-            r = httpx.post(
-                f"{runner_url.rstrip('/')}/api/v1/runs",
-                json={"config": cfg},
-                headers={"Authorization": f"Bearer {admin_token}"},
-                timeout=60,
-            )
-            if r.status_code != 201:
-                raise RuntimeError(f"the service refused run {cfg['name']}: {r.text[:300]}")
-            run_id, token = str(r.json()["id"]), admin_token
-        spec = LaunchSpec(
-            run_id=run_id,
+    task = task_config(
+        LaunchSpec(
+            run_id=0,
             attempt=1,
-            run_dir=Path("/pax/runs") / run_id,
-            config_path=Path("spec.yaml"),
-            env={"PAX_RUNNER_URL": runner_url, "PAX_RUN_ID": run_id, "PAX_RUN_TOKEN": token},
+            run_dir=Path("/pax/runs/0"),
+            config_path=Path("spec.json"),
+            env={"PAX_RUN_TOKEN": "<the run's own token>"},
+        ),
+        runs[0],
+        opts,
+    )
+    if dry_run:
+        return {"dry_run": True, "forecast": f, "task_yaml": redacted_yaml(task), "runs": len(runs)}
+    if not confirm(msg):
+        return {"launched": [], "forecast": f, "confirmed": False}
+    headers = {"Authorization": f"Bearer {token}"}
+    if kind in ("plan", "sweep"):
+        r = http.post(
+            f"{api}/sweeps",
+            params={"launcher": "skypilot"},
+            content=Path(config).read_bytes(),
+            headers={**headers, "Content-Type": "application/yaml"},
         )
-        try:
-            job = adapter.launch(build_task(spec, cfg, opts), name=f"pax-run-{run_id}")
-        except Exception as e:  # SkyPilot's own message says which credentials are missing
-            raise RuntimeError(
-                f"SkyPilot could not launch {cfg['name']}: {e}. Run `sky check` "
-                "to set up cloud credentials."
-            ) from None
-        log(f"launched {cfg['name']} as managed job {job} (run {run_id})")
-        launched.append({"name": cfg["name"], "run_id": run_id, "job_id": job})
-    return {"launched": launched, "forecast_usd": [low, high], "confirmed": True}
+    else:
+        r = http.post(
+            f"{api}/runs", json={"config": runs[0], "launcher": "skypilot"}, headers=headers
+        )
+    if r.status_code != 201:
+        raise RuntimeError(f"the service refused it ({r.status_code}): {r.json().get('detail')}")
+    log(f"submitted: the service launches them on SkyPilot ({kind} {r.json()['id']})")
+    return {"submitted": r.json(), "kind": kind, "forecast": f, "confirmed": True}
+
+
+def _options(doc: dict) -> SkyOptions:
+    fields = set(SkyOptions.__dataclass_fields__)
+    kept = {k: v for k, v in doc.items() if k in fields}
+    kept["accelerators"] = tuple(kept.get("accelerators", ()))
+    return SkyOptions(**kept)

@@ -1,98 +1,180 @@
-"""SkyPilot launcher: each run a managed spot job with recovery (pip install .[cloud]).
+"""SkyPilot launcher: each run a managed job with recovery (pip install .[cloud]).
 
-`build_task(run)` is pure: it fills sky/train.yaml for one run and returns a real `sky.Task`,
-after checking what SkyPilot itself does not (accelerator names, a docker: image, spot on).
-The run token is a SkyPilot *secret*, never an env and never logged. Cloud calls go through
-`SkyAdapter` alone.
+`build_task` fills runner/launch/sky_task.yaml for one run and returns a real `sky.Task`, after
+checking what SkyPilot itself does not: GPU names and prices, an image pinned by digest, and a
+runner URL the cloud can actually reach (or none: no-inbound mode, where the job's outbox in the
+bucket is all the service hears). The run token is a SkyPilot *secret*, never an env and never
+logged. Cloud calls go through `SkyAdapter` alone; jobs are observed in one `queue` call per
+scheduler tick, and judged by SkyPilot's own states: a job waiting for capacity or recovering
+from a preemption is never cancelled by a lease.
 """
 
 from __future__ import annotations
 
 import copy
+import ipaddress
 import json
 from dataclasses import dataclass, field
-from pathlib import Path
+from importlib import resources
+from urllib.parse import urlparse
 
 import yaml
 
-from runner.launch.base import RUNNING, UNKNOWN, LaunchSpec
+from runner.launch.base import (
+    EXITED,
+    NOT_OURS,
+    PENDING,
+    RECOVERING,
+    RUNNING,
+    JobState,
+    LaunchSpec,
+)
 from runner.launch.sky_adapter import SkyAdapter
+from runner.ledger.attempts import Placement, Usage
 
-ROOT = Path(__file__).resolve().parents[2]
-TEMPLATE = ROOT / "sky" / "train.yaml"
+TEMPLATE = resources.files("runner.launch") / "sky_task.yaml"  # shipped with the package
 KNOWN_GPUS = {"T4", "L4", "A10G", "A10", "A100", "A100-80GB", "H100", "H200", "L40S", "V100"}
-# SkyPilot managed-job states -> what the scheduler needs to know
-DONE = {
+PHASES = {
+    "PENDING": PENDING,
+    "SUBMITTED": PENDING,
+    "STARTING": PENDING,
+    "RUNNING": RUNNING,
+    "WINDING_DOWN": RUNNING,
+    "CANCELLING": RUNNING,
+    "RECOVERING": RECOVERING,
+}
+# terminal states -> the exit the scheduler settles (the run script reports 2 and 3 itself)
+EXITS = {
     "SUCCEEDED": 0,
     "CANCELLED": 75,
     "FAILED": 1,
-    "FAILED_SETUP": 2,
+    "FAILED_SETUP": 1,
     "FAILED_PRECHECKS": 2,
     "FAILED_NO_RESOURCE": 1,
     "FAILED_CONTROLLER": 1,
 }
+REACHING_THE_SERVICE = (
+    "cloud jobs cannot reach it. Either put the service behind a public HTTPS URL (a reverse "
+    "proxy with TLS, or a tunnel: docs/deploy.md) and set PAX_SKY_RUNNER_URL to it, or leave "
+    "PAX_SKY_RUNNER_URL unset: no inbound connection at all, the jobs write their outbox to the "
+    "bucket and the service reads it (PAX_SKY_BUCKET_PATH: a mount of the bucket, or s3://...)"
+)
 
 
 @dataclass(frozen=True)
 class SkyOptions:
-    image: str = "docker:ghcr.io/example/pax:latest"
+    image: str | None = None  # docker:<image>@sha256:<digest>
     accelerators: tuple[str, ...] = ("L4", "A10G", "A100")
     use_spot: bool = True
+    cloud: str | None = None
+    region: str | None = None
     bucket: str = "pax-checkpoints"
+    runner_url: str | None = None  # what the jobs post to; None: no inbound connection
     max_restarts_on_errors: int = 2
     vocabs: str = "16000 8000"
     extra_envs: dict = field(default_factory=dict)
-    managed: bool = True  # managed spot job with recovery; False: a plain autostop+down cluster
+    managed: bool = True  # a managed job with recovery; False: a plain autostop+down cluster
     idle_minutes: int = 10  # plain clusters: autostop (and down) after this long idle
+    allow_unpinned: bool = False  # an image by tag (tests, dry runs), not by digest
+
+    @classmethod
+    def from_settings(cls, settings, bucket: str) -> SkyOptions:
+        return cls(
+            image=settings.sky_image,
+            accelerators=tuple(settings.sky_accelerators),
+            use_spot=settings.sky_spot,
+            cloud=settings.sky_cloud,
+            region=settings.sky_region,
+            bucket=settings.sky_bucket or bucket,
+            runner_url=settings.sky_runner_url,
+        )
 
 
-def validate_options(o: SkyOptions) -> None:
+def check_runner_url(url: str | None) -> None:
+    """A URL cloud jobs can reach: public, and https (the run token travels with every post)."""
+    if not url:
+        return
+    parsed = urlparse(url)
+    host = parsed.hostname or ""
+    private = host in ("localhost", "") or host.endswith((".local", ".internal", ".lan"))
+    try:
+        ip = ipaddress.ip_address(host)
+        private = private or not ip.is_global
+    except ValueError:
+        pass
+    if private:
+        raise ValueError(
+            f"sky.runner_url={url!r} is a loopback or private address: " + REACHING_THE_SERVICE
+        )
+    if parsed.scheme != "https":
+        raise ValueError(
+            f"sky.runner_url={url!r}: use https (each post carries the run's token); "
+            + REACHING_THE_SERVICE
+        )
+
+
+def validate_options(o: SkyOptions, pricing=None) -> None:
+    if not o.accelerators:
+        raise ValueError("sky.accelerators: name at least one acceptable GPU")
     unknown = sorted(set(o.accelerators) - KNOWN_GPUS)
     if unknown:
         raise ValueError(
             f"sky.accelerators: unknown GPU names {unknown}; use some of {sorted(KNOWN_GPUS)}"
         )
-    if not o.accelerators:
-        raise ValueError("sky.accelerators: name at least one acceptable GPU")
-    if not o.image.startswith("docker:") or len(o.image) <= len("docker:"):
+    if pricing is not None:
+        for gpu in o.accelerators:  # never a GPU that would be charged $0 by omission
+            pricing.price_for(gpu, o.use_spot)
+    if not o.image or not o.image.startswith("docker:") or len(o.image) <= len("docker:"):
         raise ValueError(
-            f"sky.image={o.image!r}: must be docker:<image>, e.g. docker:ghcr.io/you/pax:latest"
+            f"sky.image={o.image!r}: set PAX_SKY_IMAGE to docker:<image>@sha256:<digest> (the "
+            "digest the image workflow prints on a release)"
         )
-    if not o.use_spot:
+    if "@sha256:" not in o.image and not o.allow_unpinned:
         raise ValueError(
-            "sky.use_spot: the study runs on spot instances; set it true (or "
-            "use the docker launcher on a machine you own)"
+            f"sky.image={o.image!r} is not pinned by digest: a tag can move between a run and "
+            "its recovery. Use docker:<image>@sha256:<digest>"
         )
+    check_runner_url(o.runner_url)
 
 
-def task_config(spec: LaunchSpec, config: dict, opts: SkyOptions) -> dict:
-    validate_options(opts)
+def task_config(spec: LaunchSpec, config: dict, opts: SkyOptions, pricing=None) -> dict:
+    """The task's YAML for one run (with its secret under `secrets`)."""
+    validate_options(opts, pricing)
     doc = copy.deepcopy(yaml.safe_load(TEMPLATE.read_text()))
     doc["name"] = f"pax-run-{spec.run_id}"
     res = doc["resources"]
-    res["any_of"] = [{"accelerators": f"{g}:1"} for g in opts.accelerators]
+    choice = {k: v for k, v in (("cloud", opts.cloud), ("region", opts.region)) if v}
+    res["any_of"] = [{"accelerators": f"{g}:1", **choice} for g in opts.accelerators]
     res["use_spot"] = opts.use_spot
     res["job_recovery"]["max_restarts_on_errors"] = opts.max_restarts_on_errors
     res["image_id"] = opts.image
     doc["file_mounts"]["/pax"]["name"] = opts.bucket
     doc["envs"].update(
         {
-            "PAX_RUNNER_URL": spec.env["PAX_RUNNER_URL"],
             "PAX_RUN_ID": str(spec.run_id),
             "PAX_SPEC_JSON": json.dumps(config, separators=(",", ":")),
             "PAX_VOCABS": opts.vocabs,
+            "PAX_HEARTBEAT_S": spec.env.get("PAX_HEARTBEAT_S", doc["envs"]["PAX_HEARTBEAT_S"]),
             **opts.extra_envs,
         }
     )
+    if opts.runner_url:  # otherwise no inbound connection: the job's outbox is in the bucket
+        doc["envs"]["PAX_RUNNER_URL"] = opts.runner_url
     doc["secrets"] = {"PAX_RUN_TOKEN": spec.env["PAX_RUN_TOKEN"]}
     return doc
 
 
-def build_task(spec: LaunchSpec, config: dict, opts: SkyOptions | None = None):
+def redacted_yaml(doc: dict) -> str:
+    """The exact task, as `pax sky launch --dry-run` prints it: secrets shown as <redacted>."""
+    shown = {**doc, "secrets": {k: "<redacted>" for k in doc.get("secrets", {})}}
+    return yaml.safe_dump(shown, sort_keys=False)
+
+
+def build_task(spec: LaunchSpec, config: dict, opts: SkyOptions, pricing=None):
     """A real sky.Task for one run (no cloud call)."""
     import sky
 
-    doc = task_config(spec, config, opts or SkyOptions())
+    doc = task_config(spec, config, opts, pricing)
     secrets = doc.pop("secrets")
     # secrets are added after parsing: SkyPilot keeps the parsed YAML text (and prints it), so
     # the token must not be in it
@@ -101,31 +183,102 @@ def build_task(spec: LaunchSpec, config: dict, opts: SkyOptions | None = None):
     return task
 
 
+def state_of(rec: dict | None, use_spot: bool) -> JobState:
+    """A SkyPilot managed-job record as the scheduler needs it."""
+    if rec is None:
+        return NOT_OURS
+    status = str(rec.get("status") or "").split(".")[-1]
+    gpus = rec.get("accelerators") or {}
+    usage = Usage(
+        accelerator=next(iter(gpus), None),
+        spot=use_spot if gpus else None,
+        resources={k: rec.get(k) for k in ("cloud", "region", "cluster_resources") if rec.get(k)},
+        seconds=_segment_seconds(rec),
+    )
+    recoveries = int(rec.get("recovery_count") or 0)
+    detail = rec.get("failure_reason") or rec.get("details")
+    prior = float(rec.get("job_duration") or 0.0)
+    if status in EXITS:
+        return JobState(
+            EXITED,
+            code=EXITS[status],
+            recoveries=recoveries,
+            usage=usage,
+            ended_outside=status == "CANCELLED",
+            detail=detail,
+            prior_seconds=prior,
+        )
+    return JobState(
+        PHASES.get(status, PENDING),
+        recoveries=recoveries,
+        usage=usage,
+        detail=detail,
+        prior_seconds=prior,
+    )
+
+
+def _segment_seconds(rec: dict) -> float | None:
+    """Running time of the job's current machines: since its last recovery (or its start) until
+    its end (or now, as SkyPilot last saw it)."""
+    start = rec.get("last_recovered_at") or rec.get("start_at")
+    if not start:
+        return None
+    end = rec.get("end_at") or rec.get("now")
+    return max(0.0, float(end) - float(start)) if end else None
+
+
 class SkyPilotLauncher:
     name = "skypilot"
+    kinds = ("skypilot",)
 
-    def __init__(self, opts: SkyOptions | None = None, adapter: SkyAdapter | None = None):
-        self.opts = opts or SkyOptions()
+    def __init__(
+        self,
+        opts: SkyOptions,
+        adapter: SkyAdapter | None = None,
+        pricing=None,
+        takes_unassigned: bool = False,
+    ):
+        self.opts = opts
         self.adapter = adapter or SkyAdapter()
+        self.pricing = pricing
+        self.takes_unassigned = takes_unassigned
+
+    def placement(self) -> Placement:
+        # which GPU SkyPilot provisions is known once the job runs (observe reports it)
+        return Placement(accelerator=None, spot=self.opts.use_spot)
+
+    def costliest(self) -> str:
+        """The dearest acceptable GPU: budget caps are checked against it."""
+        priced = []
+        for gpu in self.opts.accelerators:
+            try:
+                priced.append((self.pricing.hourly(gpu, self.opts.use_spot), gpu))
+            except (AttributeError, ValueError):  # no pricing, or no price: start() refuses it
+                continue
+        return max(priced)[1] if priced else self.opts.accelerators[0]
 
     def start(self, spec: LaunchSpec) -> str:
-        config = yaml.safe_load(Path(spec.config_path).read_text())["base"]
-        task = build_task(spec, config, self.opts)
+        config = yaml.safe_load(spec.config_path.read_text())["base"]
+        task = build_task(spec, config, self.opts, self.pricing)
         name = f"pax-run-{spec.run_id}"
         if self.opts.managed:
             return str(self.adapter.launch(task, name=name))
         job = self.adapter.launch_cluster(task, name, self.opts.idle_minutes)
         return f"cluster:{name}:{job}"
 
-    def poll(self, backend_id: str) -> int | str | None:
-        if backend_id.startswith("cluster:"):
-            _, cluster, job = backend_id.split(":")
-            status = self.adapter.cluster_job_status(cluster, int(job))
-        else:
-            status = self.adapter.status(int(backend_id))
-        if status is None:
-            return UNKNOWN
-        return DONE.get(status, RUNNING)  # PENDING, STARTING, RUNNING, RECOVERING...
+    def observe(self, backend_ids: list[str]) -> dict[str, JobState]:
+        managed = [b for b in backend_ids if not b.startswith("cluster:")]
+        out: dict[str, JobState] = {}
+        if managed:
+            records = self.adapter.queue([int(b) for b in managed])  # one call for all jobs
+            by_id = {str(r["job_id"]): r for r in records}
+            out.update({b: state_of(by_id.get(b), self.opts.use_spot) for b in managed})
+        for b in backend_ids:
+            if b.startswith("cluster:"):
+                _, cluster, job = b.split(":")
+                status = self.adapter.cluster_job_status(cluster, int(job))
+                out[b] = state_of({"status": status} if status else None, self.opts.use_spot)
+        return out
 
     def stop(self, backend_id: str, grace_s: float) -> None:
         if backend_id.startswith("cluster:"):
@@ -134,7 +287,7 @@ class SkyPilotLauncher:
             self.adapter.cancel(int(backend_id))  # managed jobs tear their cluster down
 
     def alive(self) -> list[str]:
-        return []  # managed jobs are polled one by one; nothing is tracked in memory
+        return []  # jobs are observed in the ledger's active runs; nothing is tracked here
 
     def exited(self) -> list[str]:
         return []

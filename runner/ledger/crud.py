@@ -15,14 +15,25 @@ import json
 import secrets
 import time
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any
 
-from sqlalchemy import func, text
+from sqlalchemy import bindparam, func, text
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
 
+from runner.ledger import attempts
+from runner.ledger.attempts import Placement, Prices, Usage
 from runner.ledger.db import write_session
-from runner.ledger.models import ACTIVE, FINISHED, Event, LatestMetric, Result, Run, Sweep
+from runner.ledger.models import (
+    ACTIVE,
+    FINISHED,
+    Attempt,
+    Event,
+    LatestMetric,
+    Result,
+    Run,
+    Sweep,
+)
 
 LIST_LIMIT_MAX = 1000
 
@@ -33,12 +44,6 @@ class NotFound(LookupError):
 
 class Conflict(RuntimeError):
     """-> 409: the request is valid but the ledger's state forbids it now."""
-
-
-class Charges(Protocol):
-    """What ending an attempt needs of the pricing (runner.launch.cost.Pricing)."""
-
-    def charge(self, seconds: float) -> tuple[float, float]: ...
 
 
 def now() -> float:
@@ -74,9 +79,11 @@ def add_queued_run(
     cell: str | None = None,
     axis: str | None = None,
     is_baseline: bool = False,
+    launcher: str | None = None,
 ) -> Run:
     """A queued run for a validated TrainConfig (its plan stored beside it), and its first
-    event, in the caller's transaction (runs submitted alone, plan cells, promoted finalists)."""
+    event, in the caller's transaction (runs submitted alone, plan cells, promoted finalists).
+    `launcher`: the launcher it asks for (None: the service's own)."""
     t = now()
     run = Run(
         name=cfg.name,
@@ -93,6 +100,7 @@ def add_queued_run(
         cell=cell,
         axis=axis,
         is_baseline=is_baseline,
+        launcher_wanted=launcher,
     )
     s.add(run)
     s.flush()
@@ -116,12 +124,19 @@ def create_run(
     priority: int = 0,
     sweep_id: int | None = None,
     phase: str | None = None,
+    launcher: str | None = None,
 ) -> Run:
     with write_session(engine) as s:
         if sweep_id is not None and s.get(Sweep, sweep_id) is None:
             raise NotFound(f"sweep {sweep_id} does not exist; leave sweep_id out or create it")
         run = add_queued_run(
-            s, cfg, reason="submitted", sweep_id=sweep_id, phase=phase, priority=priority
+            s,
+            cfg,
+            reason="submitted" + (f" for the {launcher} launcher" if launcher else ""),
+            sweep_id=sweep_id,
+            phase=phase,
+            priority=priority,
+            launcher=launcher,
         )
         s.commit()
         s.refresh(run)
@@ -194,10 +209,18 @@ def set_run_fields(engine: Engine, *, run_id: int, **fields: Any) -> None:
 
 
 def _transition(
-    s: Session, run: Run, to: str, reason: str, pricing: Charges | None, **fields: Any
+    s: Session,
+    run: Run,
+    to: str,
+    reason: str,
+    pricing: Prices | None,
+    usage: Usage | None = None,
+    outcome: str | None = None,
+    **fields: Any,
 ) -> None:
     """Change a run's status and record why, in the caller's transaction. Leaving an active
-    state ends an attempt: its provisioned time since launch is charged."""
+    state ends the current attempt (its outcome: `outcome`, else the new status), which is
+    charged then (runner.ledger.attempts)."""
     t = now()
     data = fields.pop("event_data", None)
     s.add(
@@ -212,10 +235,9 @@ def _transition(
             data_json=json.dumps(data) if data is not None else None,
         )
     )
-    if run.status in ACTIVE and to not in ACTIVE and run.started_at and pricing is not None:
-        hours, usd = pricing.charge(t - run.started_at)
-        run.gpu_hours = (run.gpu_hours or 0.0) + hours
-        run.cost_usd = (run.cost_usd or 0.0) + usd
+    if run.status in ACTIVE and to not in ACTIVE:
+        attempts.end(s, run, t=t, outcome=outcome or to, prices=pricing, usage=usage)
+        run.running_since = None
     run.status = to
     run.updated_at = t
     for k, v in fields.items():
@@ -232,23 +254,25 @@ def set_status(
     run_id: int,
     to: str,
     reason: str,
-    pricing: Charges | None,
+    pricing: Prices | None,
     only_from: tuple[str, ...] = (),
+    usage: Usage | None = None,
     **fields: Any,
 ) -> Run | None:
     """Move a run to `to` if it is still in one of `only_from` (any state when empty); None
-    when it was not (someone else settled it first)."""
+    when it was not (someone else settled it first). `usage`: what the ending attempt used,
+    when its launcher measured it (a cloud's job duration and provisioned GPU)."""
     with write_session(engine) as s:
         run = s.get(Run, run_id)
         if run is None or (only_from and run.status not in only_from):
             return None
-        _transition(s, run, to, reason, pricing, **fields)
+        _transition(s, run, to, reason, pricing, usage, **fields)
         s.commit()
         s.refresh(run)
         return run
 
 
-def cancel_run(engine: Engine, *, run_id: int, pricing: Charges | None) -> Run:
+def cancel_run(engine: Engine, *, run_id: int, pricing: Prices | None) -> Run:
     with write_session(engine) as s:
         run = s.get(Run, run_id)
         if run is None:
@@ -270,52 +294,71 @@ def requeue_or_fail(
     run_id: int,
     reason: str,
     max_attempts: int,
-    pricing: Charges | None,
+    pricing: Prices | None,
     lost: bool = False,
+    usage: Usage | None = None,
+    outcome: str = "crashed",
 ) -> Run | None:
-    """After a lost lease or a crash: queued again (attempt + 1 at the next claim) until the
-    retry limit, then failed. The next attempt resumes from the run's checkpoint."""
+    """After a lost lease, a crash or a preemption (`outcome` of the attempt that ends): queued
+    again (attempt + 1 at the next claim) until the retry limit, then failed. The next attempt
+    resumes from the run's checkpoint."""
     with write_session(engine) as s:
         run = s.get(Run, run_id)
         if run is None or run.status not in ACTIVE:
             return None
         if lost:
-            _transition(s, run, "lost", reason, pricing)
+            _transition(s, run, "lost", reason, pricing, usage)
         if run.attempt >= max_attempts:
             why = f"{reason}; gave up after {run.attempt} attempts"
-            _transition(s, run, "failed", why, pricing)
+            _transition(s, run, "failed", why, pricing, usage, outcome=outcome)
         else:
             why = f"{reason}; requeued (attempt {run.attempt + 1} of {max_attempts} next)"
-            _transition(s, run, "queued", why, pricing, token_hash=None)
+            _transition(s, run, "queued", why, pricing, usage, outcome=outcome, token_hash=None)
         s.commit()
         s.refresh(run)
         return run
 
 
-# The next queued run (priority, then age) and the claim itself. The claim is one conditional
-# UPDATE (`AND status = 'queued'`), inside a write transaction that took the lock at its start:
-# whatever number of processes claim at once, a run is handed out once.
+# The next queued run (priority, then age) for a launcher, and the claim itself. The claim is one
+# conditional UPDATE (`AND status = 'queued'`), inside a write transaction that took the lock at
+# its start: whatever number of processes claim at once, a run is handed out once.
 NEXT_QUEUED = text(
-    "SELECT id FROM runs WHERE status = 'queued' ORDER BY priority DESC, created_at, id LIMIT 1"
-)
+    "SELECT id FROM runs WHERE status = 'queued' AND (launcher_wanted IN :kinds OR "
+    "(:any_kind AND launcher_wanted IS NULL)) ORDER BY priority DESC, created_at, id LIMIT 1"
+).bindparams(bindparam("kinds", expanding=True))
 CLAIM = text(
     "UPDATE runs SET status = 'launching', launcher = :launcher, attempt = attempt + 1, "
-    "token_hash = :token_hash, started_at = :now, last_heartbeat = NULL, updated_at = :now "
-    "WHERE id = :id AND status = 'queued' RETURNING id, sweep_id, attempt"
+    "token_hash = :token_hash, started_at = :now, running_since = NULL, last_heartbeat = NULL, "
+    "updated_at = :now WHERE id = :id AND status = 'queued' RETURNING id, sweep_id, attempt"
 )
 
 
 def claim_queued(
-    engine: Engine, *, limit: int, launcher: str, refuse=None
+    engine: Engine,
+    *,
+    limit: int,
+    launcher: str,
+    kinds: tuple[str, ...] = ("local",),
+    takes_unassigned: bool = True,
+    placement: Placement = Placement(),
+    pricing: Prices | None = None,
+    refuse=None,
 ) -> list[tuple[Run, str]]:
     """Move up to `limit` queued runs (priority, then age) to launching, each with a fresh run
-    token (only its hash is stored). `refuse(run)` may give a reason not to start a run (a
-    budget cap): it is cancelled instead, before any attempt begins."""
+    token (only its hash is stored) and its first attempt row. A launcher takes the runs that
+    ask for one of its `kinds`, and those that ask for none when `takes_unassigned`.
+    `refuse(run)` may give a reason not to start a run (a budget cap): it is cancelled
+    instead, before any attempt begins. A placement without a price raises ValueError first:
+    nothing is claimed on a GPU that would be charged $0."""
+    if pricing is not None:
+        pricing.price_for(placement.accelerator, placement.spot)
     claimed: list[tuple[int, str]] = []
     with write_session(engine) as s:
         conn = s.connection()
         while len(claimed) < limit:
-            row = conn.execute(NEXT_QUEUED).first()
+            row = conn.execute(
+                NEXT_QUEUED, {"kinds": list(kinds) or [""], "any_kind": takes_unassigned}
+            ).first()
             if row is None:
                 break
             run = s.get(Run, row[0])
@@ -331,6 +374,7 @@ def claim_queued(
             ).first()
             if got is None:  # taken meanwhile (never under the write lock; kept as a fence)
                 continue
+            s.expire(run)
             s.add(
                 Event(
                     run_id=run.id,
@@ -342,10 +386,169 @@ def claim_queued(
                     reason=f"claimed by the {launcher} launcher (attempt {got[2]})",
                 )
             )
-            s.expire(run)
+            attempts.begin(
+                s, run, attempt=got[2], launcher=launcher, placement=placement, prices=pricing, t=t
+            )
             claimed.append((run.id, token))
     with Session(engine) as s:
         return [(s.get(Run, run_id), token) for run_id, token in claimed]
+
+
+def observe_attempt(engine: Engine, *, run_id: int, usage: Usage, pricing: Prices | None) -> None:
+    """What the current attempt runs on, as its launcher learned it (the GPU a cloud
+    provisioned), and whether it is running yet (its start-up grace counts from then)."""
+    with write_session(engine) as s:
+        run = s.get(Run, run_id)
+        if run is None or run.status not in ACTIVE:
+            return
+        attempts.observe(s, run, usage, pricing)
+
+
+def record_launch(engine: Engine, *, run_id: int, backend_id: str, run_dir: str) -> None:
+    """The launcher started the run's job: the run and its current attempt both name it (a
+    cloud's recoveries are counted per job)."""
+    with write_session(engine) as s:
+        run = s.get(Run, run_id)
+        if run is None:
+            return
+        run.backend_id, run.run_dir, run.updated_at = backend_id, run_dir, now()
+        row = attempts.current(s, run)
+        if row is not None:
+            row.backend_id = backend_id
+            s.add(row)
+        s.add(run)
+
+
+def mark_running(engine: Engine, *, run_id: int, since: float) -> None:
+    with write_session(engine) as s:
+        run = s.get(Run, run_id)
+        if run is not None and run.status in ACTIVE and run.running_since is None:
+            run.running_since = since
+            s.add(run)
+
+
+def record_recovery(
+    engine: Engine,
+    *,
+    run_id: int,
+    attempt: int,
+    reason: str,
+    pricing: Prices | None,
+    usage: Usage | None = None,
+    prior_seconds: float | None = None,
+    t: float | None = None,
+) -> bool:
+    """The run was recovered onto new machines outside the runner (a spot preemption that the
+    cloud, or the trainer's own resume, handled): the current attempt ends as preempted and
+    attempt number `attempt` begins, with its own start time. Idempotent: an attempt already
+    recorded is not recorded again."""
+    with write_session(engine) as s:
+        run = s.get(Run, run_id)
+        if run is None or run.status not in ACTIVE or attempt <= run.attempt:
+            return False
+        if prior_seconds is not None:
+            # the platform's running time before this recovery, less what earlier attempts on
+            # the same job already account for, is what the attempt that ends here ran
+            earlier = sum(
+                a.seconds
+                for a in s.exec(
+                    select(Attempt).where(
+                        Attempt.run_id == run.id,
+                        Attempt.backend_id == run.backend_id,
+                        Attempt.ended_at.is_not(None),
+                    )
+                ).all()
+            )
+            usage = Usage(
+                seconds=max(0.0, prior_seconds - earlier),
+                accelerator=usage.accelerator if usage else None,
+                spot=usage.spot if usage else None,
+                resources=usage.resources if usage else None,
+            )
+        _recover(s, run, attempt, reason, pricing, usage, t=t)
+    return True
+
+
+def recoveries_recorded(engine: Engine, *, run_id: int, backend_id: str | None) -> int:
+    """How many recoveries of this job the ledger holds (its attempts on it, less the first)."""
+    if backend_id is None:
+        return 0
+    with Session(engine) as s:
+        n = s.exec(
+            select(func.count())
+            .select_from(Attempt)
+            .where(Attempt.run_id == run_id, Attempt.backend_id == backend_id)
+        ).one()
+    return max(0, int(n) - 1)
+
+
+def active_count(engine: Engine, *, launcher: str) -> int:
+    with Session(engine) as s:
+        return int(
+            s.exec(
+                select(func.count())
+                .select_from(Run)
+                .where(col(Run.status).in_(ACTIVE), Run.launcher == launcher)
+            ).one()
+        )
+
+
+def cancelled_with_jobs(engine: Engine, *, launcher: str, since: float) -> list[Run]:
+    """Runs of `launcher` cancelled since `since` that had a job (to cancel it there too)."""
+    with Session(engine) as s:
+        return list(
+            s.exec(
+                select(Run).where(
+                    Run.status == "cancelled",
+                    Run.launcher == launcher,
+                    col(Run.backend_id).is_not(None),
+                    col(Run.finished_at) >= since,
+                )
+            ).all()
+        )
+
+
+def _recover(
+    s: Session, run: Run, attempt: int, reason: str, pricing, usage=None, t: float | None = None
+) -> None:
+    t = t if t is not None else now()
+    previous = attempts.current(s, run)
+    attempts.end(s, run, t=t, outcome="preempted", prices=pricing, usage=usage)
+    s.add(
+        Event(
+            run_id=run.id,
+            sweep_id=run.sweep_id,
+            time=t,
+            kind="attempt",
+            reason=reason,
+            data_json=json.dumps({"attempt": attempt, "from": run.attempt}),
+        )
+    )
+    placement = (
+        Placement(previous.accelerator, previous.spot, previous.gpus)
+        if previous is not None
+        else Placement()
+    )
+    run.attempt = attempt
+    run.running_since = None
+    run.last_heartbeat = None  # the recovered attempt gets its own start-up grace
+    attempts.begin(
+        s,
+        run,
+        attempt=attempt,
+        launcher=run.launcher or "unknown",
+        backend_id=run.backend_id,
+        placement=placement,
+        prices=pricing,
+        t=t,
+    )
+    s.add(run)
+
+
+def running_cost(engine: Engine, *, run_id: int, t: float) -> float:
+    with Session(engine) as s:
+        run = s.get(Run, run_id)
+        return attempts.running_cost(s, run, t) if run is not None else 0.0
 
 
 # ---------------------------------------------------------------- events
@@ -467,6 +670,7 @@ def heartbeat(
     step: int | None,
     tokens: int | None,
     attempt: int | None = None,
+    pricing: Prices | None = None,
 ) -> tuple[str, str | None]:
     with write_session(engine) as s:
         r = s.get(Run, run.id)
@@ -474,28 +678,58 @@ def heartbeat(
             # authorised against an attempt that has ended since (a lease expired meanwhile):
             # it must not count as the new attempt's first sign of life
             raise PermissionError(f"run {run.id}'s token was revoked: a newer attempt owns it")
+        if attempt is not None and attempt > r.attempt and r.status in ACTIVE:
+            # resumed outside the runner (a spot recovery the cloud made): a new attempt
+            _recover(
+                s,
+                r,
+                attempt,
+                f"the trainer resumed as attempt {attempt} (recovered outside the runner, e.g. "
+                f"a spot relaunch) at step {step}",
+                pricing,
+            )
         r.last_heartbeat = now()
+        if r.running_since is None:
+            r.running_since = r.last_heartbeat  # alive: running, whatever the launcher saw
         if tokens is not None:
             r.tokens_seen = max(r.tokens_seen, tokens)
-        if attempt is not None and attempt > r.attempt:
-            # resumed outside the runner (a SkyPilot spot recovery): the ledger counts it too
-            s.add(
-                Event(
-                    run_id=r.id,
-                    sweep_id=r.sweep_id,
-                    time=now(),
-                    kind="attempt",
-                    reason=f"the trainer resumed as attempt {attempt} (recovered outside "
-                    "the runner, e.g. a spot relaunch)",
-                    data_json=json.dumps({"attempt": attempt, "step": step, "tokens": tokens}),
-                )
-            )
-            r.attempt = attempt
         if r.status == "launching":
             _transition(s, r, "running", "first heartbeat", None)
         s.add(r)
         s.commit()
         return stop_answer(r)
+
+
+def outbox_heartbeat(
+    engine: Engine,
+    *,
+    run_id: int,
+    at: float,
+    tokens: int,
+    attempt: int | None,
+    pricing: Prices | None = None,
+) -> None:
+    """A heartbeat read from a job's outbox files (no inbound connection): the same as a
+    posted one, at the service's own time `at`."""
+    with write_session(engine) as s:
+        r = s.get(Run, run_id)
+        if r is None or r.status not in ACTIVE:
+            return
+        if isinstance(attempt, int) and attempt > r.attempt:
+            _recover(
+                s,
+                r,
+                attempt,
+                f"the trainer resumed as attempt {attempt} (its outbox "
+                "says so: recovered outside the runner)",
+                pricing,
+            )
+        r.last_heartbeat = at
+        r.running_since = r.running_since or at
+        r.tokens_seen = max(r.tokens_seen, tokens)
+        if r.status == "launching":
+            _transition(s, r, "running", "first heartbeat (read from its outbox)", None)
+        s.add(r)
 
 
 def store_result(engine: Engine, *, run_id: int, metrics: dict[str, Any]) -> Run:
@@ -690,6 +924,7 @@ def add_finalists(
                 axis="finalist",
                 is_baseline=r["is_baseline"],
                 priority=5,
+                launcher=r.get("launcher"),
             )
             created.append(run.id)
         sw = s.get(Sweep, sweep_id)

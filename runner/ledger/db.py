@@ -11,14 +11,15 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
+from importlib import resources
 from pathlib import Path
 
 from sqlalchemy import event
 from sqlalchemy.engine import Connection, Engine
 from sqlmodel import Session, create_engine
 
-ROOT = Path(__file__).resolve().parents[2]
-MIGRATIONS = ROOT / "migrations"
+# the Alembic environment ships inside the package, so an installed wheel migrates too
+MIGRATIONS = resources.files("runner.ledger") / "migrations"
 WRITE = {"pax_write": True}  # execution option: this transaction writes
 
 

@@ -79,6 +79,14 @@ class RunBase(SQLModel):
     )
     gpu_hours: float = 0.0
     cost_usd: float = 0.0
+    launcher_wanted: str | None = Field(
+        default=None, description="The launcher this run asks for (None: the service's own)."
+    )
+    running_since: float | None = Field(
+        default=None,
+        description="When the current attempt was first seen running (a cloud job may wait "
+        "for capacity long after its launch); start-up grace counts from here.",
+    )
     cell: str | None = None
     axis: str | None = None
     is_baseline: bool = False
@@ -143,6 +151,39 @@ class Event(SQLModel, table=True):
     to_status: str | None = None
     reason: str | None = Field(default=None, sa_type=Text)
     data_json: str | None = Field(default=None, sa_type=Text)
+
+
+class Attempt(SQLModel, table=True):
+    """One attempt of a run: where it ran, on what, for how long, and what it cost. A run's
+    gpu_hours and cost_usd are the sums of its attempts'."""
+
+    __tablename__ = "attempts"
+    __table_args__ = (Index("ux_attempts_run_attempt", "run_id", "attempt", unique=True),)
+    id: int | None = Field(default=None, primary_key=True)
+    run_id: int = Field(foreign_key="runs.id", index=True)
+    attempt: int
+    launcher: str | None = None
+    backend_id: str | None = None
+    accelerator: str | None = Field(default=None, description="The GPU actually provisioned.")
+    gpus: float = Field(default=1.0, description="GPUs charged: 1, or a slot's share of one.")
+    spot: bool = False
+    resources: str | None = Field(default=None, sa_type=Text, description="As the cloud said.")
+    price_per_hour: float | None = None
+    price_source: str | None = None
+    started_at: float
+    ended_at: float | None = None
+    outcome: str | None = None
+    seconds: float = 0.0
+    gpu_hours: float = 0.0
+    cost_usd: float = 0.0
+
+
+class LedgerInfo(SQLModel, table=True):
+    """Facts about the ledger itself (its id)."""
+
+    __tablename__ = "ledger_info"
+    key: str = Field(primary_key=True)
+    value: str = Field(sa_column=Column(Text, nullable=False))
 
 
 class Result(SQLModel, table=True):

@@ -12,6 +12,7 @@ from sqlalchemy.engine import Engine
 
 from runner.ledger.models import (
     FINISHED,
+    Attempt,
     Event,
     LatestMetric,
     MetricPoint,
@@ -26,6 +27,7 @@ L = LatestMetric.__table__.c
 P = MetricPoint.__table__.c
 E = Event.__table__.c
 RES = Result.__table__.c
+A = Attempt.__table__.c
 
 
 def _count_if(cond):
@@ -458,3 +460,63 @@ def mean_latest(engine: Engine, *, sweep_id: int, name: str) -> float | None:
             .where(R.sweep_id == sweep_id, L.name == name)
         ).scalar()
     return float(v) if v else None
+
+
+def attempt_rows(
+    engine: Engine, *, sweep_id: int | None = None, run_id: int | None = None
+) -> list[dict]:
+    """Every attempt (of a sweep's runs, or of one run): where it ran, on what, for how long,
+    at what price, with what outcome and cost."""
+    q = (
+        select(
+            A.run_id,
+            A.attempt,
+            A.launcher,
+            A.backend_id,
+            A.accelerator,
+            A.gpus,
+            A.spot,
+            A.price_per_hour,
+            A.price_source,
+            A.started_at,
+            A.ended_at,
+            A.outcome,
+            A.seconds,
+            A.gpu_hours,
+            A.cost_usd,
+        )
+        .select_from(Attempt.__table__.join(Run.__table__, R.id == A.run_id))
+        .order_by(A.run_id, A.attempt)
+    )
+    if sweep_id is not None:
+        q = q.where(R.sweep_id == sweep_id)
+    if run_id is not None:
+        q = q.where(A.run_id == run_id)
+    with engine.connect() as conn:
+        return [dict(r._mapping) for r in conn.execute(q).all()]
+
+
+def measured_tokens_per_s(
+    engine: Engine, *, accelerator: str | None, sweep_id: int | None = None
+) -> float | None:
+    """The mean measured training speed of runs whose attempts ran on `accelerator` (a
+    sweep's, or the whole ledger's), or None when none has been measured."""
+    ran_on = select(A.run_id).where(A.accelerator.is_not_distinct_from(accelerator))
+    q = (
+        select(func.avg(L.value))
+        .select_from(LatestMetric.__table__.join(Run.__table__, R.id == L.run_id))
+        .where(L.name == "train/tokens_per_s", L.run_id.in_(ran_on))
+    )
+    if sweep_id is not None:
+        q = q.where(R.sweep_id == sweep_id)
+    with engine.connect() as conn:
+        v = conn.execute(q).scalar()
+    return float(v) if v else None
+
+
+def ledger_id(engine: Engine) -> str | None:
+    from runner.ledger.models import LedgerInfo
+
+    t = LedgerInfo.__table__.c
+    with engine.connect() as conn:
+        return conn.execute(select(t.value).where(t.key == "ledger_id")).scalar()

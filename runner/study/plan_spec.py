@@ -7,7 +7,7 @@ A study sweep file (configs/embed_ratio.yaml: base + experiments) reads as a one
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 import yaml
 from pydantic import Field, ValidationError
@@ -86,6 +86,9 @@ class PlanSpec(Strict):
     controls: list[Control] = []
     kill_rule: KillRuleSpec = Field(default_factory=KillRuleSpec)
     budget_usd: float | None = Field(None, gt=0, le=1e9, allow_inf_nan=False)
+    launcher: Literal["local", "docker", "skypilot", "worker"] | None = Field(
+        None, description="Where its runs train (unset: the service's own launcher)."
+    )
     experiments: dict[Name, dict] = Field(
         default_factory=dict,
         description="A one-phase sweep's cells (a study sweep file read as a plan).",

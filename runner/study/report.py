@@ -266,14 +266,14 @@ def write_tables(
     return {k: str(v) for k, v in files.items()} | {"plots": plots(df, curves, out / "plots")}
 
 
-def write_report(engine: Engine, sweep_id: int) -> dict:
+def write_report(engine: Engine, sweep_id: int, pricing=None) -> dict:
     """The whole report folder of a sweep: tables, plots, decisions.md, COST_SUMMARY.json."""
     sw = crud.get_sweep(engine, sweep_id=sweep_id)
     df, curves = frame_from_ledger(engine, sweep_id)
     out = report_dir(sw)
     files = write_tables(df, curves, out)
     files["decisions"] = str(write_decisions(engine, sweep_id))
-    files["cost"] = str(write_summary(engine, sweep_id, out))
+    files["cost"] = str(write_summary(engine, sweep_id, out, pricing))
     return files
 
 

@@ -89,10 +89,14 @@ def _plan_rows(plan: PlanSpec) -> tuple[list[dict], list[dict]]:
     return rows, infeasible
 
 
-def submit(engine: Engine, plan: PlanSpec, kind: str, reports_root: Path) -> Sweep:
+def submit(
+    engine: Engine, plan: PlanSpec, kind: str, reports_root: Path, pricing: Pricing | None = None
+) -> Sweep:
     """Validate every cell, then write the sweep, its queued runs and its infeasible cells in
     one transaction."""
     rows, infeasible = _sweep_file_rows(plan) if kind == "sweep" else _plan_rows(plan)
+    for r in rows:
+        r["launcher"] = plan.launcher
     if not rows:
         raise ConfigError(
             "plan: no cell is feasible; "
@@ -109,7 +113,7 @@ def submit(engine: Engine, plan: PlanSpec, kind: str, reports_root: Path) -> Swe
         infeasible=infeasible,
     )
     write_decisions(engine, sweep.id)
-    write_summary(engine, sweep.id, report_dir(sweep))
+    write_summary(engine, sweep.id, report_dir(sweep), pricing)
     return sweep
 
 
@@ -176,7 +180,14 @@ def promote(
                     **cfg.get("eval", {}),
                     "early_stop_patience": plan.finalists.early_stop_patience,
                 }
-            runs.append({"cfg": validate(cfg), "cell": cell, "is_baseline": c["is_baseline"]})
+            runs.append(
+                {
+                    "cfg": validate(cfg),
+                    "cell": cell,
+                    "is_baseline": c["is_baseline"],
+                    "launcher": plan.launcher,
+                }
+            )
     decision = {
         "who": who,
         "axes": axes,
@@ -192,7 +203,7 @@ def promote(
         reason=f"{who} promotion: finalists {sorted(chosen) or 'none'}",
     )
     write_decisions(engine, sweep_id)
-    write_summary(engine, sweep_id, report_dir(sweep))
+    write_summary(engine, sweep_id, report_dir(sweep), pricing)
     return decision
 
 
@@ -204,7 +215,13 @@ def _finalists_budget_refusal(
         return None
     spent = sweep_cost(engine, sweep.id)["spent_usd"]
     tokens = cells * len(plan.finalists.seeds) * plan.finalists.max_tokens
-    ahead = pricing.forecast_usd(tokens, measured_tokens_per_s(engine, sweep.id))
+    acc = pricing.accelerator
+    ahead = pricing.forecast(
+        tokens,
+        accelerator=acc,
+        spot=pricing.spot,
+        tokens_per_s=measured_tokens_per_s(engine, sweep.id, acc),
+    )["usd"]
     if spent + ahead > sweep.budget_usd:
         return (
             f"budget: promoting {cells} cells x {len(plan.finalists.seeds)} seeds x "
@@ -230,7 +247,7 @@ def advance(engine: Engine, pricing: Pricing) -> None:
             from runner.study.report import write_report
 
             try:
-                write_report(engine, sw.id)
+                write_report(engine, sw.id, pricing)
             except Exception as e:  # a report problem must not stop the scheduler
                 crud.add_event(engine, sweep_id=sw.id, kind="report", reason=f"report failed: {e}")
                 write_decisions(engine, sw.id)

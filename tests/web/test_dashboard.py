@@ -101,9 +101,10 @@ def test_browser_overview_live_update_and_run_charts(service_factory, tokenized_
         f"/runs/{rid}/metrics",
         json={"points": [{"step": 50, "tokens": 25600, "name": "dev/word_ppl", "value": 123.45}]},
     ).raise_for_status()
-    page.wait_for_function(
-        "document.querySelector('#dev-ppl').innerText === '123.45'", timeout=15_000
-    )
+    # a locator wait, not wait_for_function: the page's CSP forbids eval, which that uses
+    from playwright.sync_api import expect
+
+    expect(page.locator("#dev-ppl")).to_have_text("123.45", timeout=15_000)
     assert page.evaluate("window.__marker") == 1  # same document: no reload happened
 
     page.goto(service.url + "/cost")

@@ -22,7 +22,7 @@ import httpx
 
 from trainer.reporting.base import Reporter, Stop
 
-OUTBOX, ACK = "outbox.jsonl", "outbox.ack"
+OUTBOX, ACK, HEARTBEAT, EXIT = "outbox.jsonl", "outbox.ack", "heartbeat.json", "exit.json"
 PERMANENT = {400, 404, 409, 413, 422}  # retrying cannot help: skip, say so
 # The token was revoked: a newer attempt of this run owns it now. Keep the points in the shared
 # outbox (the next attempt's reporter sends them with its own token) and stop sending.
@@ -57,7 +57,56 @@ def to_points(record: dict) -> list[dict]:
     return out
 
 
-class HttpReporter(Reporter):
+def _write_json(path: Path, doc: dict) -> None:
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    tmp.write_text(json.dumps(doc))
+    os.replace(tmp, path)
+
+
+class OutboxReporter(Reporter):
+    """What a run launched by the runner leaves in its directory, whether or not the service
+    can be reached: every point in `outbox.jsonl` (fsynced), and `heartbeat.json` (step, tokens,
+    attempt, time; rewritten at most every heartbeat_s). A job with no inbound connection (a
+    cloud job whose run directory is in a bucket) is heard through these files alone."""
+
+    def __init__(self, run_dir: Path, *, heartbeat_s: float = 5.0):
+        self.run_dir = Path(run_dir)
+        self.heartbeat_s = heartbeat_s
+        self.outbox = open(self.run_dir / OUTBOX, "ab")  # noqa: SIM115 - open for the run
+        self.cond = threading.Condition()
+        self.last = {"step": 0, "tokens": 0}
+        self.next_beat_file = 0.0
+
+    def log(self, record: dict) -> None:
+        if "step" in record:
+            self.last = {
+                **self.last,
+                "step": int(record["step"]),
+                "tokens": int(record.get("tokens", 0)),
+            }
+        if record.get("event") == "start":  # the heartbeat tells the runner which attempt
+            self.last["attempt"] = int(record.get("attempt", 1))
+        if time.monotonic() >= self.next_beat_file:
+            _write_json(self.run_dir / HEARTBEAT, {**self.last, "time": time.time()})
+            self.next_beat_file = time.monotonic() + self.heartbeat_s
+        points = to_points(record)
+        if not points:
+            return
+        data = "".join(json.dumps(p) + "\n" for p in points).encode()
+        with self.cond:
+            self.outbox.write(data)
+            self.outbox.flush()
+            os.fsync(self.outbox.fileno())  # durable before anyone is told
+            self.cond.notify()
+
+    def close(self) -> None:
+        _write_json(self.run_dir / HEARTBEAT, {**self.last, "time": time.time()})
+        self.outbox.close()
+
+
+class HttpReporter(OutboxReporter):
+    """The outbox, and a background thread that posts it to the runner."""
+
     def __init__(
         self,
         run_dir: Path,
@@ -70,43 +119,18 @@ class HttpReporter(Reporter):
         timeout_s: float = 10.0,
         flush_timeout_s: float = 30.0,
     ):
-        self.run_dir = Path(run_dir)
+        super().__init__(run_dir, heartbeat_s=heartbeat_s)
         self.base = f"{url.rstrip('/')}/api/v1/runs/{run_id}"
         self.headers = {"Authorization": f"Bearer {token}"}
-        self.heartbeat_s = heartbeat_s
         self.batch = batch
         self.timeout_s = timeout_s
         self.flush_timeout_s = flush_timeout_s
-        self.outbox = open(self.run_dir / OUTBOX, "ab")  # noqa: SIM115 - open for the run
-        self.cond = threading.Condition()
         self.closing = False
         self.stop: Stop | None = None
-        self.last = {"step": 0, "tokens": 0}
         self.pending_result: dict | None = None
         self.revoked = False
         self.thread = threading.Thread(target=self._loop, daemon=True, name="pax-reporter")
         self.thread.start()
-
-    # ------------------------------------------------------------ training-loop side
-
-    def log(self, record: dict) -> None:
-        if "step" in record:
-            self.last = {
-                **self.last,
-                "step": int(record["step"]),
-                "tokens": int(record.get("tokens", 0)),
-            }
-        if record.get("event") == "start":  # the heartbeat tells the runner which attempt
-            self.last["attempt"] = int(record.get("attempt", 1))
-        points = to_points(record)
-        if not points:
-            return
-        data = "".join(json.dumps(p) + "\n" for p in points).encode()
-        with self.cond:
-            self.outbox.write(data)
-            self.outbox.flush()
-            os.fsync(self.outbox.fileno())  # durable before anyone is told
-            self.cond.notify()
 
     def result(self, metrics: dict) -> None:
         with self.cond:
@@ -123,7 +147,7 @@ class HttpReporter(Reporter):
             self.closing = True
             self.cond.notify()
         self.thread.join(timeout=self.flush_timeout_s + self.timeout_s)
-        self.outbox.close()
+        super().close()
 
     # ------------------------------------------------------------ sender thread
 
@@ -238,12 +262,39 @@ class HttpReporter(Reporter):
         client.close()
 
 
-def from_env(run_dir: Path) -> HttpReporter | None:
+def from_env(run_dir: Path) -> OutboxReporter | None:
+    """The runner's reporter for a launched run: posting to PAX_RUNNER_URL, or, for a job that
+    the service cannot be reached from (PAX_RUN_ID without a URL), its outbox files alone."""
+    url, run_id, token = (
+        os.environ.get(k) for k in ("PAX_RUNNER_URL", "PAX_RUN_ID", "PAX_RUN_TOKEN")
+    )
+    beat = float(os.environ.get("PAX_HEARTBEAT_S", "5"))
+    if url and run_id and token:
+        return HttpReporter(run_dir, url, run_id, token, heartbeat_s=beat)
+    if run_id:
+        return OutboxReporter(run_dir, heartbeat_s=beat)
+    return None  # not launched by a runner: local files only
+
+
+def report_exit(run_dir: Path, code: int, tries: int = 5) -> bool:
+    """How a launched trainer ended, for the ledger: `exit.json` beside the run (read from the
+    bucket when the service cannot be reached) and, when it can, POST /runs/{id}/exit. True
+    when the service acknowledged it."""
+    _write_json(Path(run_dir) / EXIT, {"code": int(code), "time": time.time()})
     url, run_id, token = (
         os.environ.get(k) for k in ("PAX_RUNNER_URL", "PAX_RUN_ID", "PAX_RUN_TOKEN")
     )
     if not (url and run_id and token):
-        return None  # no service configured: local files only
-    return HttpReporter(
-        run_dir, url, run_id, token, heartbeat_s=float(os.environ.get("PAX_HEARTBEAT_S", "5"))
-    )
+        return False
+    for i in range(tries):
+        try:
+            r = httpx.post(
+                f"{url.rstrip('/')}/api/v1/runs/{run_id}/exit",
+                json={"code": int(code)},
+                headers={"Authorization": f"Bearer {token}"},
+                timeout=10,
+            )
+            return r.status_code < 400
+        except httpx.HTTPError:
+            time.sleep(min(10, 2**i))
+    return False

@@ -20,8 +20,10 @@ from runner.api.deps import (
     RunCallerDep,
     SettingsDep,
     WriterDep,
+    check_launchable,
 )
 from runner.api.schemas import (
+    AttemptPublic,
     EventPublic,
     ExitReport,
     Heartbeat,
@@ -35,7 +37,7 @@ from runner.api.schemas import (
     RunPublic,
 )
 from runner.launch.scheduler import apply_exit
-from runner.ledger import crud
+from runner.ledger import crud, queries
 from runner.ledger.models import FINISHED, Run, RunStatus
 from trainer.config import describe_errors, validate
 
@@ -52,6 +54,7 @@ def public(run: Run, latest: dict[str, float] | None = None) -> RunPublic:
 def submit_run(
     engine: EngineDep,
     _: AdminDep,
+    request: Request,
     body: Annotated[
         dict[str, Any],
         Body(
@@ -77,8 +80,14 @@ def submit_run(
     except ValidationError as e:
         raise HTTPException(422, describe_errors(e.errors(), "body")) from None
     cfg = validate(req.config if req.name is None else {**req.config, "name": req.name})
+    check_launchable(request, req.launcher)
     run = crud.create_run(
-        engine, cfg=cfg, priority=req.priority, sweep_id=req.sweep_id, phase=req.phase
+        engine,
+        cfg=cfg,
+        priority=req.priority,
+        sweep_id=req.sweep_id,
+        phase=req.phase,
+        launcher=req.launcher,
     )
     return public(run)
 
@@ -139,6 +148,14 @@ def get_events(run_id: RunId, engine: EngineDep):
         )
         for e in crud.events(engine, run_id=run_id)
     ]
+
+
+@router.get("/{run_id}/attempts", response_model=list[AttemptPublic])
+def get_attempts(run_id: RunId, engine: EngineDep):
+    """Every attempt of the run: where it ran, on which GPU (as provisioned), its share of it,
+    the price and its source, how long, the outcome and what it cost."""
+    crud.get_run(engine, run_id=run_id)
+    return queries.attempt_rows(engine, run_id=run_id)
 
 
 def _open(run: crud.RunRef, what: str) -> None:

@@ -7,12 +7,12 @@ import json
 from pathlib import Path
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Body, Request, Response
+from fastapi import APIRouter, Body, Query, Request, Response
 from fastapi import Path as PathParam
 from starlette.concurrency import run_in_threadpool
 
-from runner.api.deps import AdminDep, EngineDep, PricingDep, SettingsDep
-from runner.api.schemas import PromoteRequest, SweepPublic
+from runner.api.deps import AdminDep, EngineDep, PricingDep, SettingsDep, check_launchable
+from runner.api.schemas import Launch, PromoteRequest, SweepPublic
 from runner.launch.cost import sweep_cost
 from runner.ledger import crud
 from runner.ledger.models import Sweep
@@ -42,12 +42,25 @@ def _public(sw: Sweep, counts: dict[str, int]) -> SweepPublic:
         }
     },
 )
-async def submit_sweep(request: Request, engine: EngineDep, settings: SettingsDep, _: AdminDep):
+async def submit_sweep(
+    request: Request,
+    engine: EngineDep,
+    settings: SettingsDep,
+    pricing: PricingDep,
+    _: AdminDep,
+    launcher: Annotated[Launch | None, Query(description="Where its runs train.")] = None,
+):
     """Submit a plan (configs/plan_10m.yaml) or a study sweep file (configs/embed_ratio.yaml)
-    as YAML or JSON: every feasible cell is queued, refused cells are recorded as infeasible."""
+    as YAML or JSON: every feasible cell is queued, refused cells are recorded as infeasible.
+    `launcher` (or the plan's own `launcher:`) sends its runs to SkyPilot or to workers."""
     text = (await request.body()).decode("utf-8", errors="replace")
     plan, kind = load_plan_text(text)
-    sweep = await run_in_threadpool(sweeps.submit, engine, plan, kind, Path(settings.reports_root))
+    if launcher is not None:
+        plan = plan.model_copy(update={"launcher": launcher})
+    check_launchable(request, plan.launcher)
+    sweep = await run_in_threadpool(
+        sweeps.submit, engine, plan, kind, Path(settings.reports_root), pricing
+    )
     return _public(sweep, crud.run_counts(engine, sweep_ids=[sweep.id])[sweep.id])
 
 
@@ -126,8 +139,8 @@ def decisions(sweep_id: SweepId, engine: EngineDep) -> Response:
 
 
 @router.get("/{sweep_id}/cost")
-def cost(sweep_id: SweepId, engine: EngineDep) -> dict[str, Any]:
+def cost(sweep_id: SweepId, engine: EngineDep, pricing: PricingDep) -> dict[str, Any]:
     """GPU-hours and $ per run and phase, spent vs the sweep's budget (a snapshot is kept in
     COST_SUMMARY.json in the sweep's report folder at each phase change)."""
     crud.get_sweep(engine, sweep_id=sweep_id)
-    return sweep_cost(engine, sweep_id)
+    return sweep_cost(engine, sweep_id, pricing)

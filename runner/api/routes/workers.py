@@ -5,12 +5,13 @@ from __future__ import annotations
 
 import json
 
-from fastapi import APIRouter, Response
+from fastapi import APIRouter, HTTPException, Response
 
 from runner.api.deps import EngineDep, PricingDep, SettingsDep, WorkerDep
 from runner.api.schemas import Claim, ClaimRequest
 from runner.launch.cost import budget_refusal
 from runner.ledger import crud
+from runner.ledger.attempts import Placement
 
 router = APIRouter(tags=["workers"])
 
@@ -26,12 +27,19 @@ def claim(
     """Atomically take the next queued run (priority, then age) for a worker; 204 when the
     queue is empty. Takes the worker token (or the admin's); the answer carries the run's own
     token, for its trainer."""
-    got = crud.claim_queued(
-        engine,
-        limit=1,
-        launcher=f"worker:{body.worker}",
-        refuse=lambda run: budget_refusal(engine, pricing, run),
-    )
+    place = Placement(accelerator=body.accelerator, spot=body.spot, gpus=body.gpus)
+    try:
+        got = crud.claim_queued(
+            engine,
+            limit=1,
+            launcher=f"worker:{body.worker}",
+            kinds=("worker",),
+            placement=place,
+            pricing=pricing,
+            refuse=lambda run: budget_refusal(engine, pricing, run, body.accelerator),
+        )
+    except ValueError as e:  # a GPU without a price: nothing is claimed on it
+        raise HTTPException(422, f"accelerator: {e}") from None
     if not got:
         return Response(status_code=204)
     run, token = got[0]
