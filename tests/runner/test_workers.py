@@ -109,15 +109,14 @@ def test_a_run_requeued_to_another_worker_resumes_from_its_last_checkpoint(
     )
     os.killpg(a.pid, signal.SIGKILL)  # the worker and its trainer, at once
     a.wait()
-    killed_at = service.run(run["id"])["tokens_seen"] // (8 * 64)
-    assert 0 < killed_at < steps, "worker A finished before it could be killed"
+    assert service.run(run["id"])["status"] == "running", "worker A finished before its kill"
     b = start_worker(service, tmp_path, "wb", "--checkpoint-url", str(store), "--idle-exit-s", "20")
     done = service.wait_status(run["id"], ("succeeded", "failed"), timeout=300)
     finish(b, timeout=60)
     log_b = (tmp_path / "wb.log").read_text()
     assert done["status"] == "succeeded" and done["attempt"] == 2, log_b
     resumed = int(re.search(r"resumes from step_(\d+)", log_b).group(1))
-    assert 0 < resumed <= killed_at
+    assert 0 < resumed < steps
     attempts = service.get(f"/runs/{run['id']}/attempts").json()
     assert [(x["launcher"], x["outcome"]) for x in attempts] == [
         ("worker:wa", "lost"),
