@@ -21,7 +21,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import torch  # noqa: E402
 
 from trainer.evaluation.profile import matmul_peak, sync  # noqa: E402
-from trainer.model import GPT, ModelConfig  # noqa: E402
+from trainer.model import GPT, LossPlan, ModelConfig  # noqa: E402
 from trainer.params import plan  # noqa: E402
 
 SHAPES = {
@@ -38,6 +38,7 @@ def bench(
 ) -> dict:
     torch.manual_seed(0)
     model = GPT(cfg).to(device)
+    model.loss_plan = LossPlan.for_device(device, cfg.vocab_size)
     opt = torch.optim.AdamW(
         model.parameters(),
         lr=1e-3,

@@ -148,8 +148,23 @@ class RuntimeSpec(Section):
         "the device lacks it.",
     )
     compile: bool = Field(False, description="torch.compile the model.")
+    compile_mode: Literal["default", "reduce-overhead", "max-autotune-no-cudagraphs"] = Field(
+        "default",
+        description="torch.compile mode; reduce-overhead adds CUDA graphs (small batches).",
+    )
+    loss_chunk_rows: int = Field(
+        0,
+        ge=0,
+        le=1 << 24,
+        description="Rows per chunk of the LM-head loss (0 = from the device: 128 on CPU, "
+        "full logits on CUDA when they fit a memory budget, else chunks of >= 8192 rows).",
+    )
     seed: int = Field(1337, ge=0, le=2**31 - 1, description="Seed for init, data order, dropout.")
-    deterministic: bool = Field(True, description="Deterministic algorithms (bit-exact on CPU).")
+    deterministic: bool | None = Field(
+        None,
+        description="Deterministic algorithms. Unset: on for CPU (bit-exact, resumable bit for "
+        "bit), off on CUDA (docs/gpu.md says what it costs there).",
+    )
     threads: int = Field(0, ge=0, le=256, description="torch CPU threads (0 = torch's default).")
 
 

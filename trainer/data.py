@@ -14,8 +14,11 @@ import torch
 
 
 class Batches:
-    def __init__(self, tokens: np.ndarray, seq_len: int, batch_size: int, seed: int):
+    def __init__(
+        self, tokens: np.ndarray, seq_len: int, batch_size: int, seed: int, pin: bool = False
+    ):
         self.tokens = tokens
+        self.pin = pin  # page-locked batches, so a CUDA copy with non_blocking=True is async
         self.seq_len = seq_len
         self.batch_size = batch_size
         self.seed = seed
@@ -42,4 +45,6 @@ class Batches:
             start = int(self._perm(epoch)[i]) * self.seq_len
             rows.append(self.tokens[start : start + self.seq_len + 1])
         chunk = torch.from_numpy(np.stack(rows).astype(np.int64))
+        if self.pin:
+            chunk = chunk.pin_memory()
         return chunk[:, :-1], chunk[:, 1:]

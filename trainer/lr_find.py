@@ -29,14 +29,13 @@ def lr_find(
     smoothing: float = 0.9,
     diverge: float = 4.0,
 ) -> dict:
-    from trainer.runtime import build_optimizer, precision, resolve_device, seed_everything
+    from trainer.runtime import build_optimizer, place_model, precision, prepare
 
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
-    device = resolve_device(cfg.runtime.device)
-    seed_everything(cfg.runtime.seed, cfg.runtime.deterministic, cfg.runtime.threads)
+    device = prepare(cfg)
     autocast, scaler, _ = precision(device, cfg.runtime.dtype)
-    model = GPT.from_plan(cfg.plan(), max_seq_len=cfg.data.seq_len).to(device)
+    model = place_model(GPT.from_plan(cfg.plan(), max_seq_len=cfg.data.seq_len), cfg, device)
     opt = build_optimizer(model, cfg, device)
     batches = Batches(
         load_tokens(cfg.tokenized_path(), "train"),

@@ -38,6 +38,19 @@ def precision(device: torch.device, dtype: str):
     return partial(torch.autocast, device.type, dtype=torch_dtype), scaler, dtype
 
 
+def is_deterministic(setting: bool | None, device: torch.device) -> bool:
+    """runtime.deterministic, or its default for the device: on for CPU, off for CUDA."""
+    return device.type != "cuda" if setting is None else setting
+
+
+def tune_backend(device: torch.device) -> None:
+    """TF32 for any fp32 matmul or convolution left on a CUDA device (bf16 autocast covers the
+    model's matmuls; this is for whatever runs outside it)."""
+    if device.type == "cuda":
+        torch.backends.cuda.matmul.allow_tf32 = True
+        torch.backends.cudnn.allow_tf32 = True
+
+
 def seed_everything(seed: int, deterministic: bool, threads: int) -> None:
     if threads:
         torch.set_num_threads(threads)
@@ -49,6 +62,28 @@ def seed_everything(seed: int, deterministic: bool, threads: int) -> None:
     torch.backends.cudnn.benchmark = not deterministic
     if deterministic:
         os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+
+
+def prepare(cfg: TrainConfig) -> torch.device:
+    """The device of a run, seeded and tuned the same way for training, evaluation and the LR
+    finder."""
+    device = resolve_device(cfg.runtime.device)
+    seed_everything(
+        cfg.runtime.seed, is_deterministic(cfg.runtime.deterministic, device), cfg.runtime.threads
+    )
+    tune_backend(device)
+    return device
+
+
+def place_model(model, cfg: TrainConfig, device: torch.device):
+    """Move the model to its device and give it that device's LM-head loss plan."""
+    from trainer.model import LossPlan
+
+    model = model.to(device)
+    model.loss_plan = LossPlan.for_device(
+        device, model.cfg.vocab_size, chunk=cfg.runtime.loss_chunk_rows
+    )
+    return model
 
 
 def build_optimizer(model: torch.nn.Module, cfg: TrainConfig, device: torch.device):

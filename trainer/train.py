@@ -29,6 +29,7 @@ from trainer.config import ConfigError, TrainConfig
 from trainer.data import Batches
 from trainer.evaluation.perplexity import evaluate_split
 from trainer.evaluation.profile import LENGTHS as PROFILE_LENGTHS
+from trainer.evaluation.profile import sync
 from trainer.exits import EXIT_KILLED, EXIT_OK, EXIT_PREEMPTED
 from trainer.model import GPT
 from trainer.params import Plan
@@ -38,7 +39,7 @@ from trainer.reporting import reporters_for
 from trainer.reporting.base import Reporter, Reporters
 from trainer.run_guard import RunLock, StopSignal
 from trainer.runs import write_json
-from trainer.runtime import build_optimizer, precision, resolve_device, seed_everything
+from trainer.runtime import build_optimizer, place_model, precision, prepare
 from trainer.schedule import lr_at
 
 METRICS_SCHEMA_VERSION = 1
@@ -137,18 +138,24 @@ def _load_data(cfg: TrainConfig) -> tuple[Path, dict, dict]:
 
 def set_up(cfg: TrainConfig, run_dir: Path, extra: list[Reporter], overfit_tokens: int = 0) -> Run:
     """Device, seeds, data, model and optimizer; then the latest checkpoint, if any."""
-    device = resolve_device(cfg.runtime.device)
-    seed_everything(cfg.runtime.seed, cfg.runtime.deterministic, cfg.runtime.threads)
+    device = prepare(cfg)
     autocast, scaler, used_dtype = precision(device, cfg.runtime.dtype)
     plan = cfg.plan()
     tok_dir, tok_manifest, data_manifest = _load_data(cfg)
     train_tokens = load_tokens(tok_dir, "train")
     if overfit_tokens:
         train_tokens = np.asarray(train_tokens[: overfit_tokens + 1])
-    batches = Batches(train_tokens, cfg.data.seq_len, cfg.data.batch_size, cfg.runtime.seed)
-    model = GPT.from_plan(plan, max_seq_len=max(cfg.data.seq_len, *PROFILE_LENGTHS)).to(device)
+    batches = Batches(
+        train_tokens,
+        cfg.data.seq_len,
+        cfg.data.batch_size,
+        cfg.runtime.seed,
+        pin=device.type == "cuda",
+    )
+    model = GPT.from_plan(plan, max_seq_len=max(cfg.data.seq_len, *PROFILE_LENGTHS))
+    model = place_model(model, cfg, device)
     optimizer = build_optimizer(model, cfg, device)
-    fwd = model.compiled() if cfg.runtime.compile else model
+    fwd = model.compiled(cfg.runtime.compile_mode) if cfg.runtime.compile else model
     (run_dir / "config.json").write_text(cfg.model_dump_json(indent=2))
     (run_dir / "plan.json").write_text(plan.to_json())
 
@@ -321,36 +328,30 @@ def train_loop(run: Run, stop: StopSignal, show_progress: bool) -> tuple[str, in
     eval_every = cfg.eval.every_tokens if not run.overfit_tokens else 0
     bar = Progress(cfg.total_steps * cfg.tokens_per_step, st.tokens, enabled=show_progress)
     outcome = ("succeeded", EXIT_OK, "completed the token budget")
-    window_t0, window_tokens = time.perf_counter(), 0
+    # Training time and the loss of the log window stay on the device between log points: a
+    # step never waits for the GPU. Time is counted up to a sync (the log's, or the one before
+    # an evaluation or checkpoint), so queued GPU work is charged to training, not to them.
+    window = {"elapsed": st.elapsed, "tokens": 0, "steps": 0}
+    loss_sum = torch.zeros((), dtype=torch.float32, device=run.device)
     run.model.train()
     try:
         while st.step < cfg.total_steps:
             t_step, prev_tokens = time.perf_counter(), st.tokens
             loss, gnorm, lr = train_step(run)
-            st.elapsed += time.perf_counter() - t_step
-            window_tokens += cfg.tokens_per_step
-            if st.step % cfg.log.every_steps == 0 or st.step == cfg.total_steps:
-                st.last_loss = float(loss)  # the only host sync: once per log interval
-                if not math.isfinite(st.last_loss):
-                    raise FloatingPointError(
-                        f"train loss is {st.last_loss} at step {st.step}; lower optim.lr or "
-                        "raise optim.warmup_tokens"
-                    )
-                tps = window_tokens / max(1e-9, time.perf_counter() - window_t0)
-                window_t0, window_tokens = time.perf_counter(), 0
-                run.report.log(
-                    {
-                        "event": "train",
-                        "step": st.step,
-                        "tokens": st.tokens,
-                        "loss": st.last_loss,
-                        "lr": lr,
-                        "tokens_per_s": tps,
-                        "grad_norm": float(gnorm) if gnorm is not None else None,
-                    }
-                )
-                bar.update(st.tokens, st.last_loss, tps)
+            loss_sum += loss.float()
+            window["tokens"] += cfg.tokens_per_step
+            window["steps"] += 1
             crossed = eval_every and st.tokens // eval_every > prev_tokens // eval_every
+            if st.step % cfg.log.every_steps == 0 or st.step == cfg.total_steps:
+                st.last_loss = float(loss)  # the host sync of the log interval
+                st.elapsed += time.perf_counter() - t_step
+                _log_train(run, bar, window, float(loss_sum), gnorm, lr)
+                loss_sum.zero_()
+                window = {"elapsed": st.elapsed, "tokens": 0, "steps": 0}
+            else:
+                if crossed or _checkpoint_due(run):
+                    sync(run.device)
+                st.elapsed += time.perf_counter() - t_step
             if crossed and (why := periodic_eval(run)):
                 outcome = ("succeeded", EXIT_OK, why)
                 break
@@ -374,6 +375,29 @@ def train_loop(run: Run, stop: StopSignal, show_progress: bool) -> tuple[str, in
     finally:
         bar.close()
     return outcome
+
+
+def _log_train(run: Run, bar: Progress, window: dict, loss_sum: float, gnorm, lr: float) -> None:
+    st = run.state
+    if not math.isfinite(st.last_loss):
+        raise FloatingPointError(
+            f"train loss is {st.last_loss} at step {st.step}; lower optim.lr or "
+            "raise optim.warmup_tokens"
+        )
+    tps = window["tokens"] / max(1e-9, st.elapsed - window["elapsed"])
+    run.report.log(
+        {
+            "event": "train",
+            "step": st.step,
+            "tokens": st.tokens,
+            "loss": st.last_loss,  # this step's (a resumed run logs the same values)
+            "loss_mean": loss_sum / max(1, window["steps"]),  # the window's, since the last log
+            "lr": lr,
+            "tokens_per_s": tps,
+            "grad_norm": float(gnorm) if gnorm is not None else None,
+        }
+    )
+    bar.update(st.tokens, st.last_loss, tps)
 
 
 def _checkpoint_due(run: Run) -> bool:

@@ -127,3 +127,58 @@ def test_sequence_longer_than_rope_cache_is_refused():
     m = tiny()
     with pytest.raises(ValueError, match="max_seq_len"):
         m(torch.zeros(1, 65, dtype=torch.long))
+
+
+def _loss_and_grads(model: GPT, x, y):
+    model.zero_grad(set_to_none=True)
+    _, loss = model(x, y)
+    loss.backward()
+    return loss.detach(), {n: p.grad.clone() for n, p in model.named_parameters()}
+
+
+@pytest.mark.parametrize("plan", ["full", "big-chunks"])
+def test_cuda_loss_paths_match_the_cpu_path_on_cpu_tensors(plan):
+    """The CUDA loss plans (full logits; chunks of >= 8192 rows) forced on CPU tensors give the
+    CPU path's loss and gradients."""
+    from trainer.model import MIN_CUDA_CHUNK_ROWS, LossPlan
+
+    torch.manual_seed(0)
+    model = tiny(tied=True).double()
+    rows = 2 * MIN_CUDA_CHUNK_ROWS + 100  # three chunks, the last one short
+    x = torch.randint(0, model.cfg.vocab_size, (rows // 50, 50))
+    y = torch.randint(0, model.cfg.vocab_size, (rows // 50, 50))
+    ref_loss, ref_grads = _loss_and_grads(model, x, y)  # the CPU plan: chunks of 128 rows
+    assert model.loss_plan == LossPlan()
+    vocab = model.cfg.vocab_size
+    if plan == "full":  # budget for every row: one cross-entropy over the full logits
+        model.loss_plan = LossPlan.for_device(torch.device("cuda"), vocab, budget_bytes=1 << 40)
+        assert model.loss_plan.full_rows >= x.numel()
+    else:  # budget for 10 rows: chunks, but never fewer than 8192 rows
+        model.loss_plan = LossPlan.for_device(
+            torch.device("cuda"), vocab, budget_bytes=10 * vocab * 10
+        )
+        assert model.loss_plan == LossPlan(chunk=MIN_CUDA_CHUNK_ROWS, full_rows=10)
+    loss, grads = _loss_and_grads(model, x, y)
+    torch.testing.assert_close(loss, ref_loss, rtol=1e-10, atol=1e-10)
+    for name, g in ref_grads.items():
+        torch.testing.assert_close(grads[name], g, rtol=1e-9, atol=1e-12, msg=name)
+
+
+def test_loss_plan_is_chosen_by_device_and_budget():
+    from trainer.model import CPU_CHUNK_ROWS, LossPlan
+
+    assert LossPlan.for_device(torch.device("cpu"), 16000) == LossPlan(CPU_CHUNK_ROWS, 0)
+    # 32,768 rows of a 16k vocabulary: full logits need ~5.2 GB
+    roomy = LossPlan.for_device(torch.device("cuda"), 16000, budget_bytes=8 << 30)
+    assert roomy.full_rows >= 32768
+    tight = LossPlan.for_device(torch.device("cuda"), 16000, budget_bytes=1 << 30)
+    assert tight.full_rows < 32768 and tight.chunk >= 8192
+    assert LossPlan.for_device(torch.device("cuda"), 16000, chunk=512) == LossPlan(512, 0)
+
+
+def test_determinism_defaults_per_device():
+    from trainer.runtime import is_deterministic
+
+    assert is_deterministic(None, torch.device("cpu")) is True
+    assert is_deterministic(None, torch.device("cuda")) is False
+    assert is_deterministic(True, torch.device("cuda")) is True

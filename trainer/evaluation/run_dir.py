@@ -16,7 +16,7 @@ def evaluate_run(run_dir: Path, *, smallbench_dir: Path | None = None, only: str
     from trainer.prep.smallbench import load_suite
     from trainer.prep.tokenizer import load_tokenizer, load_tokens
     from trainer.runs import write_json
-    from trainer.runtime import precision, resolve_device
+    from trainer.runtime import place_model, precision, resolve_device, tune_backend
 
     if only not in ("all", "ppl", "smallbench", "profile"):
         raise ValueError(f"--only {only!r}: choose all, ppl, smallbench or profile")
@@ -30,10 +30,11 @@ def evaluate_run(run_dir: Path, *, smallbench_dir: Path | None = None, only: str
         raise FileNotFoundError(f"{run_dir}/checkpoints holds no complete checkpoint")
     saved, meta = found
     device = resolve_device(cfg.runtime.device)
+    tune_backend(device)
     autocast, _, _ = precision(device, cfg.runtime.dtype)
     model = GPT.from_plan(cfg.plan(), max_seq_len=max(cfg.data.seq_len, *profile.LENGTHS))
     model.load_state_dict(saved["model"])
-    model.to(device).eval()
+    model = place_model(model, cfg, device).eval()
     tok_dir = cfg.tokenized_path()
     splits = json.loads((tok_dir / "manifest.json").read_text())["splits"]
     out: dict = {"run_dir": str(run_dir), "step": meta["step"], "tokens": meta["tokens"]}
