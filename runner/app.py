@@ -89,12 +89,7 @@ def create_app(
                 pricing,
                 on_tick=lambda: study_sweeps.advance(engine, pricing),
                 bucket=BucketReader(settings.sky_bucket_path) if settings.sky_bucket_path else None,
-                capacity={
-                    lr.name: settings.sky_concurrency
-                    if lr.name == "skypilot"
-                    else settings.concurrency
-                    for lr in launchers
-                },
+                capacity={lr.name: launcher_capacity(settings, lr) for lr in launchers},
             )
             sched.start()
         app.state.launch_kinds = launch_kinds(settings)
@@ -165,6 +160,16 @@ def check_sky(settings: Settings, pricing: Pricing) -> None:
         )
 
 
+def launcher_capacity(settings: Settings, launcher) -> int:
+    """Runs at once: SkyPilot by PAX_SKY_CONCURRENCY; a launcher that places trainers on GPUs
+    by its slots (PAX_GPUS x PAX_GPU_SLOTS); else PAX_CONCURRENCY (0 keeps a pure ledger host)."""
+    if launcher.name == "skypilot":
+        return settings.sky_concurrency
+    if settings.concurrency == 0:
+        return 0
+    return getattr(launcher, "capacity", None) or settings.concurrency
+
+
 def make_launchers(settings: Settings, pricing: Pricing, engine) -> list:
     """The default launcher (docker falls back to local processes when no engine answers),
     and SkyPilot beside it when asked for."""
@@ -183,7 +188,14 @@ def make_launchers(settings: Settings, pricing: Pricing, engine) -> list:
                 "launcher=docker but no Docker engine answers `docker info`: using local processes"
             )
     if settings.launcher != "skypilot" and not out:
-        out.append(LocalLauncher(passthrough=settings.trainer_env, place=place))
+        out.append(
+            LocalLauncher(
+                passthrough=settings.trainer_env,
+                place=place,
+                gpus=settings.gpus,
+                slots_per_gpu=settings.gpu_slots,
+            )
+        )
     if settings.sky or settings.launcher == "skypilot":
         from runner.launch.skypilot import SkyOptions, SkyPilotLauncher
         from runner.ledger.queries import ledger_id

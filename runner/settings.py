@@ -127,6 +127,20 @@ class Settings(BaseSettings):
         "A100, A100-80GB, H100) for cost; unset = CPU, free.",
     )
     spot: bool = Field(False, description="Price runs at spot rates.")
+    gpus: int = Field(
+        0,
+        ge=0,
+        le=64,
+        description="GPUs the local launcher places trainers on (CUDA_VISIBLE_DEVICES, the "
+        "least busy first); 0 = no placement, trainers see whatever the service sees.",
+    )
+    gpu_slots: int = Field(
+        1,
+        ge=1,
+        le=64,
+        description="Trainers at once per GPU (with PAX_GPUS): the local launcher then runs up "
+        "to PAX_GPUS x PAX_GPU_SLOTS runs, and each GPU's time is split between the runs on it.",
+    )
     prices: Path | None = Field(
         None, description="Price table YAML (default: the shipped runner/launch/prices.yaml)."
     )

@@ -51,7 +51,10 @@ class AttemptPublic(BaseModel):
     launcher: str | None
     backend_id: str | None
     accelerator: str | None = PField(description="The GPU it ran on (None: a CPU, free).")
-    gpus: float = PField(description="The GPUs charged: a slot's share when runs share one.")
+    gpus: float = PField(
+        description="The GPUs charged: a slot's share, or on a shared device its share by time."
+    )
+    device: str | None = PField(None, description="host:gpuN when runs share that GPU.")
     spot: bool
     price_per_hour: float | None
     price_source: str | None
@@ -144,7 +147,14 @@ class ClaimRequest(Strict):
     )
     spot: bool = PField(False, strict=True, description="A spot (preemptible) machine.")
     gpus: float = PField(
-        1.0, gt=0, le=64, description="GPUs this slot is charged for (1/slots when shared)."
+        1.0, gt=0, le=64, description="GPUs this slot is charged for, when no device is named."
+    )
+    device: str | None = PField(
+        None,
+        max_length=120,
+        pattern=r"^[A-Za-z0-9._:-]+$",
+        description="The GPU this slot trains on, unique across workers (host:gpuN): runs on "
+        "one device split its cost by their time on it.",
     )
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -29,13 +30,42 @@ class LocalLauncher:
     tracks_processes = True  # alive() / exited() know its trainers
 
     def __init__(
-        self, python: str = sys.executable, passthrough=(), place: Placement = Placement()
+        self,
+        python: str = sys.executable,
+        passthrough=(),
+        place: Placement = Placement(),
+        gpus: int = 0,
+        slots_per_gpu: int = 1,
     ):
         self.python = python
         self.passthrough = tuple(passthrough)
         self.place = place  # the service's own GPU (PAX_ACCELERATOR), or the CPU
+        self.gpus = gpus  # 0: trainers are not placed on GPUs by index
+        self.slots_per_gpu = slots_per_gpu
+        self.host = socket.gethostname()
         self.procs: dict[str, subprocess.Popen] = {}
+        self.gpu_of: dict[str, int] = {}  # backend id -> GPU index, for placed trainers
         self.lock = threading.Lock()
+
+    @property
+    def capacity(self) -> int | None:
+        """Trainers at once when placed on GPUs (None: PAX_CONCURRENCY decides)."""
+        return self.gpus * self.slots_per_gpu if self.gpus else None
+
+    def _free_gpu(self) -> int | None:
+        """The least busy GPU with a free slot (spreads runs over GPUs, then stacks them)."""
+        busy = [0] * self.gpus
+        for backend_id, gpu in self.gpu_of.items():
+            proc = self.procs.get(backend_id)
+            if proc is not None and proc.poll() is None:
+                busy[gpu] += 1
+        best = min(range(self.gpus), key=lambda i: busy[i])
+        return best if busy[best] < self.slots_per_gpu else None
+
+    def device_of(self, backend_id: str) -> str | None:
+        """host:gpuN of a placed trainer (the ledger splits that GPU's cost by time)."""
+        gpu = self.gpu_of.get(backend_id)
+        return None if gpu is None else f"{self.host}:gpu{gpu}"
 
     def placement(self) -> Placement:
         return self.place
@@ -49,6 +79,17 @@ class LocalLauncher:
         log.write(f"\n=== attempt {spec.attempt} ===\n".encode())
         log.flush()
         env = trainer_env(spec.env, self.passthrough)
+        gpu = None
+        if self.gpus:
+            with self.lock:
+                gpu = self._free_gpu()
+            if gpu is None:
+                log.close()
+                raise RuntimeError(
+                    f"every GPU holds {self.slots_per_gpu} trainers (PAX_GPU_SLOTS); raise "
+                    "PAX_GPU_SLOTS or PAX_GPUS"
+                )
+            env["CUDA_VISIBLE_DEVICES"] = str(gpu)
         # its own session: a signal to the service's process group does not reach training,
         # and stop() can signal the trainer's whole group
         proc = subprocess.Popen(
@@ -62,6 +103,8 @@ class LocalLauncher:
         log.close()
         with self.lock:
             self.procs[str(proc.pid)] = proc
+            if gpu is not None:
+                self.gpu_of[str(proc.pid)] = gpu
         return str(proc.pid)
 
     def observe(self, backend_ids: list[str]) -> dict[str, JobState]:
@@ -78,6 +121,7 @@ class LocalLauncher:
             return ALIVE
         with self.lock:
             self.procs.pop(backend_id, None)
+            self.gpu_of.pop(backend_id, None)
         return JobState(EXITED, code=code)
 
     def stop(self, backend_id: str, grace_s: float) -> None:

@@ -427,7 +427,10 @@ class Scheduler:
             # the run lives in the checkpoint bucket (/pax/runs/<id> in the job): where this
             # host reads it, so the job's outbox, heartbeat, result and exit are taken in
             run_dir = f"{self.bucket.root}/runs/{run.id}"
-        crud.record_launch(self.engine, run_id=run.id, backend_id=backend_id, run_dir=str(run_dir))
+        device = getattr(launcher, "device_of", lambda _: None)(backend_id)  # slots on a GPU
+        crud.record_launch(
+            self.engine, run_id=run.id, backend_id=backend_id, run_dir=str(run_dir), device=device
+        )
         crud.set_status(
             self.engine,
             run_id=run.id,

@@ -4,7 +4,8 @@ reports its exit; the trainer streams metrics and heartbeats with the run's own 
 
 - Slots: `--slots N` trains N runs at once on this machine (a 10M-parameter run leaves most of
   a GPU idle). Each slot gets its own GPU while there are GPUs to go round
-  (CUDA_VISIBLE_DEVICES), else they share; a slot is charged its share of a GPU.
+  (CUDA_VISIBLE_DEVICES), else they share; each GPU's time is split between the runs on it
+  (the claim names the device), so a run alone pays the whole GPU and two together half each.
 - Resume anywhere: with `--checkpoint-url` (a folder, or s3://, gs:// through fsspec) every
   checkpoint a trainer writes is copied there, and a run requeued to another worker starts from
   its last one.
@@ -195,6 +196,8 @@ class Worker:
                 body = {"worker": me, "spot": self.spot, "gpus": share if self.accelerator else 1.0}
                 if self.accelerator:
                     body["accelerator"] = self.accelerator
+                    # the GPU by name: the ledger splits its cost between the runs on it by time
+                    body["device"] = f"{self.name}:gpu{device or 0}"
                 try:
                     r = c.post("/claim", json=body)
                 except httpx.HTTPError as e:

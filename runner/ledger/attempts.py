@@ -2,8 +2,10 @@
 
 An attempt begins when a launcher claims the run and ends when the run leaves an active state
 (done, killed, lost, preempted, cancelled) or when the cloud recovers it onto new machines. Its
-cost is the time it ran times the price of the GPU actually provisioned (a slot's share of one
-when several runs share a GPU); a run's gpu_hours and cost_usd are the sums over its attempts.
+cost is the time it ran times the price of the GPU actually provisioned; a run's gpu_hours and
+cost_usd are the sums over its attempts. When several runs share one GPU (slots), an attempt
+names the device, and each moment of that GPU is split evenly between the attempts on it then:
+a run alone pays the whole GPU, two together pay half each, so the GPU's time is charged once.
 These functions work in the caller's transaction (runner.ledger.crud opens it).
 """
 
@@ -13,7 +15,7 @@ import json
 from dataclasses import dataclass
 from typing import Protocol
 
-from sqlmodel import Session, select
+from sqlmodel import Session, or_, select
 
 from runner.ledger.models import Attempt, Run
 
@@ -24,7 +26,8 @@ class Placement:
 
     accelerator: str | None = None  # None: a CPU, free
     spot: bool = False
-    gpus: float = 1.0  # a slot's share of one GPU when several runs share it
+    gpus: float = 1.0  # a fixed share of one GPU (unused when `device` is named)
+    device: str | None = None  # host:gpuN: shared with whatever else runs there, by time
 
 
 @dataclass(frozen=True)
@@ -73,6 +76,7 @@ def begin(
         backend_id=backend_id,
         accelerator=placement.accelerator,
         gpus=placement.gpus,
+        device=placement.device,
         spot=placement.spot,
         price_per_hour=price,
         price_source=source,
@@ -120,6 +124,8 @@ def end(
     row.seconds = max(
         0.0, usage.seconds if usage and usage.seconds is not None else t - row.started_at
     )
+    if row.device:
+        row.gpus = shared_seconds(s, row, t) / row.seconds if row.seconds else 1.0
     row.gpu_hours = row.seconds / 3600 * row.gpus if row.accelerator else 0.0
     row.cost_usd = row.gpu_hours * (row.price_per_hour or 0.0)
     run.gpu_hours = (run.gpu_hours or 0.0) + row.gpu_hours
@@ -133,5 +139,27 @@ def running_cost(s: Session, run: Run, t: float) -> float:
     row = current(s, run)
     open_cost = 0.0
     if row is not None and row.ended_at is None and row.accelerator:
-        open_cost = (t - row.started_at) / 3600 * row.gpus * (row.price_per_hour or 0.0)
+        gpu_s = shared_seconds(s, row, t) if row.device else (t - row.started_at) * row.gpus
+        open_cost = gpu_s / 3600 * (row.price_per_hour or 0.0)
     return (run.cost_usd or 0.0) + open_cost
+
+
+def shared_seconds(s: Session, row: Attempt, t: float) -> float:
+    """GPU-seconds of `row` on its device from its start to `t`: every stretch of time split
+    evenly between the attempts on that device then (still-open ones count as running)."""
+    a = row.started_at
+    others = s.exec(
+        select(Attempt).where(
+            Attempt.device == row.device,
+            Attempt.id != row.id,
+            Attempt.started_at < t,
+            or_(Attempt.ended_at.is_(None), Attempt.ended_at > a),
+        )
+    ).all()
+    spans = [(max(o.started_at, a), min(o.ended_at if o.ended_at else t, t)) for o in others]
+    edges = sorted({a, t, *(x for span in spans for x in span if a <= x <= t)})
+    total = 0.0
+    for lo, hi in zip(edges, edges[1:], strict=False):
+        mid = (lo + hi) / 2
+        total += (hi - lo) / (1 + sum(1 for x, y in spans if x <= mid < y))
+    return total

@@ -404,9 +404,11 @@ def observe_attempt(engine: Engine, *, run_id: int, usage: Usage, pricing: Price
         attempts.observe(s, run, usage, pricing)
 
 
-def record_launch(engine: Engine, *, run_id: int, backend_id: str, run_dir: str) -> None:
+def record_launch(
+    engine: Engine, *, run_id: int, backend_id: str, run_dir: str, device: str | None = None
+) -> None:
     """The launcher started the run's job: the run and its current attempt both name it (a
-    cloud's recoveries are counted per job)."""
+    cloud's recoveries are counted per job), and the GPU it shares with other runs, if any."""
     with write_session(engine) as s:
         run = s.get(Run, run_id)
         if run is None:
@@ -415,6 +417,7 @@ def record_launch(engine: Engine, *, run_id: int, backend_id: str, run_dir: str)
         row = attempts.current(s, run)
         if row is not None:
             row.backend_id = backend_id
+            row.device = device or row.device
             s.add(row)
         s.add(run)
 

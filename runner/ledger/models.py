@@ -165,7 +165,14 @@ class Attempt(SQLModel, table=True):
     launcher: str | None = None
     backend_id: str | None = None
     accelerator: str | None = Field(default=None, description="The GPU actually provisioned.")
-    gpus: float = Field(default=1.0, description="GPUs charged: 1, or a slot's share of one.")
+    gpus: float = Field(
+        default=1.0,
+        description="GPUs charged: 1, a slot's share of one, or on a shared device the "
+        "time-weighted share it had there.",
+    )
+    device: str | None = Field(
+        default=None, index=True, description="host:gpuN when runs share that GPU."
+    )
     spot: bool = False
     resources: str | None = Field(default=None, sa_type=Text, description="As the cloud said.")
     price_per_hour: float | None = None

@@ -475,6 +475,7 @@ def attempt_rows(
             A.backend_id,
             A.accelerator,
             A.gpus,
+            A.device,
             A.spot,
             A.price_per_hour,
             A.price_source,

@@ -98,7 +98,7 @@ def test_the_wheel_alone_migrates_serves_and_trains(installed, tmp_path, tokeniz
 
     r = pax(installed, empty, "db", "upgrade", "--db", "var/pax.db")
     assert r.returncode == 0, r.stderr
-    assert json.loads(r.stdout.splitlines()[-1])["revision"] == "0005"
+    assert json.loads(r.stdout.splitlines()[-1])["revision"] == "0006"
 
     port = free_port()
     env = {

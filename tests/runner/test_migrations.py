@@ -57,7 +57,7 @@ def test_upgrading_an_old_ledger_keeps_its_data(tmp_path):
     c.commit()
     c.close()
     upgrade(db)
-    assert current_revision(db) == "0005"
+    assert current_revision(db) == "0006"
     c = sqlite3.connect(db)
     assert c.execute(
         "SELECT name, status, gpu_hours, cost_usd, stop_reason FROM runs"

@@ -149,12 +149,26 @@ def test_slots_train_runs_at_once_sharing_a_gpu(service_factory, tokenized_dir, 
     assert {x["launcher"] for x in rows} == {"worker:ws-s0", "worker:ws-s1"}
     first, second = sorted(rows, key=lambda x: x["started_at"])
     assert second["started_at"] < first["ended_at"]  # they trained at the same time
+    assert_gpu_time_split(service, rows, "ws:gpu0")
+
+
+def assert_gpu_time_split(service, rows: list[dict], device: str) -> None:
+    """Runs that shared one GPU: each pays half of the time they overlapped and all of the time
+    it was alone there, so the GPU's busy time is charged exactly once."""
     price = Pricing().hourly("T4", False)
+    first, second = sorted(rows, key=lambda x: x["started_at"])
+    overlap = min(first["ended_at"], second["ended_at"]) - second["started_at"]
+    assert overlap > 0
     for x in rows:
-        assert x["gpus"] == 0.5 and x["outcome"] == "succeeded"
-        assert x["cost_usd"] == pytest.approx(x["seconds"] / 3600 * 0.5 * price)
+        assert x["device"] == device and x["outcome"] == "succeeded"
+        alone = x["seconds"] - overlap
+        assert x["gpu_hours"] * 3600 == pytest.approx(alone + overlap / 2, rel=1e-6)
+        assert 0.5 <= x["gpus"] < 1.0
+        assert x["cost_usd"] == pytest.approx(x["gpu_hours"] * price)
         run = service.run(x["run_id"])
         assert run["status"] == "succeeded" and run["cost_usd"] == pytest.approx(x["cost_usd"])
+    busy = max(x["ended_at"] for x in rows) - first["started_at"]
+    assert sum(x["gpu_hours"] for x in rows) * 3600 == pytest.approx(busy, rel=1e-6)
 
 
 @pytest.mark.slow

@@ -27,7 +27,9 @@ def claim(
     """Atomically take the next queued run (priority, then age) for a worker; 204 when the
     queue is empty. Takes the worker token (or the admin's); the answer carries the run's own
     token, for its trainer."""
-    place = Placement(accelerator=body.accelerator, spot=body.spot, gpus=body.gpus)
+    place = Placement(
+        accelerator=body.accelerator, spot=body.spot, gpus=body.gpus, device=body.device
+    )
     try:
         got = crud.claim_queued(
             engine,
