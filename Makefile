@@ -7,7 +7,7 @@ PYTEST_ARGS ?=
 VOCABS  ?= 16000 8000
 SHELL   := /bin/bash
 
-.PHONY: setup test test-fast lint format data tokenize train eval plots demo clean help
+.PHONY: setup test test-fast lint format data tokenize train eval plots demo gpu-wheels clean help
 
 help:
 	@grep -E '^[a-z-]+:.*## ' Makefile | sed 's/:.*## /\t/'
@@ -58,6 +58,14 @@ plots: setup ## aggregate logs/ into results_summary.csv, tables and plots (repo
 
 demo: setup ## the main job: data, tokenizers, service, the smoke plan end to end, report
 	$(BIN)/pax demo --plan configs/plan_smoke.yaml
+
+gpu-wheels: setup ## wheels (.whl/) a GPU machine lacks for bench/gpu_check.sh (bench/gpu_wheels.txt)
+	mkdir -p .whl
+	grep -v '^#' bench/gpu_wheels.txt | while read -r name; do \
+	  v=$$($(BIN)/python -c "import importlib.metadata as m, sys; print(m.version(sys.argv[1]))" $$name) \
+	  && $(BIN)/python -m pip download -q --no-deps --only-binary=:all: --python-version 3.12 \
+	    --implementation cp --platform manylinux_2_28_x86_64 --platform manylinux_2_17_x86_64 \
+	    --platform manylinux2014_x86_64 -d .whl "$$name==$$v" || exit 1; done
 
 clean: ## remove generated data, logs and reports (keeps .venv)
 	rm -rf data logs reports var

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import sys
 import time
@@ -29,14 +30,24 @@ SHAPES = {
     "baseline": lambda: ModelConfig.from_plan(plan(10_000_000, 0.35, 2.66, 16000, True), 256),
     # the reference shape: 10 layers x 224 wide (7 heads of 32), SwiGLU 2.66x, V=16k tied
     "10x224": lambda: ModelConfig(16000, 224, 10, 7, round(2.66 * 224), True, 256),
+    # a smoke-test shape (bench/gpu_check.py --quick on CPU)
+    "tiny": lambda: ModelConfig(512, 32, 2, 4, 80, True, 256),
 }
 MODES = ("fp32-eager", "bf16-eager", "fp32-compiled", "bf16-compiled")
+# compiled kinds beyond these four: CUDA graphs for small batches, and autotuned kernels
+EXTRA_MODES = ("bf16-reduce-overhead", "bf16-autotune")
+COMPILE_MODES = {
+    "compiled": "default",
+    "reduce-overhead": "reduce-overhead",
+    "autotune": "max-autotune-no-cudagraphs",
+}
 
 
 def bench(
     cfg: ModelConfig, mode: str, device: torch.device, batch: int, seq: int, steps: int, warmup: int
 ) -> dict:
     torch.manual_seed(0)
+    losses = []
     model = GPT(cfg).to(device)
     model.loss_plan = LossPlan.for_device(device, cfg.vocab_size)
     opt = torch.optim.AdamW(
@@ -45,8 +56,8 @@ def bench(
         weight_decay=0.1,
         **({"fused": True} if device.type == "cuda" else {"foreach": True}),
     )
-    dtype, compiled = mode.split("-")
-    fwd = model.compiled() if compiled == "compiled" else model
+    dtype, kind = mode.split("-", 1)
+    fwd = model.compiled(COMPILE_MODES[kind]) if kind in COMPILE_MODES else model
     ctx = (
         (lambda: torch.autocast(device.type, dtype=torch.bfloat16))
         if dtype == "bf16"
@@ -61,6 +72,7 @@ def bench(
         t0 = time.perf_counter()
         with ctx():
             _, loss = fwd(inp, tgt)
+        losses.append(loss.detach().clone())
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         sync(device)
@@ -87,6 +99,7 @@ def bench(
         "achieved_gflops": tps * flops / 1e9,
         "warmup_s": t_compile,
         "share_optimizer": phases["optimizer"] / sum(phases.values()),
+        "loss_trace": [float(v) for v in losses],  # same seed, same device: compare runs
         "params": sum(p.numel() for p in model.parameters()),
     }
 
@@ -121,17 +134,27 @@ def profile_breakdown(cfg: ModelConfig, device: torch.device, batch: int, seq: i
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--shapes", nargs="+", default=list(SHAPES), choices=list(SHAPES))
-    ap.add_argument("--modes", nargs="+", default=list(MODES), choices=list(MODES))
+    ap.add_argument("--modes", nargs="+", default=list(MODES), choices=[*MODES, *EXTRA_MODES])
     ap.add_argument("--batch", type=int, default=16)
     ap.add_argument("--seq", type=int, default=256)
     ap.add_argument("--steps", type=int, default=8)
     ap.add_argument("--warmup", type=int, default=3)
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     ap.add_argument("--profile", action="store_true", help="Add an operator breakdown.")
+    ap.add_argument("--peak-s", type=float, default=2.0, help="Seconds per matmul-peak probe.")
+    ap.add_argument(
+        "--deterministic", action="store_true", help="Deterministic algorithms (its price)."
+    )
     args = ap.parse_args()
+    if args.deterministic:  # as trainer.runtime.seed_everything does, before CUDA starts
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+        torch.use_deterministic_algorithms(True, warn_only=True)
+        torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark = True, False
     device = torch.device(args.device)
-    peak_bf16 = matmul_peak(device, torch.bfloat16, seconds=2.0)
-    peak_fp32 = matmul_peak(device, torch.float32, seconds=2.0)
+    if device.type == "cuda":
+        torch.backends.cuda.matmul.allow_tf32 = True  # as the trainer (runtime.tune_backend)
+    peak_bf16 = matmul_peak(device, torch.bfloat16, seconds=args.peak_s)
+    peak_fp32 = matmul_peak(device, torch.float32, seconds=args.peak_s)
     results = {}
     for shape in args.shapes:
         cfg = SHAPES[shape]()
@@ -173,6 +196,7 @@ def main() -> None:
                 "threads": torch.get_num_threads(),
                 "torch": torch.__version__,
                 "batch": args.batch,
+                "deterministic": args.deterministic,
                 "seq": args.seq,
                 "matmul_peak_gflops": {"bf16": peak_bf16 / 1e9, "fp32": peak_fp32 / 1e9},
                 "results": results,

@@ -100,3 +100,24 @@ def latest(ckpt_dir: Path) -> tuple[dict, dict] | None:
             "again with checkpoint.resume=false or another --run-dir"
         ) from None
     return state, meta
+
+
+BEST = "best.pt"  # the weights of the best dev evaluation so far, beside the latest ones
+
+
+def save_best(ckpt_dir: Path, model_state: dict, meta: dict) -> Path:
+    """Keep the model of the best dev evaluation (never pruned: it is not a step_* file)."""
+    ckpt_dir.mkdir(parents=True, exist_ok=True)
+    tmp = ckpt_dir / f"{BEST}.tmp{os.getpid()}"
+    torch.save({"model": model_state, "meta": meta}, tmp)
+    _fsync_replace(tmp, ckpt_dir / BEST)
+    return ckpt_dir / BEST
+
+
+def load_best(ckpt_dir: Path) -> tuple[dict, dict] | None:
+    """(model state, meta) of the best dev evaluation, or None."""
+    path = ckpt_dir / BEST
+    if not path.is_file():
+        return None
+    saved = torch.load(path, map_location="cpu", weights_only=True)
+    return saved["model"], saved["meta"]

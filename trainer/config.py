@@ -131,6 +131,11 @@ class EvalSpec(Section):
         "best dev PPL (0 = off); the run still ends as succeeded, with the reason.",
     )
     test: bool = Field(True, description="Evaluate the test split at the end.")
+    final_model: Literal["best", "last"] = Field(
+        "best",
+        description="Which model the final evaluation (dev, test, SmallBench, profile) scores: "
+        "the one of the best interval dev eval (kept as checkpoints/best.pt), or the last.",
+    )
 
 
 class CheckpointSpec(Section):

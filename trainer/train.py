@@ -99,6 +99,8 @@ class Run:
     state: RunState
     resumed: bool
     overfit_tokens: int = 0
+    # wall seconds of this attempt by phase (metrics.json "timings"): where a run's time goes
+    timings: dict = field(default_factory=dict)
     last_saved_step: int = -1
     last_ckpt_time: float = field(default_factory=time.time)
 
@@ -221,7 +223,28 @@ def set_up(cfg: TrainConfig, run_dir: Path, extra: list[Reporter], overfit_token
     return run
 
 
+class timed:
+    """Add the wall time of a block to run.timings[key] (device work included: it syncs)."""
+
+    def __init__(self, run: Run, key: str):
+        self.run, self.key = run, key
+
+    def __enter__(self):
+        sync(self.run.device)
+        self.t0 = time.perf_counter()
+
+    def __exit__(self, *exc):
+        sync(self.run.device)
+        t = self.run.timings
+        t[self.key] = t.get(self.key, 0.0) + time.perf_counter() - self.t0
+
+
 def save_checkpoint(run: Run) -> None:
+    with timed(run, "checkpoint_s"):
+        _save_checkpoint(run)
+
+
+def _save_checkpoint(run: Run) -> None:
     st, cfg = run.state, run.cfg
     meta = {
         "spec_hash": cfg.spec_hash(),
@@ -309,9 +332,13 @@ def evaluate(run: Run, split: str, max_tokens: int = 0, final: bool = False) -> 
 
 def periodic_eval(run: Run) -> str | None:
     """Evaluate dev; an early-stop reason when it has not improved for `patience` evals."""
-    rec = evaluate(run, "valid", run.cfg.eval.max_tokens)
+    with timed(run, "periodic_eval_s"):
+        rec = evaluate(run, "valid", run.cfg.eval.max_tokens)
     evals = run.state.evals
     evals.append({k: rec[k] for k in EVAL_KEYS})
+    if rec["token_ppl"] <= min(e["token_ppl"] for e in evals):
+        with timed(run, "checkpoint_s"):
+            ckpt.save_best(run.ckpt_dir, run.model.state_dict(), {k: rec[k] for k in EVAL_KEYS})
     patience = run.cfg.eval.early_stop_patience
     if patience and len(evals) > patience:
         best = min(e["token_ppl"] for e in evals[:-patience])
@@ -415,24 +442,14 @@ def final_evaluation(run: Run) -> dict:
     from trainer.evaluation import profile
 
     cfg, st, model, device = run.cfg, run.state, run.model, run.device
-    out: dict = {"dev": _ppl(evaluate(run, "valid", final=True))}
-    out["test"] = _ppl(evaluate(run, "test", final=True)) if cfg.eval.test else None
+    selected = select_final_model(run)
+    with timed(run, "final_eval_s"):
+        out: dict = {"dev": _ppl(evaluate(run, "valid", final=True))}
+        out["test"] = _ppl(evaluate(run, "test", final=True)) if cfg.eval.test else None
     out["smallbench"] = None
     if cfg.eval.smallbench:
-        from trainer.evaluation import smallbench
-        from trainer.prep.smallbench import MANIFEST, load_suite
-        from trainer.prep.tokenizer import load_tokenizer
-
-        suite_dir = Path(cfg.eval.smallbench_dir)
-        try:
-            suite = load_suite(suite_dir)
-        except FileNotFoundError as e:
-            out["smallbench"] = {"skipped": str(e)}
-        else:
-            out["smallbench"] = smallbench.score(model, load_tokenizer(run.tok_dir), suite, device)
-            out["smallbench"]["suite_manifest"] = json.loads(
-                (suite_dir / MANIFEST).read_text()
-            ).get("held_out_check")
+        with timed(run, "smallbench_s"):
+            out["smallbench"] = _smallbench(run)
     flops_per_token = model.flops_per_token(cfg.data.seq_len)
     tps = st.tokens / st.elapsed if st.elapsed else 0.0
     out["throughput"] = {
@@ -444,19 +461,67 @@ def final_evaluation(run: Run) -> dict:
     }
     out["latency"] = None
     if cfg.eval.profile:
-        out["latency"] = profile.latency(
-            model, device, PROFILE_LENGTHS, repeats=cfg.eval.profile_repeats, autocast=run.autocast
-        )
-        peak_dtype = torch.float32 if cfg.runtime.dtype == "fp32" else torch.bfloat16
-        peak = profile.matmul_peak(device, peak_dtype, seconds=0.5)
-        out["throughput"].update(
-            peak_flops=peak,
-            peak_dtype=str(peak_dtype).split(".")[-1],
-            mfu=tps * flops_per_token / peak if peak else None,
-        )
+        with timed(run, "profile_s"):
+            _profile(run, out, tps, flops_per_token)
     out["memory"] = profile.peak_memory(device)
     out["params"] = model.param_counts()
+    out["final_model"] = selected
     return out
+
+
+def select_final_model(run: Run) -> dict:
+    """Load the best interval-dev model for the final evaluation (eval.final_model=best), so a
+    run that early-stopped, or whose dev curve turned, is judged by its best model, not its
+    last one. Says which model was scored, and what the last interval eval read."""
+    evals = run.state.evals
+    last = evals[-1] if evals else None
+    out = {"kind": "last", "step": run.state.step, "tokens": run.state.tokens, "last_eval": last}
+    if run.cfg.eval.final_model != "best" or not evals:
+        return out
+    found = ckpt.load_best(run.ckpt_dir)
+    if found is None:
+        return out
+    state, meta = found
+    if meta["step"] != run.state.step:
+        run.model.load_state_dict(state)
+    return {
+        **out,
+        "kind": "best",
+        "step": meta["step"],
+        "tokens": meta["tokens"],
+        "best_eval": meta,
+    }
+
+
+def _smallbench(run: Run) -> dict:
+    from trainer.evaluation import smallbench
+    from trainer.prep.smallbench import MANIFEST, load_suite
+    from trainer.prep.tokenizer import load_tokenizer
+
+    suite_dir = Path(run.cfg.eval.smallbench_dir)
+    try:
+        suite = load_suite(suite_dir)
+    except FileNotFoundError as e:
+        return {"skipped": str(e)}
+    out = smallbench.score(run.model, load_tokenizer(run.tok_dir), suite, run.device)
+    out["suite_manifest"] = json.loads((suite_dir / MANIFEST).read_text()).get("held_out_check")
+    return out
+
+
+def _profile(run: Run, out: dict, tps: float, flops_per_token: int) -> None:
+    from trainer.evaluation import profile
+
+    cfg, device = run.cfg, run.device
+    out["latency"] = profile.latency(
+        run.model, device, PROFILE_LENGTHS, repeats=cfg.eval.profile_repeats, autocast=run.autocast
+    )
+    peak_dtype = torch.float32 if cfg.runtime.dtype == "fp32" else torch.bfloat16
+    peak = profile.matmul_peak(device, peak_dtype, seconds=0.5)
+    out["throughput"].update(
+        peak_flops=peak,
+        peak_dtype=str(peak_dtype).split(".")[-1],
+        mfu=tps * flops_per_token / peak if peak else None,
+    )
 
 
 def _ppl(rec: dict) -> dict:
@@ -567,8 +632,11 @@ def train(
     with RunLock(run_dir, lock_wait_s), StopSignal() as stop:
         t_start = time.time()
         run = set_up(cfg, run_dir, reporters or [], overfit_tokens)
+        run.timings["set_up_s"] = time.time() - t_start
         status, exit_code, reason = train_loop(run, stop, progress)
         metrics = metrics_document(run, status, exit_code, reason)
         if status in ("succeeded", "killed") and not overfit_tokens:
             metrics.update(final_evaluation(run))
+        # training over all attempts; the other phases are this attempt's wall seconds
+        metrics["timings"] = {"train_s": run.state.elapsed, **run.timings}
         return finish(run, metrics, t_start)

@@ -265,6 +265,17 @@ def baseline_run(
     return row[0] if row else None
 
 
+def baseline_runs(engine: Engine, *, sweep_id: int, phase: str | None) -> list[int]:
+    """Every baseline run of a sweep phase (one per seed), lowest seed first."""
+    with engine.connect() as conn:
+        rows = conn.execute(
+            select(R.id)
+            .where(R.sweep_id == sweep_id, R.phase.is_not_distinct_from(phase), R.is_baseline)
+            .order_by(R.seed, R.id)
+        ).all()
+    return [r[0] for r in rows]
+
+
 def curve(engine: Engine, run_id: int, name: str) -> list[tuple[int, float]]:
     """(tokens, value) of one metric, by tokens."""
     with engine.connect() as conn:

@@ -1,16 +1,28 @@
-"""The kill rule: stop a run that has trailed the baseline for long enough.
+"""The kill rule: stop a run that has trailed the baseline, by more than noise, for long enough.
 
-On every dev-PPL point, the run's curve is compared with the baseline's at the same tokens seen
-(the baseline linearly interpolated; no decision where the baseline has not got that far yet).
-The run is told to stop once it has been at least `margin` worse (absolute PPL, or relative)
-over a stretch of at least `window_tokens` that ends at its newest point. The verdict is a
-decision, recorded with its evidence; the run becomes `killed` when its trainer exits (after its
-final evaluation), through the same path as every other exit.
+On every dev-PPL point, the run's curve is compared with the baseline's at the same amount of
+text seen: tokens x bytes per token, which is plain tokens when both use one vocabulary, and
+which does not penalise a small vocabulary for seeing less text per token (an 8k model has seen
+7.2% less text than a 16k one at equal tokens). The baseline is linearly interpolated, and
+several baseline seeds are averaged. No decision before the run has spent `min_fraction` of
+its budget, nor where the baseline has not got that far.
+
+"Worse" means worse than the larger of two margins: `margin` (a fraction of the baseline's PPL
+by default, 5%; absolute PPL points when `relative` is false) and `sigmas` times the baseline's
+seed spread at that point (when two or more baseline seeds exist). The run is told to stop once
+it has been worse over a stretch of at least `window_tokens` (in the baseline's tokens) ending
+at its newest point.
+
+The verdict is a decision, recorded with its evidence (both curves, the margins used); the run
+becomes `killed` when its trainer exits (after its final evaluation), through the same path as
+every other exit. The rule judges ranking and ablation runs only: never a baseline, never a
+finalist.
 """
 
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -20,17 +32,32 @@ from sqlalchemy.engine import Engine
 from runner.ledger import crud, queries
 from trainer.config import Count
 
+JUDGED_PHASES = (None, "ranking", "ablation")  # never "finalists"
+
 
 class KillRuleSpec(BaseModel):
     model_config = ConfigDict(extra="forbid")
     enabled: bool = Field(True, description="Apply the rule in this sweep.")
     margin: float = Field(
-        0.5,
+        0.05,
         gt=0,
-        description="How much worse counts as trailing: PPL "
-        "points, or a fraction of the baseline's PPL when relative.",
+        description="How much worse counts as trailing: a fraction of the baseline's PPL "
+        "(0.05 = 5%), or PPL points when relative is false.",
     )
-    relative: bool = Field(False, description="Read margin as a fraction (0.05 = 5%).")
+    relative: bool = Field(True, description="Read margin as a fraction of the baseline's PPL.")
+    sigmas: float = Field(
+        2.0,
+        ge=0,
+        le=100,
+        description="...or this many baseline seed standard deviations, whichever is larger "
+        "(used when the baseline has two or more seeds; 0 = off).",
+    )
+    min_fraction: float = Field(
+        0.4,
+        ge=0,
+        le=1,
+        description="No judgement before the run has spent this fraction of its token budget.",
+    )
     window_tokens: Count = Field(1_000_000, ge=0, le=10**12, description="How long it must trail.")
     metric: str = Field(
         "dev/word_ppl",
@@ -46,51 +73,103 @@ class Verdict:
     evidence: dict
 
 
+Curve = list[tuple[int, float]]
+
+
 def evaluate(
-    run: list[tuple[int, float]], baseline: list[tuple[int, float]], spec: KillRuleSpec
+    run: Curve,
+    baseline: Curve | list[Curve],
+    spec: KillRuleSpec,
+    *,
+    budget_tokens: int | None = None,
+    scale: float = 1.0,
 ) -> Verdict:
-    """run, baseline: (tokens, ppl) points, any order. Pure: the table-driven tests call it."""
-    if not run or not baseline:
+    """run: (tokens, ppl) points; baseline: the same for one baseline run or for each of its
+    seeds; `scale`: the run's bytes per token over the baseline's (a run token is worth
+    `scale` baseline tokens of text). Pure: the table-driven tests call it."""
+    seeds = [
+        sorted(c)
+        for c in (baseline if baseline and isinstance(baseline[0], list) else [baseline])
+        if c
+    ]
+    if not run or not seeds:
         return Verdict(False, "no curve to compare yet", {})
     run = sorted(run)
-    base = sorted(baseline)
-    bt = np.array([t for t, _ in base], dtype=float)
-    bv = np.array([v for _, v in base], dtype=float)
-    comparable = [(t, v) for t, v in run if bt[0] <= t <= bt[-1]]
+    if budget_tokens and run[-1][0] < spec.min_fraction * budget_tokens:
+        return Verdict(
+            False,
+            f"no judgement before {spec.min_fraction:.0%} of the budget "
+            f"({int(spec.min_fraction * budget_tokens):,} tokens)",
+            {},
+        )
+    lo = max(c[0][0] for c in seeds)
+    hi = min(c[-1][0] for c in seeds)
+    comparable = [(t, t * scale, v) for t, v in run if lo <= t * scale <= hi]
     if not comparable:
-        return Verdict(False, "the baseline has not reached this run's tokens yet", {})
-    tokens = np.array([t for t, _ in comparable], dtype=float)
-    values = np.array([v for _, v in comparable], dtype=float)
-    ref = np.interp(tokens, bt, bv)
+        return Verdict(False, "the baseline has not reached this run's text seen yet", {})
+    tokens = np.array([t for t, _, _ in comparable], dtype=float)
+    x = np.array([e for _, e, _ in comparable], dtype=float)
+    values = np.array([v for _, _, v in comparable], dtype=float)
+    at = np.array([np.interp(x, [t for t, _ in c], [v for _, v in c]) for c in seeds], dtype=float)
+    ref = at.mean(axis=0)
+    spread = at.std(axis=0, ddof=1) if len(seeds) > 1 else np.zeros_like(ref)
+    by_margin = spec.margin * ref if spec.relative else np.full_like(ref, spec.margin)
+    by_noise = spec.sigmas * spread
+    need = np.maximum(by_margin, by_noise)
     gap = values - ref
-    worse = gap / ref >= spec.margin if spec.relative else gap >= spec.margin
+    worse = gap >= need
     if not worse[-1]:
-        return Verdict(False, "not trailing the baseline now", {})
+        return Verdict(False, "not trailing the baseline by more than the margin now", {})
     # the stretch of consecutive trailing points that ends at the newest comparable point
     start = len(worse) - 1
     while start > 0 and worse[start - 1]:
         start -= 1
-    span = tokens[-1] - tokens[start]
-    unit = f"{spec.margin:.0%}" if spec.relative else f"{spec.margin:g} PPL"
+    span = x[-1] - x[start]
+    last = len(values) - 1
     evidence = {
         "metric": spec.metric,
         "margin": spec.margin,
         "relative": spec.relative,
+        "sigmas": spec.sigmas,
+        "baseline_seeds": len(seeds),
         "window_tokens": spec.window_tokens,
+        "min_fraction": spec.min_fraction,
+        "bytes_per_token_ratio": scale,
         "trailing_from_tokens": int(tokens[start]),
         "trailing_tokens": int(span),
+        "gap_relative": float(gap[last] / ref[last]),
+        "gap_sigmas": float(gap[last] / spread[last]) if spread[last] > 0 else None,
+        "margin_used": float(need[last]),
         "run": [[int(t), float(v)] for t, v in zip(tokens[start:], values[start:], strict=True)],
-        "baseline": [[int(t), float(v)] for t, v in zip(tokens[start:], ref[start:], strict=True)],
+        "baseline": [[int(t), float(v)] for t, v in zip(x[start:], ref[start:], strict=True)],
     }
     if span >= spec.window_tokens:
+        sig = f", {evidence['gap_sigmas']:.1f} sigma" if evidence["gap_sigmas"] is not None else ""
+        margin = describe_margin(spec, need[last], ref[last])
         return Verdict(
             True,
-            f"{spec.metric} trailed the baseline by >= {unit} for "
+            f"{spec.metric} trailed the baseline by more than {margin} for "
             f"{int(span):,} tokens (window {spec.window_tokens:,}): last "
-            f"{values[-1]:.2f} vs {ref[-1]:.2f}",
+            f"{values[-1]:.2f} vs {ref[-1]:.2f} ({100 * evidence['gap_relative']:+.1f}%{sig})",
             evidence,
         )
     return Verdict(False, f"trailing for {int(span):,} of {spec.window_tokens:,} tokens", evidence)
+
+
+def describe_margin(spec: KillRuleSpec, used: float, ref: float) -> str:
+    """The margin as it applied: the configured one, or the seed spread's when larger."""
+    configured = spec.margin * ref if spec.relative else spec.margin
+    if used > configured + 1e-12:
+        return f"{spec.sigmas:g} seed sigma ({used:.2f} PPL)"
+    return f"{spec.margin:.0%}" if spec.relative else f"{spec.margin:g} PPL"
+
+
+def bytes_per_token(curve_loss: Curve, curve_bpb: Curve) -> float | None:
+    """Text per token of a run, from its own dev evals: loss (nats/token) over ln 2 x bits per
+    byte is the split's bytes per token."""
+    if not curve_loss or not curve_bpb or curve_bpb[-1][1] <= 0:
+        return None
+    return curve_loss[-1][1] / (math.log(2) * curve_bpb[-1][1])
 
 
 class KillRule:
@@ -119,14 +198,27 @@ class KillRule:
         spec = self.spec_for(engine, run.sweep_id)
         if not spec.enabled or not any(p[0] == spec.metric for p in points):
             return "continue", None
-        base = queries.baseline_run(engine, sweep_id=run.sweep_id, phase=run.phase, seed=run.seed)
-        if base is None:
+        if run.phase not in JUDGED_PHASES:
             return "continue", None
+        bases = queries.baseline_runs(engine, sweep_id=run.sweep_id, phase=run.phase)
+        if not bases:
+            return "continue", None
+        bpt = {
+            rid: bytes_per_token(
+                queries.curve(engine, rid, "dev/loss"),
+                queries.curve(engine, rid, "dev/bits_per_byte"),
+            )
+            for rid in (run.id, bases[0])
+        }
+        scale = bpt[run.id] / bpt[bases[0]] if bpt[run.id] and bpt[bases[0]] else 1.0
         verdict = evaluate(
             queries.curve(engine, run.id, spec.metric),
-            queries.curve(engine, base, spec.metric),
+            [queries.curve(engine, b, spec.metric) for b in bases],
             spec,
+            budget_tokens=run.max_tokens,
+            scale=scale,
         )
+        base = bases[0]
         if not verdict.kill:
             return "continue", None
         reason = f"kill rule: {verdict.reason}"

@@ -34,6 +34,9 @@ COLUMNS = [
     "achieved_glu_expansion",
     "max_tokens",
     "tokens_seen",
+    "final_model",
+    "final_model_tokens",
+    "last_eval_dev_word_ppl",
     "dev_token_ppl",
     "dev_word_ppl",
     "dev_bits_per_byte",
@@ -87,6 +90,11 @@ def row(*, config: dict, plan: dict | None, metrics: dict | None, **known: Any) 
             "achieved_glu_expansion": plan.get("glu_expansion"),
             "max_tokens": config.get("max_tokens"),
             "tokens_seen": _get(m, "training", "tokens_seen"),
+            # the model the final evaluation scored (best interval dev eval, or the last), the
+            # tokens it had seen, and what the last interval eval read (a turned curve shows)
+            "final_model": _get(m, "final_model", "kind"),
+            "final_model_tokens": _get(m, "final_model", "tokens"),
+            "last_eval_dev_word_ppl": _get(m, "final_model", "last_eval", "word_ppl"),
             "status": _get(m, "run", "status"),
             "exit_reason": _get(m, "run", "exit_reason"),
             "run_dir": _get(m, "run", "run_dir"),

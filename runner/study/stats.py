@@ -34,20 +34,31 @@ def mean_ci(values) -> dict:
 
 def finalist_stats(rows: list[dict]) -> list[dict]:
     """One summary per finalist cell from results-table rows (`runner.study.results.row`):
-    dev and test word-level PPL over seeds with their 95% intervals, best dev first."""
+    dev and test word-level PPL over seeds with their 95% intervals, best dev first. A seed
+    that was killed or did not finish is counted, never averaged: its truncated curve is not a
+    sample of the finalist's PPL."""
     axis_of = {r["cell"]: r["axis"] for r in rows if r.get("phase") != "finalists"}
     by_cell: dict[str, list[dict]] = {}
+    left_out: dict[str, int] = {}
     for r in rows:
-        if r.get("phase") == "finalists":
-            by_cell.setdefault(r["cell"], []).append(r)
+        if r.get("phase") != "finalists":
+            continue
+        if r.get("status") != "succeeded":
+            left_out[r["cell"]] = left_out.get(r["cell"], 0) + 1
+            by_cell.setdefault(r["cell"], [])
+            continue
+        by_cell.setdefault(r["cell"], []).append(r)
     out = []
     for cell, g in by_cell.items():
+        if not g:
+            continue
         dev = mean_ci(r["dev_word_ppl"] for r in g)
         test = mean_ci(r["test_word_ppl"] for r in g)
         first = g[0]
         out.append(
             {
                 "cell": cell,
+                "seeds_left_out": left_out.get(cell, 0),
                 "axis": axis_of.get(cell),
                 "embedding_ratio": first["embedding_ratio"],
                 "glu_expansion": first["glu_expansion"],
@@ -59,6 +70,9 @@ def finalist_stats(rows: list[dict]) -> list[dict]:
                 "dev_ppl_ci95_low": dev["low"],
                 "dev_ppl_ci95_high": dev["high"],
                 "test_ppl_mean": test["mean"],
+                "test_ppl_std": test["std"],
+                "test_ppl_ci95_low": test["low"],
+                "test_ppl_ci95_high": test["high"],
                 "smallbench_mean": _mean(r["smallbench_macro_acc"] for r in g),
                 "latency_seq128_ms": _mean(r["latency_seq128_ms"] for r in g),
             }

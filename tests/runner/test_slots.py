@@ -38,9 +38,7 @@ def test_shared_seconds_split_each_moment_between_the_runs_on_the_device(tmp_pat
 def test_local_slots_pack_runs_onto_one_gpu_and_split_its_cost(service_factory, tokenized_dir):
     """PAX_GPUS=1, PAX_GPU_SLOTS=2 on this CPU machine: two trainers at once (never three), both
     placed on GPU 0, each charged its time-weighted share of the T4."""
-    svc = service_factory(
-        concurrency=1, PAX_ACCELERATOR="T4", PAX_GPUS="1", PAX_GPU_SLOTS="2"
-    )
+    svc = service_factory(concurrency=1, PAX_ACCELERATOR="T4", PAX_GPUS="1", PAX_GPU_SLOTS="2")
     runs = [
         post_run(svc, run_spec(tokenized_dir.parent, max_tokens=80 * 8 * 64), name=f"slot{i}")
         for i in range(3)

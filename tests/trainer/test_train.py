@@ -321,3 +321,33 @@ def test_pax_eval_reproduces_the_final_dev_numbers(tmp_path, tokenized_dir):
     ev = json.loads((tmp_path / "r" / "eval.json").read_text())
     assert ev["dev"]["token_ppl"] == pytest.approx(m["dev"]["token_ppl"], rel=1e-9)
     assert ev["step"] == m["training"]["steps"]
+
+
+@pytest.mark.slow
+def test_the_final_evaluation_scores_the_best_dev_model(tmp_path, tokenized_dir):
+    """Issue 14: early stopping and turned curves evaluated the last model. The best interval
+    dev model is kept (checkpoints/best.pt, never pruned) and scored at the end; `pax eval`
+    scores the same model."""
+    raw = tiny_raw(
+        tokenized_dir.parent,
+        max_tokens=24 * 8 * 64,
+        eval={"every_tokens": 4 * 8 * 64},
+        checkpoint={"every_steps": 4, "keep_latest_k": 1},
+    )
+    code, m = train(validate(raw), tmp_path / "r", progress=False)
+    assert code == 0
+    curve = m["dev_curve"]
+    best = min(curve, key=lambda e: e["token_ppl"])
+    fm = m["final_model"]
+    assert fm["kind"] == "best" and fm["step"] == best["step"] and fm["tokens"] == best["tokens"]
+    assert fm["last_eval"] == curve[-1]
+    assert (tmp_path / "r" / "checkpoints" / "best.pt").is_file()
+    p = pax(["eval", "--run-dir", str(tmp_path / "r"), "--only", "ppl"], tmp_path)
+    _, err = p.communicate(timeout=120)
+    assert p.returncode == 0, err
+    ev = json.loads((tmp_path / "r" / "eval.json").read_text())
+    assert ev["step"] == best["step"]
+    assert ev["dev"]["token_ppl"] == pytest.approx(m["dev"]["token_ppl"], rel=1e-9)
+    raw["eval"]["final_model"] = "last"
+    _, last = train(validate(raw), tmp_path / "l", progress=False)
+    assert last["final_model"]["kind"] == "last" and last["final_model"]["step"] == 24

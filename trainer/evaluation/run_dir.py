@@ -34,6 +34,10 @@ def evaluate_run(run_dir: Path, *, smallbench_dir: Path | None = None, only: str
     autocast, _, _ = precision(device, cfg.runtime.dtype)
     model = GPT.from_plan(cfg.plan(), max_seq_len=max(cfg.data.seq_len, *profile.LENGTHS))
     model.load_state_dict(saved["model"])
+    best = ckpt.load_best(run_dir / "checkpoints") if cfg.eval.final_model == "best" else None
+    if best is not None:  # the model the run's own final evaluation scored
+        model.load_state_dict(best[0])
+        meta = {**meta, "step": best[1]["step"], "tokens": best[1]["tokens"]}
     model = place_model(model, cfg, device).eval()
     tok_dir = cfg.tokenized_path()
     splits = json.loads((tok_dir / "manifest.json").read_text())["splits"]
