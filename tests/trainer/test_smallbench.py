@@ -152,3 +152,31 @@ def test_real_blimp_from_the_mirror(tmp_path, real_mirror):
     assert len(m["tasks"]) == len(TASKS)
     assert all(t["pairs"] == 200 for t in m["tasks"].values())
     assert m["source"]["sha256"] == smallbench.MIRROR_SHA256
+
+
+def test_scores_do_not_depend_on_the_untrained_bos_row(tokenized_dir):
+    """Issue 14: scoring conditioned on BOS, which training never shows, so redrawing that
+    embedding row moved accuracy. Conditioned on <nl>, the BOS row is never read as an input
+    (untied here, so the head's BOS row, which normalises every softmax, stays as it was)."""
+    from trainer.model import GPT, ModelConfig
+    from trainer.prep.tokenizer import BOS_ID
+
+    sp = load_tokenizer(tokenized_dir)
+    torch.manual_seed(0)
+    model = GPT(ModelConfig(sp.get_piece_size(), 32, 2, 4, 80, False, 64))
+    suite = {
+        "t": [
+            {"good": "the cat sat on the mat.", "bad": "mat the on sat cat the.", "field": "x"},
+            {"good": "a river runs.", "bad": "a river run.", "field": "x"},
+        ]
+    }
+    before = sentence_logprobs(
+        model, sp, [p[k] for p in suite["t"] for k in ("good", "bad")], torch.device("cpu")
+    )
+    with torch.no_grad():
+        row = model.embed.weight[BOS_ID]
+        row.copy_(torch.randn_like(row) * row.norm() / math.sqrt(row.numel()))
+    after = sentence_logprobs(
+        model, sp, [p[k] for p in suite["t"] for k in ("good", "bad")], torch.device("cpu")
+    )
+    assert before == after
