@@ -575,7 +575,7 @@ def metrics_document(run: Run, status: str, exit_code: int, reason: str) -> dict
             "python": platform.python_version(),
             "threads": torch.get_num_threads(),
             "compile": cfg.runtime.compile,
-            "dataset": run.data_manifest.get("dataset", "WikiText-2"),
+            "dataset": dataset_label(run.data_manifest, run.sample),
         },
         "training": {
             "steps": st.step,
@@ -592,6 +592,18 @@ def metrics_document(run: Run, status: str, exit_code: int, reason: str) -> dict
             "manifest); these are not WikiText-2 results"
         )
     return doc
+
+
+def dataset_label(data_manifest: dict, sample: bool) -> str:
+    """What the run trained on, with the sample flag in the name itself (a column that is
+    dropped can't make sample results pass as WikiText-2 ones)."""
+    name = data_manifest.get("dataset", "WikiText-2")
+    if sample:
+        return (
+            f"{name} SAMPLE (train = the official validation split, dev/test = halves of the "
+            "official test split)"
+        )
+    return name
 
 
 def finish(run: Run, metrics: dict, t_start: float) -> tuple[int, dict]:

@@ -189,12 +189,13 @@ def badge_numbers(engine: Engine, *, sweep_id: int | None) -> dict | None:
     return {"runs": n, "running": running, "cost_usd": cost, "budget_usd": budget, "phase": phase}
 
 
-def has_sample_results(engine: Engine) -> bool:
+def has_sample_results(engine: Engine, sweep_id: int | None = None) -> bool:
+    """Whether any result (of the ledger, or of one sweep) was made from sample data."""
+    q = select(RES.run_id).where(RES.sample.is_(True))
+    if sweep_id is not None:
+        q = q.join(Run.__table__, R.id == RES.run_id).where(R.sweep_id == sweep_id)
     with engine.connect() as conn:
-        return (
-            conn.execute(select(RES.run_id).where(RES.sample.is_(True)).limit(1)).first()
-            is not None
-        )
+        return conn.execute(q.limit(1)).first() is not None
 
 
 # ---------------------------------------------------------------- one run

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from sqlalchemy.engine import Engine
 
-from runner.ledger import crud
+from runner.ledger import crud, queries
 
 
 def report_dir(sweep) -> Path:
@@ -28,6 +28,13 @@ def render_decisions(engine: Engine, sweep_id: int) -> str:
         f"Kind: {sw.kind}. Phase: {sw.phase}. Status: {sw.status}.",
         "",
     ]
+    if queries.has_sample_results(engine, sweep_id):
+        lines += [
+            "**SAMPLE data**: these runs trained on a stand-in corpus (see the data manifest);",
+            "nothing here is a WikiText-2 result.",
+            "",
+        ]
+    lines += kill_rule_section(json.loads(sw.spec_json or "{}"))
     inf = [e for e in evs if e.kind == "infeasible"]
     if inf:
         lines += ["## Infeasible cells (refused by the planner)", ""]
@@ -38,6 +45,13 @@ def render_decisions(engine: Engine, sweep_id: int) -> str:
         for e in kills:
             d = json.loads(e.data_json) if e.data_json else {}
             lines.append(f"- run {e.run_id}: {e.reason}")
+            if d.get("gap_relative") is not None:
+                sig = d.get("gap_sigmas")
+                lines.append(
+                    f"  - gap at the last point: {100 * d['gap_relative']:+.1f}% of the baseline"
+                    + (f", {sig:.1f} seed sigma" if sig is not None else ", sigma: one seed")
+                    + f"; margin used {d.get('margin_used', 0):.2f} PPL"
+                )
             if d.get("run"):
                 lines.append(
                     f"  - run {d['run'][0]} .. {d['run'][-1]} vs baseline (run "
@@ -78,6 +92,29 @@ def render_decisions(engine: Engine, sweep_id: int) -> str:
                 "",
             ]
     return "\n".join(lines) + "\n"
+
+
+def kill_rule_section(plan: dict) -> list[str]:
+    """The kill rule as this sweep applies it, with its numbers (the plan's, else defaults)."""
+    from runner.study.killrule import KillRuleSpec
+
+    if "kill_rule" not in plan and "ranking" not in plan:
+        return []
+    k = KillRuleSpec(**(plan.get("kill_rule") or {}))
+    if not k.enabled:
+        return ["## Kill rule", "", "Off for this sweep.", ""]
+    margin = f"{k.margin:.1%} of the baseline's PPL" if k.relative else f"{k.margin:g} PPL"
+    return [
+        "## Kill rule",
+        "",
+        f"A ranking or ablation run is stopped when its `{k.metric}` has been worse than the "
+        f"baseline's (the mean of its seeds, interpolated at equal text seen: tokens x bytes "
+        f"per token) by more than the larger of {margin} and {k.sigmas:g} x the baseline's "
+        f"seed standard deviation (when it has two or more seeds), over "
+        f"{k.window_tokens:,} tokens ending at its newest evaluation. No run is judged before "
+        f"{k.min_fraction:.0%} of its token budget; baselines and finalists never are.",
+        "",
+    ]
 
 
 def write_decisions(engine: Engine, sweep_id: int) -> Path:

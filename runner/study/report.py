@@ -113,11 +113,18 @@ def ranking_table(df: pd.DataFrame) -> pd.DataFrame:
                 seeds=("dev_word_ppl", "count"),
                 killed=("status", lambda s: int((s == "killed").sum())),
                 latency_ms=("latency_seq128_ms", "mean"),
+                sample=("sample", lambda s: bool(s.fillna(False).astype(bool).any())),
             )
             .reset_index()
         )
         g = g.sort_values(["killed", "dev_ppl", "latency_ms"])
         g.insert(0, "rank", range(1, len(g) + 1))
+        # how far behind the winner each cell is, in percent and in units of the seed spread
+        # (the pooled std of the two cells; empty with one seed, when the spread is unknown)
+        best = g.iloc[0]
+        g["gap_to_winner_pct"] = 100 * (g["dev_ppl"] - best["dev_ppl"]) / best["dev_ppl"]
+        pooled = ((g["dev_ppl_std"] ** 2 + best["dev_ppl_std"] ** 2) / 2) ** 0.5
+        g["gap_to_winner_spreads"] = (g["dev_ppl"] - best["dev_ppl"]) / pooled.where(pooled > 0)
         g.insert(0, "axis", axis)
         out.append(g)
     return pd.concat(out, ignore_index=True) if out else pd.DataFrame()
@@ -186,11 +193,14 @@ def plots(df: pd.DataFrame, curves: dict, out: Path) -> list[str]:
             ax.errorbar(
                 f[knob],
                 f["dev_ppl_mean"],
-                yerr=f["dev_ppl_std"],
+                yerr=[
+                    (f["dev_ppl_mean"] - f["dev_ppl_ci95_low"]).fillna(0),
+                    (f["dev_ppl_ci95_high"] - f["dev_ppl_mean"]).fillna(0),
+                ],
                 fmt="o",
                 capsize=4,
                 color="#2e7d32",
-                label="finalists (mean +- std over seeds)",
+                label="finalists (mean, 95% t-interval over seeds)",
             )
         ax.set(
             xlabel=label, ylabel="dev word-level PPL", title=_title(f"dev PPL vs {knob}", sample)

@@ -75,6 +75,7 @@ def finalist_stats(rows: list[dict]) -> list[dict]:
                 "test_ppl_ci95_high": test["high"],
                 "smallbench_mean": _mean(r["smallbench_macro_acc"] for r in g),
                 "latency_seq128_ms": _mean(r["latency_seq128_ms"] for r in g),
+                "sample": any(bool(r.get("sample")) for r in g),
             }
         )
     return sorted(out, key=lambda f: (math.isnan(f["dev_ppl_mean"]), f["dev_ppl_mean"]))

@@ -298,6 +298,9 @@ def test_bad_config_is_killed_and_good_is_not(service_factory, tokenized_dir):
     assert charged_s >= res["run"]["finished_at"] - started > evidence_time(verdict[0]) - started
     md = svc.get(f"/sweeps/{sw['id']}/decisions.md").text
     assert "## Kills" in md and f"run {killed}: kill rule:" in md
+    # the rule with the numbers it used, and the kill's gap in relative and sigma units
+    assert "## Kill rule" in md and "3.0% of the baseline's PPL" in md and "40%" in md
+    assert "gap at the last point" in md and "sigma: one seed" in md
 
 
 def evidence_time(event: dict) -> float:

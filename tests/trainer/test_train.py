@@ -351,3 +351,10 @@ def test_the_final_evaluation_scores_the_best_dev_model(tmp_path, tokenized_dir)
     raw["eval"]["final_model"] = "last"
     _, last = train(validate(raw), tmp_path / "l", progress=False)
     assert last["final_model"]["kind"] == "last" and last["final_model"]["step"] == 24
+
+
+def test_sample_runs_say_so_in_the_dataset_name():
+    from trainer.train import dataset_label
+
+    assert dataset_label({"dataset": "WikiText-2"}, sample=False) == "WikiText-2"
+    assert dataset_label({"dataset": "WikiText-2"}, sample=True).startswith("WikiText-2 SAMPLE (")

@@ -1,0 +1,81 @@
+"""The study's tables: finalists' statistics, the ranking's margins in units of seed spread,
+labels for sample data (issue 14: conclusions a researcher can trust)."""
+
+import math
+
+import pandas as pd
+import pytest
+
+from runner.study.report import ranking_table
+from runner.study.stats import finalist_stats, mean_ci
+
+
+def fin_row(cell, seed, dev, test, status="succeeded", sample=True):
+    return {
+        "cell": cell,
+        "axis": "embedding_ratio",
+        "phase": "finalists",
+        "seed": seed,
+        "status": status,
+        "dev_word_ppl": dev,
+        "test_word_ppl": test,
+        "embedding_ratio": 0.35,
+        "glu_expansion": 2.66,
+        "vocab_size": 16000,
+        "tied_lm_head": True,
+        "smallbench_macro_acc": 0.6,
+        "latency_seq128_ms": 5.0,
+        "sample": sample,
+    }
+
+
+def test_a_killed_or_unfinished_finalist_seed_never_enters_the_mean():
+    rows = [
+        fin_row("emb35", 1, 100.0, 104.0),
+        fin_row("emb35", 2, 102.0, 106.0),
+        fin_row("emb35", 3, 180.0, 190.0, status="killed"),  # truncated: not a sample
+        fin_row("emb35", 4, None, None, status="running"),
+    ]
+    (f,) = finalist_stats(rows)
+    assert f["seeds"] == 2 and f["seeds_left_out"] == 2
+    assert f["dev_ppl_mean"] == pytest.approx(101.0)
+    ci = mean_ci([104.0, 106.0])
+    assert f["test_ppl_mean"] == pytest.approx(105.0)
+    assert (f["test_ppl_ci95_low"], f["test_ppl_ci95_high"]) == pytest.approx(
+        (ci["low"], ci["high"])
+    )
+    assert f["sample"] is True
+
+
+def test_ranking_shows_the_gap_to_the_winner_in_percent_and_in_seed_spreads():
+    def r(cell, seed, ppl, axis="embedding_ratio", base=False):
+        return {
+            "cell": cell,
+            "axis": axis,
+            "is_baseline": base,
+            "phase": "ranking",
+            "seed": seed,
+            "status": "succeeded",
+            "embedding_ratio": {"a": 0.25, "b": 0.35, "c": 0.45}[cell],
+            "glu_expansion": 2.66,
+            "dev_word_ppl": ppl,
+            "latency_seq128_ms": 5.0,
+            "sample": False,
+        }
+
+    df = pd.DataFrame(
+        [
+            r("b", 1, 100.0, "baseline", True),
+            r("b", 2, 102.0, "baseline", True),
+            r("a", 1, 104.0),
+            r("a", 2, 106.0),
+            r("c", 1, 130.0),
+        ]
+    )
+    t = ranking_table(df)
+    t = t[t["axis"] == "embedding_ratio"].set_index("cell")
+    assert list(t.index) == ["b", "a", "c"]
+    assert t.loc["a", "gap_to_winner_pct"] == pytest.approx(400 / 101)
+    assert t.loc["a", "gap_to_winner_spreads"] == pytest.approx(4 / math.sqrt(2))  # std 1.41
+    assert t.loc["b", "gap_to_winner_spreads"] == 0
+    assert not bool(t.loc["a", "sample"])
