@@ -78,6 +78,13 @@ class ModelSpec(Section):
     glu_expansion: float = Field(2.66, ge=0.5, le=16, description="SwiGLU inner width / d_model.")
     vocab_size: int = Field(16_000, ge=64, le=65_535, description="Tokenizer vocabulary size.")
     tied_lm_head: bool = Field(True, description="Share the embedding tensor with the LM head.")
+    dropout: float = Field(
+        0.0,
+        ge=0,
+        lt=1,
+        description="Dropout on the embeddings, the attention weights and each residual branch "
+        "(training only; 0 = off, the study's default).",
+    )
 
 
 class DataSpec(Section):
@@ -104,6 +111,18 @@ class OptimSpec(Section):
     beta1: float = Field(0.9, ge=0, lt=1, description="AdamW beta1.")
     beta2: float = Field(0.95, ge=0, lt=1, description="AdamW beta2.")
     grad_clip: float = Field(1.0, ge=0, description="Global grad-norm clip; 0 disables.")
+    schedule: Literal["cosine", "wsd"] = Field(
+        "cosine",
+        description="cosine over the budget, or wsd (warmup-stable-decay): the peak LR, then a "
+        "linear decay over the last decay_fraction; an early stop gets a short decay first.",
+    )
+    decay_fraction: float = Field(
+        0.2,
+        gt=0,
+        le=1,
+        description="wsd: the share of the budget (or, at an early stop, of the tokens seen) "
+        "spent decaying.",
+    )
 
 
 class EvalSpec(Section):
@@ -131,6 +150,13 @@ class EvalSpec(Section):
         "best dev PPL (0 = off); the run still ends as succeeded, with the reason.",
     )
     test: bool = Field(True, description="Evaluate the test split at the end.")
+    stride: int | None = Field(
+        None,
+        ge=0,
+        description="Final evaluation: windows of seq_len every `stride` tokens, each scoring "
+        "its last stride predictions (unset = seq_len/2; 0 = non-overlapping only). The "
+        "non-overlapping numbers are kept beside them.",
+    )
     final_model: Literal["best", "last"] = Field(
         "best",
         description="Which model the final evaluation (dev, test, SmallBench, profile) scores: "

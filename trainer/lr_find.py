@@ -35,7 +35,8 @@ def lr_find(
     run_dir.mkdir(parents=True, exist_ok=True)
     device = prepare(cfg)
     autocast, scaler, _ = precision(device, cfg.runtime.dtype)
-    model = place_model(GPT.from_plan(cfg.plan(), max_seq_len=cfg.data.seq_len), cfg, device)
+    model = GPT.from_plan(cfg.plan(), max_seq_len=cfg.data.seq_len, dropout=cfg.model.dropout)
+    model = place_model(model, cfg, device)
     opt = build_optimizer(model, cfg, device)
     batches = Batches(
         load_tokens(cfg.tokenized_path(), "train"),

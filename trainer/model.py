@@ -27,9 +27,10 @@ class ModelConfig:
     max_seq_len: int = 1024
     rope_theta: float = 10_000.0
     norm_eps: float = 1e-5
+    dropout: float = 0.0  # embeddings, attention weights, residual branches; training only
 
     @classmethod
-    def from_plan(cls, p: Plan, max_seq_len: int = 1024) -> ModelConfig:
+    def from_plan(cls, p: Plan, max_seq_len: int = 1024, dropout: float = 0.0) -> ModelConfig:
         return cls(
             p.vocab_size,
             p.d_model,
@@ -38,6 +39,7 @@ class ModelConfig:
             p.ffn_hidden,
             p.tied_lm_head,
             max_seq_len,
+            dropout=dropout,
         )
 
 
@@ -61,12 +63,21 @@ class Attention(nn.Module):
         self.head_dim = cfg.d_model // cfg.n_heads
         self.qkv = nn.Linear(cfg.d_model, 3 * cfg.d_model, bias=False)
         self.proj = nn.Linear(cfg.d_model, cfg.d_model, bias=False)
+        self.dropout = cfg.dropout
 
-    def forward(self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+    def forward(
+        self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, cache=None
+    ) -> torch.Tensor:
         B, T, C = x.shape
         q, k, v = self.qkv(x).view(B, T, 3, self.n_heads, self.head_dim).permute(2, 0, 3, 1, 4)
         q, k = apply_rope(q, cos, sin), apply_rope(k, cos, sin)
-        y = F.scaled_dot_product_attention(q, k, v, is_causal=True)
+        if cache is None:
+            p = self.dropout if self.training else 0.0
+            y = F.scaled_dot_product_attention(q, k, v, is_causal=True, dropout_p=p)
+        else:  # inference: append to this layer's cache, attend to everything cached so far
+            k, v, first = cache.append(k, v)
+            # a prefill (several new tokens from position 0) is causal; a decode step sees all
+            y = F.scaled_dot_product_attention(q, k, v, is_causal=first and T > 1)
         return self.proj(y.transpose(1, 2).reshape(B, T, C))
 
 
@@ -89,10 +100,47 @@ class Block(nn.Module):
         self.attn = Attention(cfg)
         self.ffn_norm = nn.RMSNorm(cfg.d_model, eps=cfg.norm_eps)
         self.ffn = SwiGLU(cfg)
+        self.drop = nn.Dropout(cfg.dropout)  # on each residual branch
 
-    def forward(self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
-        x = x + self.attn(self.attn_norm(x), cos, sin)
-        return x + self.ffn(self.ffn_norm(x))
+    def forward(
+        self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, cache=None
+    ) -> torch.Tensor:
+        x = x + self.drop(self.attn(self.attn_norm(x), cos, sin, cache))
+        return x + self.drop(self.ffn(self.ffn_norm(x)))
+
+
+class LayerCache:
+    """One layer's keys and values for incremental decoding, preallocated to max length."""
+
+    def __init__(self, B: int, H: int, T: int, D: int, dtype, device):
+        self.k = torch.zeros(B, H, T, D, dtype=dtype, device=device)
+        self.v = torch.zeros(B, H, T, D, dtype=dtype, device=device)
+        self.len = 0
+
+    def append(self, k: torch.Tensor, v: torch.Tensor):
+        first = self.len == 0
+        end = self.len + k.shape[2]
+        self.k[:, :, self.len : end] = k
+        self.v[:, :, self.len : end] = v
+        self.len = end
+        return self.k[:, :, :end], self.v[:, :, :end], first
+
+
+class KVCache:
+    """Keys and values of every layer (inference only): decode costs one token's compute."""
+
+    def __init__(self, cfg: ModelConfig, batch: int, max_len: int, dtype, device):
+        hd = cfg.d_model // cfg.n_heads
+        self.layers = [
+            LayerCache(batch, cfg.n_heads, max_len, hd, dtype, device) for _ in range(cfg.n_layers)
+        ]
+
+    @property
+    def len(self) -> int:
+        return self.layers[0].len
+
+    def nbytes(self) -> int:
+        return sum(c.k.nbytes + c.v.nbytes for c in self.layers)
 
 
 class LinearCrossEntropy(torch.autograd.Function):
@@ -212,6 +260,7 @@ class GPT(nn.Module):
             )
         self.cfg = cfg
         self.embed = nn.Embedding(cfg.vocab_size, cfg.d_model)
+        self.embed_drop = nn.Dropout(cfg.dropout)
         self.blocks = nn.ModuleList(Block(cfg) for _ in range(cfg.n_layers))
         self.norm = nn.RMSNorm(cfg.d_model, eps=cfg.norm_eps)
         # A tied head has no weight of its own: forward() reuses embed.weight.
@@ -223,8 +272,8 @@ class GPT(nn.Module):
         self.reset_parameters()
 
     @classmethod
-    def from_plan(cls, p: Plan, max_seq_len: int = 1024) -> GPT:
-        model = cls(ModelConfig.from_plan(p, max_seq_len))
+    def from_plan(cls, p: Plan, max_seq_len: int = 1024, dropout: float = 0.0) -> GPT:
+        model = cls(ModelConfig.from_plan(p, max_seq_len, dropout))
         # The plan's analytic count per component equals the built model's, exactly.
         real, planned = model.param_counts(), {k: getattr(p, k) for k in model.param_counts()}
         if real != planned:
@@ -277,15 +326,23 @@ class GPT(nn.Module):
             raise RuntimeError("a parameter is outside the known components")
         return counts
 
-    def hidden(self, idx: torch.Tensor) -> torch.Tensor:
+    def hidden(self, idx: torch.Tensor, cache: KVCache | None = None) -> torch.Tensor:
         T = idx.shape[1]
-        if self.cfg.max_seq_len < T:
-            raise ValueError(f"sequence length {T} > max_seq_len={self.cfg.max_seq_len}")
-        x = self.embed(idx)
-        cos, sin = self.rope_cos[:T], self.rope_sin[:T]
-        for block in self.blocks:
-            x = block(x, cos, sin)
+        start = cache.len if cache is not None else 0
+        if self.cfg.max_seq_len < start + T:
+            raise ValueError(f"sequence length {start + T} > max_seq_len={self.cfg.max_seq_len}")
+        x = self.embed_drop(self.embed(idx))
+        cos, sin = self.rope_cos[start : start + T], self.rope_sin[start : start + T]
+        for i, block in enumerate(self.blocks):
+            x = block(x, cos, sin, cache.layers[i] if cache is not None else None)
         return self.norm(x)
+
+    @torch.no_grad()
+    def next_logits(self, idx: torch.Tensor, cache: KVCache) -> torch.Tensor:
+        """Logits (B, V) of the token after `idx`, given (and extending) the cache: a prefill
+        when the cache is empty, a decode step when idx is one new token."""
+        h = self.hidden(idx, cache)
+        return F.linear(h[:, -1], self.lm_weight)
 
     def forward(
         self, idx: torch.Tensor, targets: torch.Tensor | None = None, reduction: str = "mean"
@@ -295,10 +352,14 @@ class GPT(nn.Module):
         h = self.hidden(idx)
         if targets is None:
             return F.linear(h, self.lm_weight), None
+        return None, self.head_loss(h, targets, reduction)
+
+    def head_loss(self, h: torch.Tensor, targets: torch.Tensor, reduction: str = "mean"):
+        """Cross-entropy of the LM head on hidden states, by the device's LossPlan."""
         if targets.numel() <= self.loss_plan.full_rows:
-            return None, full_cross_entropy(h, self.lm_weight, targets, reduction)
+            return full_cross_entropy(h, self.lm_weight, targets, reduction)
         chunk = self.loss_plan.chunk
-        return None, linear_cross_entropy(h, self.lm_weight, targets, reduction, chunk)
+        return linear_cross_entropy(h, self.lm_weight, targets, reduction, chunk)
 
     def flops_per_token(self, seq_len: int) -> int:
         """Training FLOPs per token (forward + backward = 3x forward), PaLM appendix B style:

@@ -40,7 +40,7 @@ from trainer.reporting.base import Reporter, Reporters
 from trainer.run_guard import RunLock, StopSignal
 from trainer.runs import write_json
 from trainer.runtime import build_optimizer, place_model, precision, prepare
-from trainer.schedule import lr_at
+from trainer.schedule import lr_at, wsd_decay
 
 METRICS_SCHEMA_VERSION = 1
 EVAL_KEYS = ("step", "tokens", "token_ppl", "word_ppl", "bits_per_byte", "loss")
@@ -75,6 +75,9 @@ class RunState:
     last_loss: float = float("nan")
     evals: list = field(default_factory=list)
     attempts: int = 0
+    # wsd: the step an early stop began its short decay at, and why it stopped (None: running)
+    decay_start: int | None = None
+    stop_reason: str | None = None
 
 
 @dataclass
@@ -154,7 +157,9 @@ def set_up(cfg: TrainConfig, run_dir: Path, extra: list[Reporter], overfit_token
         cfg.runtime.seed,
         pin=device.type == "cuda",
     )
-    model = GPT.from_plan(plan, max_seq_len=max(cfg.data.seq_len, *PROFILE_LENGTHS))
+    model = GPT.from_plan(
+        plan, max_seq_len=max(cfg.data.seq_len, *PROFILE_LENGTHS), dropout=cfg.model.dropout
+    )
     model = place_model(model, cfg, device)
     optimizer = build_optimizer(model, cfg, device)
     fwd = model.compiled(cfg.runtime.compile_mode) if cfg.runtime.compile else model
@@ -183,6 +188,8 @@ def set_up(cfg: TrainConfig, run_dir: Path, extra: list[Reporter], overfit_token
             last_loss=meta.get("last_loss", float("nan")),
             evals=meta.get("evals", []),
             attempts=meta.get("attempts", 0),
+            decay_start=meta.get("decay_start"),
+            stop_reason=meta.get("stop_reason"),
         )
     state.attempts += 1
     report = reporters_for(
@@ -253,6 +260,8 @@ def _save_checkpoint(run: Run) -> None:
         "last_loss": st.last_loss,
         "evals": st.evals,
         "attempts": st.attempts,
+        "decay_start": st.decay_start,
+        "stop_reason": st.stop_reason,
         "data_position": run.batches.position(st.step),
         "config": cfg.model_dump(),
         "time": time.time(),
@@ -280,6 +289,9 @@ def train_step(run: Run) -> tuple[torch.Tensor, torch.Tensor | None, float]:
         warmup_steps=math.ceil(cfg.optim.warmup_tokens / cfg.tokens_per_step),
         total_steps=cfg.total_steps,
         min_lr_ratio=cfg.optim.min_lr_ratio,
+        schedule=cfg.optim.schedule,
+        decay_fraction=cfg.optim.decay_fraction,
+        decay_start=st.decay_start,
     )
     for g in run.optimizer.param_groups:
         g["lr"] = lr
@@ -309,14 +321,19 @@ def train_step(run: Run) -> tuple[torch.Tensor, torch.Tensor | None, float]:
 
 
 def evaluate(run: Run, split: str, max_tokens: int = 0, final: bool = False) -> dict:
+    """One split's perplexities: interval evals non-overlapping (cheap, comparable along the
+    curve), the final one strided as well (eval.stride)."""
+    seq = run.cfg.data.seq_len
+    stride = run.cfg.eval.stride if run.cfg.eval.stride is not None else seq // 2
     res = evaluate_split(
         run.fwd,
         load_tokens(run.tok_dir, split),
         run.tok_manifest["splits"][split],
-        run.cfg.data.seq_len,
+        seq,
         run.device,
         max_tokens=max_tokens,
         autocast=run.autocast,
+        stride=stride if final else 0,
     )
     rec = {
         "event": "eval",
@@ -362,14 +379,14 @@ def train_loop(run: Run, stop: StopSignal, show_progress: bool) -> tuple[str, in
     loss_sum = torch.zeros((), dtype=torch.float32, device=run.device)
     run.model.train()
     try:
-        while st.step < cfg.total_steps:
+        while st.step < end_step(run):
             t_step, prev_tokens = time.perf_counter(), st.tokens
             loss, gnorm, lr = train_step(run)
             loss_sum += loss.float()
             window["tokens"] += cfg.tokens_per_step
             window["steps"] += 1
             crossed = eval_every and st.tokens // eval_every > prev_tokens // eval_every
-            if st.step % cfg.log.every_steps == 0 or st.step == cfg.total_steps:
+            if st.step % cfg.log.every_steps == 0 or st.step == end_step(run):
                 st.last_loss = float(loss)  # the host sync of the log interval
                 st.elapsed += time.perf_counter() - t_step
                 _log_train(run, bar, window, float(loss_sum), gnorm, lr)
@@ -379,9 +396,15 @@ def train_loop(run: Run, stop: StopSignal, show_progress: bool) -> tuple[str, in
                 if crossed or _checkpoint_due(run):
                     sync(run.device)
                 st.elapsed += time.perf_counter() - t_step
-            if crossed and (why := periodic_eval(run)):
-                outcome = ("succeeded", EXIT_OK, why)
-                break
+            if crossed and (why := periodic_eval(run)) and st.decay_start is None:
+                if cfg.optim.schedule != "wsd":
+                    outcome = ("succeeded", EXIT_OK, why)
+                    break
+                # wsd: anneal before stopping (a short decay from here), then end
+                st.decay_start, st.stop_reason = st.step, why
+                run.report.log(
+                    {"event": "decay", "step": st.step, "tokens": st.tokens, "until": end_step(run)}
+                )
             if _checkpoint_due(run):
                 save_checkpoint(run)
             if stop.signum is not None:
@@ -397,11 +420,21 @@ def train_loop(run: Run, stop: StopSignal, show_progress: bool) -> tuple[str, in
                     else ("killed", EXIT_KILLED, ask.reason)
                 )
                 break
+        if st.stop_reason and st.step >= end_step(run) and outcome[1] == EXIT_OK:
+            outcome = ("succeeded", EXIT_OK, f"{st.stop_reason}; then a short wsd decay")
         if st.step != run.last_saved_step:
             save_checkpoint(run)
     finally:
         bar.close()
     return outcome
+
+
+def end_step(run: Run) -> int:
+    """The last step: the budget's, or the end of the short decay after a wsd early stop."""
+    st, cfg = run.state, run.cfg
+    if st.decay_start is None:
+        return cfg.total_steps
+    return wsd_decay(cfg.total_steps, cfg.optim.decay_fraction, st.decay_start)[1]
 
 
 def _log_train(run: Run, bar: Progress, window: dict, loss_sum: float, gnorm, lr: float) -> None:
@@ -512,9 +545,16 @@ def _profile(run: Run, out: dict, tps: float, flops_per_token: int) -> None:
     from trainer.evaluation import profile
 
     cfg, device = run.cfg, run.device
+    busy = profile.contended(device)
+    # prefill: a full forward over a prompt at batch 1 (full logits)
     out["latency"] = profile.latency(
         run.model, device, PROFILE_LENGTHS, repeats=cfg.eval.profile_repeats, autocast=run.autocast
     )
+    out["decode_latency"] = profile.decode_latency(
+        run.model, device, PROFILE_LENGTHS, autocast=run.autocast
+    )
+    out["inference_memory"] = profile.inference_memory(run.model, device, autocast=run.autocast)
+    out["latency_contended"] = bool(busy or profile.contended(device))
     peak_dtype = torch.float32 if cfg.runtime.dtype == "fp32" else torch.bfloat16
     peak = profile.matmul_peak(device, peak_dtype, seconds=0.5)
     out["throughput"].update(
@@ -534,8 +574,12 @@ def _ppl(rec: dict) -> dict:
         "word_level_tokens",
         "bytes",
         "partial",
+        "windowing",
     )
-    return {k: rec[k] for k in keys}
+    out = {k: rec[k] for k in keys}
+    if "nonoverlap" in rec:
+        out["nonoverlap"] = rec["nonoverlap"]
+    return out
 
 
 # ---------------------------------------------------------------- 4) the metrics document

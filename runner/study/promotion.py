@@ -116,7 +116,10 @@ def brief(c: dict) -> dict:
 
 
 def ablation_findings(ranked: list[dict], plan: PlanSpec) -> dict:
-    """Does the best embedding share move with vocab size or tying?"""
+    """Does the best embedding share move with vocab size or tying? Only groups with at least
+    two surviving shares can say where their best share is; with fewer the answer is
+    "undetermined" (the planner refuses many untied cells, which left groups of one share that
+    "moved" by construction)."""
     if not plan.ablation:
         return {}
     groups: dict[str, list[dict]] = {}
@@ -129,19 +132,41 @@ def ablation_findings(ranked: list[dict], plan: PlanSpec) -> dict:
         ):
             key = f"V={m.get('vocab_size')} {'tied' if m.get('tied_lm_head') else 'untied'}"
             groups.setdefault(key, []).append(c)
+    shares = {
+        k: sorted({c["config"]["model"]["embedding_ratio"] for c in v}) for k, v in groups.items()
+    }
+    decided = {k: v for k, v in groups.items() if len(shares[k]) >= 2}
     best = {
         k: min(v, key=lambda c: c["dev_ppl"])["config"]["model"]["embedding_ratio"]
-        for k, v in groups.items()
+        for k, v in decided.items()
     }
-    moves = len(set(best.values())) > 1
-    return {
-        "best_embedding_ratio": best,
-        "moves": moves,
-        "summary": (
+    undetermined = sorted(k for k in groups if k not in decided)
+    if len(best) < 2:
+        moves, summary = (
+            None,
+            (
+                "undetermined: fewer than two vocab/tying groups have two or more surviving "
+                "embedding shares"
+                if groups
+                else "no finished ablation cells"
+            ),
+        )
+    else:
+        moves = len(set(best.values())) > 1
+        summary = (
             "the best embedding share moves with vocab size or tying"
             if moves
             else "the best embedding share does not move with vocab size or tying"
         )
-        if best
-        else "no finished ablation cells",
+    return {
+        "best_embedding_ratio": best,
+        "surviving_shares": shares,
+        "undetermined_groups": undetermined,
+        "moves": moves,
+        "summary": summary
+        + (
+            f" (left out, under two shares: {', '.join(undetermined)})"
+            if undetermined and best
+            else ""
+        ),
     }

@@ -28,9 +28,11 @@ COLUMNS = [
     "d_model",
     "n_layers",
     "n_heads",
+    "head_dim",
     "ffn_hidden",
     "params_total",
     "achieved_embedding_ratio",
+    "vocab_matrices_share",
     "achieved_glu_expansion",
     "max_tokens",
     "tokens_seen",
@@ -43,11 +45,20 @@ COLUMNS = [
     "test_token_ppl",
     "test_word_ppl",
     "test_bits_per_byte",
+    "dev_word_ppl_nonoverlap",
+    "test_word_ppl_nonoverlap",
     "smallbench_macro_acc",
     "smallbench_macro_stderr",
     "latency_seq128_ms",
     "latency_seq512_ms",
+    "decode_ms_per_token_ctx128",
+    "decode_ms_per_token_ctx512",
+    "inference_memory_bytes",
+    "inference_memory_kind",
+    "latency_contended",
+    "device",
     "peak_memory_bytes",
+    "memory_kind",
     "train_tokens_per_s",
     "mfu",
     "gpu_hours",
@@ -87,6 +98,14 @@ def row(*, config: dict, plan: dict | None, metrics: dict | None, **known: Any) 
             "ffn_hidden": plan.get("ffn_hidden"),
             "params_total": plan.get("total"),
             "achieved_embedding_ratio": plan.get("embedding_ratio"),
+            "head_dim": plan.get("head_dim"),
+            # (embedding + untied head) / total: untied at share 0.25 holds ~51% in vocab
+            # matrices, which the embedding share alone does not show
+            "vocab_matrices_share": (
+                (plan["embedding"] + plan.get("head", 0)) / plan["total"]
+                if plan.get("total") and plan.get("embedding") is not None
+                else None
+            ),
             "achieved_glu_expansion": plan.get("glu_expansion"),
             "max_tokens": config.get("max_tokens"),
             "tokens_seen": _get(m, "training", "tokens_seen"),
@@ -102,7 +121,15 @@ def row(*, config: dict, plan: dict | None, metrics: dict | None, **known: Any) 
             "smallbench_macro_stderr": _get(m, "smallbench", "macro_stderr"),
             "latency_seq128_ms": _get(m, "latency", "seq128", "median_ms"),
             "latency_seq512_ms": _get(m, "latency", "seq512", "median_ms"),
+            "decode_ms_per_token_ctx128": _get(m, "decode_latency", "ctx128", "ms_per_token"),
+            "decode_ms_per_token_ctx512": _get(m, "decode_latency", "ctx512", "ms_per_token"),
+            "inference_memory_bytes": _get(m, "inference_memory", "bytes"),
+            "inference_memory_kind": _get(m, "inference_memory", "kind"),
+            "latency_contended": _get(m, "latency_contended"),
+            "device": _get(m, "provenance", "device_name") or _get(m, "provenance", "device"),
+            # the training run's peak (RSS on CPU): not an inference figure
             "peak_memory_bytes": _get(m, "memory", "bytes"),
+            "memory_kind": _get(m, "memory", "kind"),
             "train_tokens_per_s": _get(m, "throughput", "train_tokens_per_s"),
             "mfu": _get(m, "throughput", "mfu"),
             "sample": _get(m, "provenance", "sample"),
@@ -113,6 +140,11 @@ def row(*, config: dict, plan: dict | None, metrics: dict | None, **known: Any) 
     for split in ("dev", "test"):
         for k in ("token_ppl", "word_ppl", "bits_per_byte"):
             out[f"{split}_{k}"] = _get(m, split, k)
+        # strided is the main number; the non-overlapping one (the interval evals' windowing)
+        # beside it, or the main one when the run had no strided eval
+        out[f"{split}_word_ppl_nonoverlap"] = _get(m, split, "nonoverlap", "word_ppl") or _get(
+            m, split, "word_ppl"
+        )
     out.update({k: v for k, v in known.items() if k in out and v is not None})
     return out
 

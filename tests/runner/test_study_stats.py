@@ -79,3 +79,50 @@ def test_ranking_shows_the_gap_to_the_winner_in_percent_and_in_seed_spreads():
     assert t.loc["a", "gap_to_winner_spreads"] == pytest.approx(4 / math.sqrt(2))  # std 1.41
     assert t.loc["b", "gap_to_winner_spreads"] == 0
     assert not bool(t.loc["a", "sample"])
+
+
+def test_the_ablation_verdict_needs_two_surviving_shares_per_group():
+    """Issue 14: with the untied groups reduced to one share (the others infeasible), the old
+    verdict said "the best share moves" by construction."""
+    from runner.study.plan_spec import load_plan_text
+    from runner.study.promotion import ablation_findings
+    from tests.conftest import ROOT
+
+    plan, _ = load_plan_text((ROOT / "configs" / "plan_10m.yaml").read_text())
+
+    def cell(v, tied, share, ppl):
+        model = {"vocab_size": v, "tied_lm_head": tied, "embedding_ratio": share}
+        return {"axis": "ablation", "dev_ppl": ppl, "killed": 0, "config": {"model": model}}
+
+    tied16 = [cell(16000, True, s, p) for s, p in ((0.25, 110), (0.35, 100), (0.45, 105))]
+    untied = [cell(16000, False, 0.25, 120), cell(8000, False, 0.25, 125)]
+    one_group = ablation_findings(tied16 + untied, plan)
+    assert one_group["moves"] is None and one_group["summary"].startswith("undetermined")
+    assert one_group["undetermined_groups"] == ["V=16000 untied", "V=8000 untied"]
+    tied8 = [cell(8000, True, 0.25, 101), cell(8000, True, 0.45, 108)]
+    two = ablation_findings(tied16 + untied + tied8, plan)
+    assert two["moves"] is True and two["best_embedding_ratio"] == {
+        "V=16000 tied": 0.35,
+        "V=8000 tied": 0.25,
+    }
+    assert "left out, under two shares: V=16000 untied, V=8000 untied" in two["summary"]
+
+
+def test_every_report_places_runs_beside_the_ngram_and_flags_worse_ones():
+    from runner.study.report import reference_table
+
+    df = pd.DataFrame(
+        [
+            {"name": "good", "phase": "ranking", "params_total": 10, "dev_word_ppl": 90.0},
+            {"name": "bad", "phase": "ranking", "params_total": 10, "dev_word_ppl": 130.0},
+        ]
+    )
+    ngram = {"model": "KN3", "dev_word_ppl": 120.0, "test_word_ppl": 115.0, "sample": True}
+    t = reference_table(df, ngram).set_index("model")
+    assert t.loc["KN3", "kind"].startswith("n-gram")
+    assert not t.loc["good", "worse_than_ngram"] and t.loc["bad", "worse_than_ngram"]
+    assert "literature" not in set(t["kind"])  # never beside sample data
+    assert t["sample"].all()
+    real = reference_table(df, {**ngram, "sample": False})
+    anchor = real[real["kind"] == "literature"].iloc[0]
+    assert (anchor["dev_word_ppl"], anchor["test_word_ppl"]) == (68.6, 65.8)

@@ -59,3 +59,24 @@ def test_capped_eval_scales_words_and_bytes():
     )
     assert res["partial"] and res["scored_tokens"] == 250
     assert res["word_level_tokens"] == 200 and res["bytes"] == 1000
+
+
+def test_strided_eval_scores_every_token_once_with_more_context(tokenized_dir):
+    """Issue 14: context reset every seq_len. Strided windows score each token exactly once;
+    with stride = seq_len they are the non-overlapping windows, to the bit."""
+    import numpy as np
+    import torch
+
+    from trainer.evaluation.perplexity import split_nll, strided_nll
+    from trainer.model import GPT, ModelConfig
+    from trainer.prep.tokenizer import load_tokens
+
+    torch.manual_seed(0)
+    model = GPT(ModelConfig(512, 32, 2, 4, 80, True, 64))
+    tokens = np.asarray(load_tokens(tokenized_dir, "valid")[:1024])  # 16 whole windows
+    cpu = torch.device("cpu")
+    plain, n = split_nll(model, tokens, 64, cpu)
+    same, m = strided_nll(model, tokens, 64, 64, cpu)
+    assert m == n == len(tokens) and same == pytest.approx(plain, rel=1e-12)
+    strided, k = strided_nll(model, tokens, 64, 16, cpu)
+    assert k == len(tokens) and strided != plain

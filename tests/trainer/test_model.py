@@ -182,3 +182,43 @@ def test_determinism_defaults_per_device():
     assert is_deterministic(None, torch.device("cpu")) is True
     assert is_deterministic(None, torch.device("cuda")) is False
     assert is_deterministic(True, torch.device("cuda")) is True
+
+
+def test_kv_cache_decoding_gives_the_full_forward_logits():
+    """Issue 14: decode latency is measured with a KV cache; its logits are the model's."""
+    from trainer.model import KVCache
+
+    model = tiny().eval()
+    x = torch.randint(0, model.cfg.vocab_size, (1, 20))
+    full, _ = model(x)
+    cache = KVCache(model.cfg, 1, 20, torch.float32, torch.device("cpu"))
+    step = [model.next_logits(x[:, :12], cache)]  # prefill 12, then one token at a time
+    step += [model.next_logits(x[:, t : t + 1], cache) for t in range(12, 20)]
+    for i, t in enumerate(range(11, 20)):
+        torch.testing.assert_close(step[i], full[:, t], rtol=1e-5, atol=1e-5)
+    assert cache.len == 20
+
+
+def test_inference_memory_counts_tensors_not_the_process():
+    from trainer.evaluation.profile import inference_memory
+
+    model = tiny()
+    m = inference_memory(model, torch.device("cpu"), context=32)
+    weights = sum(p.nbytes for p in model.parameters())
+    assert m["kind"] == "cpu_tensor_bytes" and m["weights"] == weights
+    assert m["kv_cache"] == 2 * 2 * 1 * 33 * 32 * 4  # layers x (k, v) x B x T x d x fp32
+    assert m["bytes"] == weights + m["kv_cache"] + m["activation"] + m["logits"]
+    assert m["bytes"] < 10 * weights  # not an RSS of hundreds of MB
+
+
+def test_dropout_acts_in_training_only_and_defaults_off():
+    torch.manual_seed(0)
+    off = tiny()
+    x = torch.randint(0, 64, (2, 16))
+    assert off.cfg.dropout == 0.0
+    a, b = off.train()(x)[0], off(x)[0]
+    assert torch.equal(a, b)  # no dropout by default: training passes are deterministic
+    drop = tiny(dropout=0.3)
+    drop.load_state_dict(off.state_dict())
+    assert not torch.equal(drop.train()(x)[0], drop(x)[0])
+    assert torch.equal(drop.eval()(x)[0], off.eval()(x)[0])  # evaluation: no dropout

@@ -63,6 +63,49 @@ def split_nll(
     return float(total), scored
 
 
+@torch.no_grad()
+def strided_nll(
+    model,
+    tokens: np.ndarray,
+    seq_len: int,
+    stride: int,
+    device: torch.device,
+    *,
+    batch_size: int = 0,
+    autocast=nullcontext,
+) -> tuple[float, int]:
+    """(total NLL, tokens scored) with overlapping windows: a window of `seq_len` starts every
+    `stride` tokens and scores only its last `stride` predictions, so every token is still
+    scored exactly once, but (past the first window) with at least seq_len - stride tokens of
+    context instead of a context that resets every seq_len."""
+    batch_size = batch_size or (64 if device.type == "cuda" else 8)
+    was_training = model.training
+    model.eval()
+    stream = np.concatenate([[BOS_ID], np.asarray(tokens, dtype=np.int64)])
+    n_pred = len(stream) - 1
+    jobs: dict[tuple[int, int], list[int]] = {}  # (length, first scored offset) -> starts
+    done = min(seq_len, n_pred)
+    jobs.setdefault((done, 0), []).append(0)
+    while done < n_pred:
+        end = min(done + stride, n_pred)
+        start = max(0, end - seq_len)
+        jobs.setdefault((end - start, done - start), []).append(start)
+        done = end
+    total, scored = torch.zeros((), dtype=torch.float64, device=device), 0
+    for (length, off), starts in jobs.items():
+        for b in range(0, len(starts), batch_size):
+            group = starts[b : b + batch_size]
+            x = torch.from_numpy(np.stack([stream[s : s + length] for s in group])).to(device)
+            y = torch.from_numpy(np.stack([stream[s + 1 : s + length + 1] for s in group]))
+            y = y[:, off:].to(device)
+            with autocast():
+                h = model.hidden(x)[:, off:]
+                total += model.head_loss(h, y, reduction="sum").double()
+            scored += y.numel()
+    model.train(was_training)
+    return float(total), scored
+
+
 def perplexities(total_nll: float, tokens: int, *, word_level_tokens: int, n_bytes: int) -> dict:
     return {
         "loss": total_nll / tokens,
@@ -84,17 +127,24 @@ def evaluate_split(
     *,
     max_tokens: int = 0,
     autocast=nullcontext,
+    stride: int = 0,
 ) -> dict:
-    """Perplexities of one split; a capped eval scales words and bytes by the share scored."""
+    """Perplexities of one split; a capped eval scales words and bytes by the share scored.
+    With `stride` (whole splits only) the numbers are the strided ones, and the
+    non-overlapping ones are kept under `nonoverlap`."""
     total, scored = split_nll(
         model, tokens, seq_len, device, max_tokens=max_tokens, autocast=autocast
     )
     share = scored / split_stats["tokens"]
-    out = perplexities(
-        total,
-        scored,
-        word_level_tokens=max(1, round(split_stats["word_level_tokens"] * share)),
-        n_bytes=max(1, round(split_stats["bytes"] * share)),
-    )
+    words = max(1, round(split_stats["word_level_tokens"] * share))
+    n_bytes = max(1, round(split_stats["bytes"] * share))
+    out = perplexities(total, scored, word_level_tokens=words, n_bytes=n_bytes)
     out["partial"] = scored < split_stats["tokens"]
+    out["windowing"] = f"non-overlapping windows of {seq_len}"
+    if stride and not max_tokens and stride < seq_len:
+        s_total, s_scored = strided_nll(model, tokens, seq_len, stride, device, autocast=autocast)
+        nonoverlap = {k: out[k] for k in ("loss", "token_ppl", "word_ppl", "bits_per_byte")}
+        out.update(perplexities(s_total, s_scored, word_level_tokens=words, n_bytes=n_bytes))
+        out["windowing"] = f"windows of {seq_len} every {stride} tokens (strided)"
+        out["nonoverlap"] = nonoverlap
     return out

@@ -1,4 +1,11 @@
-"""Batch-1 latency, peak memory, and the matmul peak that MFU is measured against."""
+"""Inference at batch 1, named for what each number is: prefill latency (a full forward over a
+prompt of 128/512 tokens), decode latency per token with a KV cache at those contexts, and the
+inference peak memory; plus the matmul peak that MFU is measured against.
+
+Latency is only meaningful on an otherwise idle device: `contended` says whether another
+process was using the CPU while it was measured (the demo's baseline read 17.5 ms against 5-8
+ms for cells of its size because two trainers shared 2 cores).
+"""
 
 from __future__ import annotations
 
@@ -56,6 +63,110 @@ def latency(
         }
     model.train(was_training)
     return out
+
+
+@torch.no_grad()
+def decode_latency(
+    model,
+    device: torch.device,
+    contexts=LENGTHS,
+    steps: int = 16,
+    repeats: int = 3,
+    autocast=nullcontext,
+) -> dict:
+    """Per-token decode latency with a KV cache after a prompt of each context length: the
+    median over `repeats` of the mean time of `steps` one-token steps (prefill not timed)."""
+    from trainer.model import KVCache
+
+    was_training = model.training
+    model.eval()
+    out = {}
+    g = torch.Generator().manual_seed(0)
+    dtype = next(model.parameters()).dtype
+    for ctx in contexts:
+        if model.cfg.max_seq_len < ctx + steps:
+            continue
+        prompt = torch.randint(0, model.cfg.vocab_size, (1, ctx), generator=g).to(device)
+        per_token = []
+        for _ in range(repeats + 1):  # the first is a warm-up
+            cache = KVCache(model.cfg, 1, ctx + steps, dtype, device)
+            with autocast():
+                logits = model.next_logits(prompt, cache)
+            sync(device)
+            t0 = time.perf_counter()
+            for _ in range(steps):
+                with autocast():
+                    logits = model.next_logits(logits.argmax(-1, keepdim=True), cache)
+            sync(device)
+            per_token.append((time.perf_counter() - t0) / steps)
+        med = statistics.median(per_token[1:])
+        out[f"ctx{ctx}"] = {"ms_per_token": 1e3 * med, "tokens_per_s": 1 / med, "steps": steps}
+    model.train(was_training)
+    return out
+
+
+@torch.no_grad()
+def inference_memory(model, device: torch.device, context: int = 512, autocast=nullcontext):
+    """Peak memory of batch-1 inference at `context` tokens: on CUDA the allocator's peak
+    after a reset (weights included); on CPU, which has no allocator statistics, the bytes of
+    the weights, the KV cache, and the largest activation any module produced (forward hooks)
+    plus the logits row: each measured from real tensors, not process RSS (which counts the
+    training run, the Python heap and libraries)."""
+    from trainer.model import KVCache
+
+    context = min(context, model.cfg.max_seq_len - 1)
+    x = torch.randint(0, model.cfg.vocab_size, (1, context), device=device)
+    dtype = next(model.parameters()).dtype
+    was_training = model.training
+    model.eval()
+    if device.type == "cuda":
+        sync(device)
+        torch.cuda.reset_peak_memory_stats(device)
+        cache = KVCache(model.cfg, 1, context + 1, dtype, device)
+        with autocast():
+            logits = model.next_logits(x, cache)
+            model.next_logits(logits.argmax(-1, keepdim=True), cache)
+        sync(device)
+        model.train(was_training)
+        return {
+            "kind": "cuda_inference_peak",
+            "context": context,
+            "bytes": int(torch.cuda.max_memory_allocated(device)),
+        }
+    largest = [0]
+
+    def hook(_m, _inp, out):
+        if isinstance(out, torch.Tensor):
+            largest[0] = max(largest[0], out.nbytes)
+
+    handles = [m.register_forward_hook(hook) for m in model.modules()]
+    try:
+        cache = KVCache(model.cfg, 1, context + 1, dtype, device)
+        with autocast():
+            logits = model.next_logits(x, cache)
+            model.next_logits(logits.argmax(-1, keepdim=True), cache)
+    finally:
+        for h in handles:
+            h.remove()
+        model.train(was_training)
+    weights = sum(p.nbytes for p in model.parameters())
+    parts = {"weights": weights, "kv_cache": cache.nbytes(), "activation": largest[0]}
+    parts["logits"] = logits.nbytes
+    return {"kind": "cpu_tensor_bytes", "context": context, "bytes": sum(parts.values()), **parts}
+
+
+def contended(device: torch.device) -> bool | None:
+    """Whether the CPU was busy with other work (load average over the last minute above the
+    cores this process may use); None where that cannot be read. GPUs: not judged here."""
+    import os
+
+    if device.type != "cpu":
+        return None
+    try:
+        load = os.getloadavg()[0]
+    except OSError:
+        return None
+    return load > torch.get_num_threads() + 0.5  # more runnable work than this process's
 
 
 def peak_memory(device: torch.device) -> dict:

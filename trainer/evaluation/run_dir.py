@@ -51,6 +51,8 @@ def evaluate_run(run_dir: Path, *, smallbench_dir: Path | None = None, only: str
                 cfg.data.seq_len,
                 device,
                 autocast=autocast,
+                # as the run's own final evaluation did
+                stride=cfg.eval.stride if cfg.eval.stride is not None else cfg.data.seq_len // 2,
             )
     if only in ("all", "smallbench"):
         suite = load_suite(Path(smallbench_dir or cfg.eval.smallbench_dir))
