@@ -587,6 +587,7 @@ def _ppl(rec: dict) -> dict:
 
 def metrics_document(run: Run, status: str, exit_code: int, reason: str) -> dict:
     cfg, st, device = run.cfg, run.state, run.device
+    train_split = (run.tok_manifest.get("splits", {}).get("train") or {}).get("tokens")
     doc = {
         "schema_version": METRICS_SCHEMA_VERSION,
         "run": {
@@ -624,6 +625,9 @@ def metrics_document(run: Run, status: str, exit_code: int, reason: str) -> dict
         "training": {
             "steps": st.step,
             "tokens_seen": st.tokens,
+            # passes over the train split: past ~2, a 10M model without dropout can overfit
+            "train_split_tokens": train_split,
+            "passes": st.tokens / train_split if train_split else None,
             "wall_time_s": st.elapsed,
             "train_loss": st.last_loss,
             "tokens_per_s": st.tokens / st.elapsed if st.elapsed else None,

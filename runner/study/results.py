@@ -36,6 +36,7 @@ COLUMNS = [
     "achieved_glu_expansion",
     "max_tokens",
     "tokens_seen",
+    "passes",
     "final_model",
     "final_model_tokens",
     "last_eval_dev_word_ppl",
@@ -109,6 +110,7 @@ def row(*, config: dict, plan: dict | None, metrics: dict | None, **known: Any) 
             "achieved_glu_expansion": plan.get("glu_expansion"),
             "max_tokens": config.get("max_tokens"),
             "tokens_seen": _get(m, "training", "tokens_seen"),
+            "passes": _get(m, "training", "passes"),
             # the model the final evaluation scored (best interval dev eval, or the last), the
             # tokens it had seen, and what the last interval eval read (a turned curve shows)
             "final_model": _get(m, "final_model", "kind"),

@@ -156,6 +156,17 @@ def test_metrics_json_schema(tmp_path, tokenized_dir):
     assert on_disk["memory"]["bytes"] > 0
     dev = on_disk["dev"]
     assert dev["word_ppl"] > dev["token_ppl"] > 1 and not dev["partial"]
+    # issue 14: strided final numbers with the non-overlapping ones beside them; inference
+    # figures named for what they are; passes over the train split
+    assert "every 32 tokens (strided)" in dev["windowing"] and dev["nonoverlap"]["word_ppl"] > 1
+    assert set(on_disk["decode_latency"]) == {"ctx128", "ctx512"}
+    assert on_disk["decode_latency"]["ctx128"]["ms_per_token"] > 0
+    mem = on_disk["inference_memory"]
+    assert mem["kind"] == "cpu_tensor_bytes" and mem["weights"] == 4 * on_disk["params"]["total"]
+    assert isinstance(on_disk["latency_contended"], bool)
+    tr = on_disk["training"]
+    assert tr["passes"] == pytest.approx(tr["tokens_seen"] / tr["train_split_tokens"])
+    assert on_disk["final_model"]["kind"] == "best"
     assert on_disk["params"]["total"] == on_disk["plan"]["total"]
     # dev PPL falls as training goes on
     curve = on_disk["dev_curve"]

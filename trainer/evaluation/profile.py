@@ -74,8 +74,9 @@ def decode_latency(
     repeats: int = 3,
     autocast=nullcontext,
 ) -> dict:
-    """Per-token decode latency with a KV cache after a prompt of each context length: the
-    median over `repeats` of the mean time of `steps` one-token steps (prefill not timed)."""
+    """Per-token decode latency with a KV cache at each context length: a prompt of ctx - steps
+    tokens, then `steps` one-token steps that bring the context to ctx; the median over
+    `repeats` of their mean time (prefill not timed)."""
     from trainer.model import KVCache
 
     was_training = model.training
@@ -84,12 +85,12 @@ def decode_latency(
     g = torch.Generator().manual_seed(0)
     dtype = next(model.parameters()).dtype
     for ctx in contexts:
-        if model.cfg.max_seq_len < ctx + steps:
+        if model.cfg.max_seq_len < ctx or ctx <= steps:
             continue
-        prompt = torch.randint(0, model.cfg.vocab_size, (1, ctx), generator=g).to(device)
+        prompt = torch.randint(0, model.cfg.vocab_size, (1, ctx - steps), generator=g).to(device)
         per_token = []
         for _ in range(repeats + 1):  # the first is a warm-up
-            cache = KVCache(model.cfg, 1, ctx + steps, dtype, device)
+            cache = KVCache(model.cfg, 1, ctx, dtype, device)
             with autocast():
                 logits = model.next_logits(prompt, cache)
             sync(device)
