@@ -34,7 +34,10 @@ def render_decisions(engine: Engine, sweep_id: int) -> str:
             "nothing here is a WikiText-2 result.",
             "",
         ]
-    lines += kill_rule_section(json.loads(sw.spec_json or "{}"))
+    plan = json.loads(sw.spec_json or "{}")
+    if plan.get("ranking"):
+        lines += READING_THE_AXES
+    lines += kill_rule_section(plan)
     inf = [e for e in evs if e.kind == "infeasible"]
     if inf:
         lines += ["## Infeasible cells (refused by the planner)", ""]
@@ -92,6 +95,18 @@ def render_decisions(engine: Engine, sweep_id: int) -> str:
                 "",
             ]
     return "\n".join(lines) + "\n"
+
+
+READING_THE_AXES = [
+    "## Reading the axes",
+    "",
+    "The planner keeps the budget by moving depth and width: along the embedding-share "
+    "axis the layer count and head size change too (24/12/6 layers at 0.25/0.35/0.45 for "
+    "the 10M study), so a share's effect includes its architecture's; `n_layers`, "
+    "`head_dim` and `vocab_matrices_share` ((embedding + untied head) / total) are columns "
+    "of results.csv, and plots use achieved values, not requested ones.",
+    "",
+]
 
 
 def kill_rule_section(plan: dict) -> list[str]:

@@ -4,7 +4,8 @@ Outputs in a report folder: results.csv (one row per run, `runner.study.results.
 early_results.csv (ranking-phase runs with their dev-PPL slope, the study's ranking input),
 ranking.csv (per axis), finalists.csv (mean, std and 95% CI over seeds), and plots as 300 dpi PNG
 plus SVG: dev PPL vs embedding ratio, dev PPL vs GLU expansion (finalists with error bars),
-latency vs PPL with the Pareto front, learning curves per phase. Anything made from sample data
+latency vs PPL with the Pareto front (one per phase and device), learning curves per phase.
+Anything made from sample data
 says so in its title and in a `sample` column.
 """
 
@@ -225,25 +226,41 @@ def plots(df: pd.DataFrame, curves: dict, out: Path) -> list[str]:
         written += _save(fig, out, name)
         plt.close(fig)
 
+    # one phase and one device per figure (latencies from different phases or machines are not
+    # comparable), each named in its title; contended figures are drawn hollow
     done = df.dropna(subset=["dev_word_ppl", "latency_seq128_ms"])
-    fig, ax = plt.subplots(figsize=(5.5, 4))
-    if not done.empty:
-        pts = list(zip(done["latency_seq128_ms"], done["dev_word_ppl"], strict=True))
-        ax.scatter(*zip(*pts, strict=True), color="#7f7f7f", label="runs")
+    keys = done.assign(
+        _phase=done["phase"].fillna("runs"),
+        _device=done["device"].fillna("unknown device") if "device" in done else "unknown device",
+    )
+    for (phase, device), part in keys.groupby(["_phase", "_device"]):
+        fig, ax = plt.subplots(figsize=(5.5, 4))
+        pts = list(zip(part["latency_seq128_ms"], part["dev_word_ppl"], strict=True))
+        busy = part["latency_contended"].fillna(False).astype(bool).to_numpy()
+        xs, ys = zip(*pts, strict=True)
+        ax.scatter(np.array(xs)[~busy], np.array(ys)[~busy], color="#7f7f7f", label="runs")
+        if busy.any():
+            ax.scatter(
+                np.array(xs)[busy],
+                np.array(ys)[busy],
+                facecolors="none",
+                edgecolors="#7f7f7f",
+                label="runs (latency contended)",
+            )
         front = sorted(pts[i] for i in pareto_front(pts))
         ax.plot(*zip(*front, strict=True), "-o", color="#c0504d", label="Pareto front")
-        for (x, y), cell in zip(pts, done["cell"], strict=True):
+        for (x, y), cell in zip(pts, part["cell"], strict=True):
             ax.annotate(str(cell), (x, y), fontsize=6, alpha=0.7)
-    ax.set(
-        xlabel="batch-1 latency at seq 128 (ms)",
-        ylabel="dev word-level PPL",
-        title=_title("latency vs PPL", sample),
-    )
-    ax.grid(alpha=0.3)
-    if ax.get_legend_handles_labels()[0]:
+        ax.set(
+            xlabel="prefill latency, batch 1, 128 tokens (ms)",
+            ylabel="dev word-level PPL",
+            title=_title(f"latency vs PPL: {phase}, {device}", sample),
+        )
+        ax.grid(alpha=0.3)
         ax.legend()
-    written += _save(fig, out, "latency_vs_ppl")
-    plt.close(fig)
+        slug = "".join(ch if ch.isalnum() else "_" for ch in f"{phase}_{device}")[:60]
+        written += _save(fig, out, f"latency_vs_ppl_{slug}")
+        plt.close(fig)
 
     for phase, part in df.groupby(df["phase"].fillna("runs")):
         fig, ax = plt.subplots(figsize=(6, 4))
