@@ -41,18 +41,19 @@ routes = st.sampled_from(["", "/metrics", "/heartbeat", "/result", "/cancel"])
 tokens = st.sampled_from([ADMIN, "nope", "", "Bearer x"])
 
 
+def small_run(name: str) -> dict:
+    return {
+        "name": name,
+        "max_tokens": 4096,
+        "model": {"total_params": 60000, "vocab_size": 512},
+        "data": {"seq_len": 64, "batch_size": 8},
+    }
+
+
 @pytest.fixture(scope="module")
 def live(tmp_path_factory):
     with in_process(tmp_path_factory.mktemp("fuzz")) as svc:
-        svc.post(
-            "/runs",
-            json={
-                "name": "seed",
-                "max_tokens": 4096,
-                "model": {"total_params": 60000, "vocab_size": 512},
-                "data": {"seq_len": 64, "batch_size": 8},
-            },
-        )
+        svc.post("/runs", json=small_run("seed"))
         yield svc
 
 
@@ -98,15 +99,7 @@ def test_gets_never_5xx(live, params, path):
 
 def test_nan_in_raw_json_is_refused(live):
     # A run of its own: the fuzzers above may have cancelled run 1 (then 409, not 422).
-    run = live.post(
-        "/runs",
-        json={
-            "name": "nan-target",
-            "max_tokens": 4096,
-            "model": {"total_params": 60000, "vocab_size": 512},
-            "data": {"seq_len": 64, "batch_size": 8},
-        },
-    ).json()
+    run = live.post("/runs", json=small_run("nan-target")).json()
     body = b'{"points": [{"step": 1, "tokens": 1, "name": "x", "value": NaN}]}'
     r = live.post(
         f"/runs/{run['id']}/metrics", content=body, headers={"Content-Type": "application/json"}
