@@ -209,6 +209,13 @@ class LogSpec(Section):
 class TrainConfig(Section):
     name: Name = Field("run", description="Experiment name (it names the run's directory).")
     max_tokens: Count = Field(5_000_000, ge=1, le=10**12, description="Token budget of the run.")
+    max_passes: float | None = Field(
+        None,
+        gt=0,
+        le=10_000,
+        description="Budget in passes over the train split instead: max_tokens becomes passes x "
+        "the split's tokens when the run starts (the service's forecasts still read max_tokens).",
+    )
     model: ModelSpec = Field(default_factory=ModelSpec)
     data: DataSpec = Field(default_factory=DataSpec)
     optim: OptimSpec = Field(default_factory=OptimSpec)

@@ -147,6 +147,7 @@ def set_up(cfg: TrainConfig, run_dir: Path, extra: list[Reporter], overfit_token
     autocast, scaler, used_dtype = precision(device, cfg.runtime.dtype)
     plan = cfg.plan()
     tok_dir, tok_manifest, data_manifest = _load_data(cfg)
+    cfg = budget_in_tokens(cfg, tok_manifest)
     train_tokens = load_tokens(tok_dir, "train")
     if overfit_tokens:
         train_tokens = np.asarray(train_tokens[: overfit_tokens + 1])
@@ -244,6 +245,19 @@ class timed:
         sync(self.run.device)
         t = self.run.timings
         t[self.key] = t.get(self.key, 0.0) + time.perf_counter() - self.t0
+
+
+def budget_in_tokens(cfg: TrainConfig, tok_manifest: dict) -> TrainConfig:
+    """A budget given in passes over the train split, in tokens of this tokenization."""
+    if not cfg.max_passes:
+        return cfg
+    tokens = round(cfg.max_passes * tok_manifest["splits"]["train"]["tokens"])
+    if tokens < cfg.tokens_per_step:
+        raise ConfigError(
+            f"max_passes={cfg.max_passes} is {tokens} tokens, less than one step "
+            f"({cfg.tokens_per_step}); raise max_passes"
+        )
+    return cfg.model_copy(update={"max_tokens": tokens})
 
 
 def save_checkpoint(run: Run) -> None:

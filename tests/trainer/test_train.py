@@ -369,3 +369,18 @@ def test_sample_runs_say_so_in_the_dataset_name():
 
     assert dataset_label({"dataset": "WikiText-2"}, sample=False) == "WikiText-2"
     assert dataset_label({"dataset": "WikiText-2"}, sample=True).startswith("WikiText-2 SAMPLE (")
+
+
+def test_a_budget_in_passes_over_the_train_split(tmp_path, tokenized_dir):
+    import json as _json
+
+    train_tokens = _json.loads((tokenized_dir / "manifest.json").read_text())["splits"]["train"][
+        "tokens"
+    ]
+    raw = tiny_raw(tokenized_dir.parent, max_passes=0.05, eval={"every_tokens": 0})
+    code, m = train(validate(raw), tmp_path / "p", progress=False)
+    assert code == 0
+    budget = round(0.05 * train_tokens)
+    assert m["config"]["max_tokens"] == budget
+    assert m["training"]["tokens_seen"] == budget // (8 * 64) * (8 * 64)
+    assert m["training"]["passes"] == pytest.approx(0.05, abs=8 * 64 / train_tokens)
