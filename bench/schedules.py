@@ -7,6 +7,7 @@ baseline (1.3M parameters, V=5k, the sample data) at two budgets; every interval
 recorded, so the table shows PPL at each point of the way. Prints one JSON document last.
 
     python bench/schedules.py --tokens 262144 131072
+    python bench/schedules.py --tokens 98304 --dropout 0.1   # the same, with dropout
 """
 
 from __future__ import annotations
@@ -23,11 +24,11 @@ from trainer.config import validate  # noqa: E402
 from trainer.train import train  # noqa: E402
 
 
-def config(schedule: str, tokens: int, tok_dir: str) -> dict:
+def config(schedule: str, tokens: int, tok_dir: str, dropout: float = 0.0) -> dict:
     return {
-        "name": f"{schedule}-{tokens}",
+        "name": f"{schedule}-{tokens}-d{dropout:g}",
         "max_tokens": tokens,
-        "model": {"total_params": 1_300_000, "vocab_size": 5000},
+        "model": {"total_params": 1_300_000, "vocab_size": 5000, "dropout": dropout},
         "data": {"tokenized_dir": tok_dir, "seq_len": 128, "batch_size": 16},
         "optim": {"lr": 3e-3, "warmup_tokens": 16384, "schedule": schedule},
         "eval": {
@@ -48,17 +49,19 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--tokens", type=int, nargs="+", default=[262144, 131072])
     ap.add_argument("--tokenized-dir", default="data/lm_tokenized")
+    ap.add_argument("--dropout", type=float, default=0.0, help="model.dropout of every run")
     args = ap.parse_args()
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         for tokens in args.tokens:
             for schedule in ("cosine", "wsd"):
-                cfg = validate(config(schedule, tokens, args.tokenized_dir))
+                cfg = validate(config(schedule, tokens, args.tokenized_dir, args.dropout))
                 _, m = train(cfg, Path(tmp) / cfg.name, progress=False)
                 rows.append(
                     {
                         "schedule": schedule,
                         "budget_tokens": tokens,
+                        "dropout": args.dropout,
                         "final_dev_word_ppl": m["dev"]["word_ppl"],
                         "curve": [[e["tokens"], e["word_ppl"]] for e in m["dev_curve"]],
                         "sample": m["provenance"]["sample"],
