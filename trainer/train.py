@@ -400,6 +400,7 @@ def train_loop(run: Run, stop: StopSignal, show_progress: bool) -> tuple[str, in
             window["tokens"] += cfg.tokens_per_step
             window["steps"] += 1
             crossed = eval_every and st.tokens // eval_every > prev_tokens // eval_every
+            ckpt_due = _checkpoint_due(run)
             if st.step % cfg.log.every_steps == 0 or st.step == end_step(run):
                 st.last_loss = float(loss)  # the host sync of the log interval
                 st.elapsed += time.perf_counter() - t_step
@@ -407,7 +408,7 @@ def train_loop(run: Run, stop: StopSignal, show_progress: bool) -> tuple[str, in
                 loss_sum.zero_()
                 window = {"elapsed": st.elapsed, "tokens": 0, "steps": 0}
             else:
-                if crossed or _checkpoint_due(run):
+                if crossed or ckpt_due:
                     sync(run.device)
                 st.elapsed += time.perf_counter() - t_step
             if crossed and (why := periodic_eval(run)) and st.decay_start is None:
@@ -419,7 +420,7 @@ def train_loop(run: Run, stop: StopSignal, show_progress: bool) -> tuple[str, in
                 run.report.log(
                     {"event": "decay", "step": st.step, "tokens": st.tokens, "until": end_step(run)}
                 )
-            if _checkpoint_due(run):
+            if ckpt_due:
                 save_checkpoint(run)
             if stop.signum is not None:
                 name = signal.Signals(stop.signum).name

@@ -11,6 +11,7 @@ from pathlib import Path
 from sqlalchemy.engine import Engine
 
 from runner.ledger import crud, queries
+from runner.study.killrule import KillRuleSpec
 
 
 def report_dir(sweep) -> Path:
@@ -111,8 +112,6 @@ READING_THE_AXES = [
 
 def kill_rule_section(plan: dict) -> list[str]:
     """The kill rule as this sweep applies it, with its numbers (the plan's, else defaults)."""
-    from runner.study.killrule import KillRuleSpec
-
     if "kill_rule" not in plan and "ranking" not in plan:
         return []
     k = KillRuleSpec(**(plan.get("kill_rule") or {}))

@@ -9,6 +9,7 @@ ms for cells of its size because two trainers shared 2 cores).
 
 from __future__ import annotations
 
+import os
 import resource
 import statistics
 import sys
@@ -159,8 +160,6 @@ def inference_memory(model, device: torch.device, context: int = 512, autocast=n
 def contended(device: torch.device) -> bool | None:
     """Whether the CPU was busy with other work (load average over the last minute above the
     cores this process may use); None where that cannot be read. GPUs: not judged here."""
-    import os
-
     if device.type != "cpu":
         return None
     try:
