@@ -15,7 +15,7 @@ help:
 $(STAMP): pyproject.toml
 	$(PY) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
-	$(BIN)/python -m pip install -q -e '.[dev,cloud]'
+	$(BIN)/python -m pip install -q -e '.[dev,cloud,postgres]'
 	touch $@
 
 setup: $(STAMP) ## create .venv and install pax with its dev tools and SkyPilot

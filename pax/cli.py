@@ -365,15 +365,20 @@ def db_upgrade(
     db: Annotated[
         Path | None, typer.Option(help="Ledger file (default $PAX_DB or var/pax.db).")
     ] = None,
+    database_url: Annotated[
+        str | None,
+        typer.Option(help="The ledger as a SQLAlchemy URL [env PAX_DATABASE_URL]."),
+    ] = None,
     revision: Annotated[str, typer.Option(help="Target revision.")] = "head",
 ) -> None:
     """Migrate the ledger to the newest schema (data kept)."""
-    from runner.ledger.db import current_revision, upgrade
+    from runner.ledger.db import current_revision, redacted, upgrade
     from runner.settings import Settings
 
-    path = db or Settings().db
-    upgrade(path, revision)
-    print(json.dumps({"db": str(path), "revision": current_revision(path)}))
+    given = {k: v for k, v in {"db": db, "database_url": database_url}.items() if v is not None}
+    ledger = Settings(**given).ledger
+    upgrade(ledger, revision)
+    print(json.dumps({"db": redacted(ledger), "revision": current_revision(ledger)}))
 
 
 def build_app(settings, start_scheduler: bool = True):
@@ -387,6 +392,13 @@ def build_app(settings, start_scheduler: bool = True):
 @app.command("serve")
 def serve(
     db: Annotated[Path | None, typer.Option(help="Ledger file [env PAX_DB; var/pax.db].")] = None,
+    database_url: Annotated[
+        str | None,
+        typer.Option(
+            help="The ledger as a SQLAlchemy URL, e.g. postgresql://user@host/pax; replaces "
+            "--db [env PAX_DATABASE_URL]."
+        ),
+    ] = None,
     host: Annotated[
         str | None, typer.Option(help="Bind address [env PAX_HOST; 127.0.0.1].")
     ] = None,
@@ -406,13 +418,20 @@ def serve(
 
     given = {
         k: v
-        for k, v in {"db": db, "host": host, "port": port, "concurrency": concurrency}.items()
+        for k, v in {
+            "db": db,
+            "database_url": database_url,
+            "host": host,
+            "port": port,
+            "concurrency": concurrency,
+        }.items()
         if v is not None
     }
     try:
         settings = Settings(**given)
     except ValidationError as e:
         fail(describe_errors(e.errors(), "settings"))
+    from runner.ledger.db import redacted
     from runner.startup import StartupError, open_ledger
 
     try:  # every reason not to start, in one line, before anything listens
@@ -421,7 +440,7 @@ def serve(
     except (StartupError, ValueError, FileNotFoundError) as e:
         fail(str(e))
     err.print(
-        f"pax serve: ledger {settings.db}, http://{settings.host}:{settings.port} "
+        f"pax serve: ledger {redacted(settings.ledger)}, http://{settings.host}:{settings.port} "
         f"(API /api/v1, docs /docs), concurrency {settings.concurrency}"
     )
     uvicorn.run(

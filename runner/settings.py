@@ -12,7 +12,16 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="PAX_", extra="ignore")
 
-    db: Path = Field(Path("var/pax.db"), description="SQLite ledger file.")
+    db: Path = Field(
+        Path("var/pax.db"),
+        description="SQLite ledger file; with PAX_DATABASE_URL, where the token files live.",
+    )
+    database_url: str | None = Field(
+        None,
+        description="The ledger as a SQLAlchemy URL, e.g. postgresql://user@host/pax "
+        "(pip install .[postgres]); unset = the SQLite file PAX_DB. Several services may share "
+        "one PostgreSQL ledger; one of them runs the scheduler.",
+    )
     host: str = Field("127.0.0.1", description="Bind address (loopback by default).")
     port: int = Field(8000, ge=1, le=65535)
     concurrency: int = Field(
@@ -155,6 +164,11 @@ class Settings(BaseSettings):
         if not v:
             raise ValueError("host must not be empty")
         return v
+
+    @property
+    def ledger(self) -> str:
+        """The ledger's SQLAlchemy URL (or SQLite path)."""
+        return self.database_url or str(self.db)
 
     @property
     def url(self) -> str:

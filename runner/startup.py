@@ -1,9 +1,10 @@
 """Opening the ledger for a service: every reason not to start is found here, before anything
 listens, and said in one line with what to do (a `StartupError`), never as a traceback.
 
-In order: the ledger's folder is usable, no other service holds this ledger (an exclusive lock
-file: one scheduler per SQLite ledger), the file is private (0600) and writable, the schema is
-current, and the tokens are sound.
+In order, for SQLite: the ledger's folder is usable, no other service holds this ledger (an
+exclusive lock file: one scheduler per SQLite ledger), the file is private (0600) and writable.
+For PostgreSQL (PAX_DATABASE_URL): the driver is installed and the server answers; any number of
+services may share it. Then: the schema is current, and the tokens are sound.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ import sqlalchemy.exc
 from sqlalchemy.engine import Engine
 
 from runner.auth import TokenError, load_or_create_token
-from runner.ledger.db import make_engine, upgrade
+from runner.ledger.db import make_engine, redacted, sqlite_path, upgrade
 from runner.settings import Settings
 
 
@@ -31,10 +32,12 @@ class Opened:
     engine: Engine
     admin_token: str
     worker_token: str
-    lock: object  # the lock file, held open for the service's lifetime
+    lock: object  # the lock file, held open for the service's lifetime (None: PostgreSQL)
 
     def close(self) -> None:
         self.engine.dispose()
+        if self.lock is None:
+            return
         with contextlib.suppress(OSError):
             fcntl.flock(self.lock, fcntl.LOCK_UN)
             self.lock.close()
@@ -94,19 +97,48 @@ def _private(db: Path) -> None:
         )
 
 
-def open_ledger(settings: Settings) -> Opened:
-    db = Path(settings.db)
-    _folder(db)
-    lock = _lock(db)
+def _server(url: str) -> None:
+    """Migrate a server's ledger, or say in one line why it cannot be reached."""
     try:
-        _private(db)
-        try:
-            upgrade(db)
-        except sqlalchemy.exc.OperationalError as e:
-            raise StartupError(
-                f"--db {db}: cannot migrate the ledger ({e.orig if hasattr(e, 'orig') else e}); "
-                "check that it is a pax ledger on a writable disk"
-            ) from None
+        upgrade(url)
+    except ModuleNotFoundError as e:
+        raise StartupError(
+            f"PAX_DATABASE_URL {redacted(url)}: its driver is not installed ({e.name}); "
+            "pip install 'parameter-allocation-experiments[postgres]'"
+        ) from None
+    except (sqlalchemy.exc.OperationalError, sqlalchemy.exc.ProgrammingError) as e:
+        said = str(getattr(e, "orig", e)).strip().splitlines()[0]
+        raise StartupError(
+            f"PAX_DATABASE_URL {redacted(url)}: cannot open the ledger ({said}); check that the "
+            "server is up, the database exists and the user may create tables in it"
+        ) from None
+    except sqlalchemy.exc.ArgumentError as e:
+        raise StartupError(
+            f"PAX_DATABASE_URL {redacted(url)}: not a database URL ({e}); use e.g. "
+            "postgresql://user:password@host:5432/pax"
+        ) from None
+
+
+def open_ledger(settings: Settings) -> Opened:
+    db = sqlite_path(settings.ledger)
+    lock = None
+    if db is None:
+        _server(settings.ledger)
+    else:
+        _folder(db)
+        lock = _lock(db)
+    try:
+        if db is not None:
+            _private(db)
+            try:
+                upgrade(db)
+            except sqlalchemy.exc.OperationalError as e:
+                raise StartupError(
+                    f"--db {db}: cannot migrate the ledger "
+                    f"({e.orig if hasattr(e, 'orig') else e}); "
+                    "check that it is a pax ledger on a writable disk"
+                ) from None
+        db = db or Path(settings.db)  # PostgreSQL: the token files live beside PAX_DB
         try:
             admin = load_or_create_token(db, settings.admin_token, "admin")
             worker = load_or_create_token(db, settings.worker_token, "worker")
@@ -115,6 +147,9 @@ def open_ledger(settings: Settings) -> Opened:
         if admin == worker:
             raise StartupError("PAX_WORKER_TOKEN equals the admin token: give workers their own")
     except BaseException:
-        lock.close()
+        if lock is not None:
+            lock.close()
         raise
-    return Opened(engine=make_engine(db), admin_token=admin, worker_token=worker, lock=lock)
+    return Opened(
+        engine=make_engine(settings.ledger), admin_token=admin, worker_token=worker, lock=lock
+    )

@@ -48,6 +48,7 @@ from runner.launch.cost import Pricing, budget_refusal
 from runner.ledger import crud
 from runner.ledger.attempts import Usage
 from runner.ledger.ingest import ingest
+from runner.ledger.leader import Leadership
 from runner.ledger.models import ACTIVE, FINISHED, Run
 from runner.settings import Settings
 from trainer.exits import EXIT_BAD_CONFIG, EXIT_KILLED, EXIT_OK, EXIT_PREEMPTED
@@ -181,6 +182,9 @@ class Scheduler:
         # a restarted service cannot know how long it was away: every run active now gets one
         # full lease to be heard from again before its lease is judged
         self.judge_from = clock() + settings.lease_s
+        # several services on one PostgreSQL ledger: only the leader schedules
+        self.leadership = Leadership(engine)
+        self.leading = False
 
     # ------------------------------------------------------------ lifecycle
 
@@ -192,11 +196,26 @@ class Scheduler:
         self.stop_event.set()
         if self.thread:
             self.thread.join(timeout=10)
+        self.leadership.release()
+
+    def _lead(self) -> bool:
+        """Whether to tick now. A service that becomes the leader gives every active run one
+        full lease to be heard from before judging it, as a restarted service does."""
+        held = self.leadership.held()
+        if held and not self.leading:
+            self.judge_from = self.clock() + self.settings.lease_s
+            if self.leadership.shared:
+                log.warning("this service now runs the scheduler (leader of the ledger)")
+        elif self.leading and not held:
+            log.warning("this service no longer runs the scheduler (leadership lost)")
+        self.leading = held
+        return held
 
     def _loop(self) -> None:
         while not self.stop_event.is_set():
             try:
-                self.tick()
+                if self._lead():
+                    self.tick()
             except Exception:  # the loop must survive anything one tick meets
                 log.error("scheduler tick failed:\n%s", traceback.format_exc())
             self.stop_event.wait(self.settings.tick_s)
@@ -321,6 +340,7 @@ class Scheduler:
             pricing=self.pricing,
             lost=True,
             reason=why,
+            silent_since=(run.attempt, run.last_heartbeat),
         )
 
     def _over_limit(self, run: Run, now: float) -> str | None:

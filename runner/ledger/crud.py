@@ -23,7 +23,7 @@ from sqlmodel import Session, col, select
 
 from runner.ledger import attempts
 from runner.ledger.attempts import Placement, Prices, Usage
-from runner.ledger.db import write_session
+from runner.ledger.db import lock_run, write_session
 from runner.ledger.models import (
     ACTIVE,
     FINISHED,
@@ -198,7 +198,7 @@ def runs_by_backend(engine: Engine, *, backend_ids: list[str]) -> list[Run]:
 
 def set_run_fields(engine: Engine, *, run_id: int, **fields: Any) -> None:
     with write_session(engine) as s:
-        run = s.get(Run, run_id)
+        run = lock_run(s, run_id)
         for k, v in fields.items():
             setattr(run, k, v)
         run.updated_at = now()
@@ -263,7 +263,7 @@ def set_status(
     when it was not (someone else settled it first). `usage`: what the ending attempt used,
     when its launcher measured it (a cloud's job duration and provisioned GPU)."""
     with write_session(engine) as s:
-        run = s.get(Run, run_id)
+        run = lock_run(s, run_id)
         if run is None or (only_from and run.status not in only_from):
             return None
         _transition(s, run, to, reason, pricing, usage, **fields)
@@ -274,7 +274,7 @@ def set_status(
 
 def cancel_run(engine: Engine, *, run_id: int, pricing: Prices | None) -> Run:
     with write_session(engine) as s:
-        run = s.get(Run, run_id)
+        run = lock_run(s, run_id)
         if run is None:
             raise NotFound(f"run {run_id} does not exist")
         if run.status in FINISHED:
@@ -288,6 +288,15 @@ def cancel_run(engine: Engine, *, run_id: int, pricing: Prices | None) -> Run:
         return run
 
 
+# A lease is lost only if nothing was heard since it was judged lost: a heartbeat that lands
+# between the scheduler's read and its requeue keeps the run (and the row is locked from here on).
+LEASE_LAPSED = text(
+    "UPDATE runs SET updated_at = :now WHERE id = :id AND attempt = :attempt "
+    "AND status IN ('launching', 'running') AND last_heartbeat IS NOT DISTINCT FROM :heard "
+    "RETURNING id"
+)
+
+
 def requeue_or_fail(
     engine: Engine,
     *,
@@ -298,12 +307,22 @@ def requeue_or_fail(
     lost: bool = False,
     usage: Usage | None = None,
     outcome: str = "crashed",
+    silent_since: tuple[int, float | None] | None = None,
 ) -> Run | None:
     """After a lost lease, a crash or a preemption (`outcome` of the attempt that ends): queued
     again (attempt + 1 at the next claim) until the retry limit, then failed. The next attempt
-    resumes from the run's checkpoint."""
+    resumes from the run's checkpoint. `silent_since` (attempt, last heartbeat as judged): a
+    lost lease is acted on only if that attempt is still current and has not been heard from
+    since, decided by one conditional UPDATE (None when it was: nothing changes)."""
     with write_session(engine) as s:
-        run = s.get(Run, run_id)
+        if silent_since is not None:
+            attempt, heard = silent_since
+            still = s.connection().execute(
+                LEASE_LAPSED, {"id": run_id, "attempt": attempt, "heard": heard, "now": now()}
+            )
+            if still.first() is None:
+                return None
+        run = lock_run(s, run_id)
         if run is None or run.status not in ACTIVE:
             return None
         if lost:
@@ -320,12 +339,20 @@ def requeue_or_fail(
 
 
 # The next queued run (priority, then age) for a launcher, and the claim itself. The claim is one
-# conditional UPDATE (`AND status = 'queued'`), inside a write transaction that took the lock at
-# its start: whatever number of processes claim at once, a run is handed out once.
-NEXT_QUEUED = text(
+# conditional UPDATE (`AND status = 'queued'`): whatever number of processes claim at once, a run
+# is handed out once. On SQLite the write transaction took the database's lock at its start; on
+# PostgreSQL the pick locks its row and skips rows other claimers hold (SKIP LOCKED), so claimers
+# in many processes take different runs instead of queueing behind one.
+_NEXT = (
     "SELECT id FROM runs WHERE status = 'queued' AND (launcher_wanted IN :kinds OR "
     "(:any_kind AND launcher_wanted IS NULL)) ORDER BY priority DESC, created_at, id LIMIT 1"
-).bindparams(bindparam("kinds", expanding=True))
+)
+NEXT_QUEUED = {
+    "sqlite": text(_NEXT).bindparams(bindparam("kinds", expanding=True)),
+    "postgresql": text(_NEXT + " FOR UPDATE SKIP LOCKED").bindparams(
+        bindparam("kinds", expanding=True)
+    ),
+}
 CLAIM = text(
     "UPDATE runs SET status = 'launching', launcher = :launcher, attempt = attempt + 1, "
     "token_hash = :token_hash, started_at = :now, running_since = NULL, last_heartbeat = NULL, "
@@ -357,11 +384,12 @@ def claim_queued(
         conn = s.connection()
         while len(claimed) < limit:
             row = conn.execute(
-                NEXT_QUEUED, {"kinds": list(kinds) or [""], "any_kind": takes_unassigned}
+                NEXT_QUEUED[conn.dialect.name],
+                {"kinds": list(kinds) or [""], "any_kind": takes_unassigned},
             ).first()
             if row is None:
                 break
-            run = s.get(Run, row[0])
+            run = s.get(Run, row[0], populate_existing=True)
             why = refuse(run) if refuse is not None else None
             if why:
                 _transition(s, run, "cancelled", why, None)
@@ -398,7 +426,7 @@ def observe_attempt(engine: Engine, *, run_id: int, usage: Usage, pricing: Price
     """What the current attempt runs on, as its launcher learned it (the GPU a cloud
     provisioned), and whether it is running yet (its start-up grace counts from then)."""
     with write_session(engine) as s:
-        run = s.get(Run, run_id)
+        run = lock_run(s, run_id)
         if run is None or run.status not in ACTIVE:
             return
         attempts.observe(s, run, usage, pricing)
@@ -410,7 +438,7 @@ def record_launch(
     """The launcher started the run's job: the run and its current attempt both name it (a
     cloud's recoveries are counted per job), and the GPU it shares with other runs, if any."""
     with write_session(engine) as s:
-        run = s.get(Run, run_id)
+        run = lock_run(s, run_id)
         if run is None:
             return
         run.backend_id, run.run_dir, run.updated_at = backend_id, run_dir, now()
@@ -424,7 +452,7 @@ def record_launch(
 
 def mark_running(engine: Engine, *, run_id: int, since: float) -> None:
     with write_session(engine) as s:
-        run = s.get(Run, run_id)
+        run = lock_run(s, run_id)
         if run is not None and run.status in ACTIVE and run.running_since is None:
             run.running_since = since
             s.add(run)
@@ -446,7 +474,7 @@ def record_recovery(
     attempt number `attempt` begins, with its own start time. Idempotent: an attempt already
     recorded is not recorded again."""
     with write_session(engine) as s:
-        run = s.get(Run, run_id)
+        run = lock_run(s, run_id)
         if run is None or run.status not in ACTIVE or attempt <= run.attempt:
             return False
         if prior_seconds is not None:
@@ -647,7 +675,7 @@ def request_stop(engine: Engine, *, run_id: int, kind: str, reason: str, evidenc
     trainer learns it in its next answer, and the run ends when its exit arrives. False when a
     stop was already requested (the first decision stands)."""
     with write_session(engine) as s:
-        run = s.get(Run, run_id)
+        run = lock_run(s, run_id)
         if run is None or run.stop_reason or run.status in FINISHED:
             return False
         run.stop_reason = reason
@@ -676,7 +704,7 @@ def heartbeat(
     pricing: Prices | None = None,
 ) -> tuple[str, str | None]:
     with write_session(engine) as s:
-        r = s.get(Run, run.id)
+        r = lock_run(s, run.id)
         if r.token_hash != run.token_hash:
             # authorised against an attempt that has ended since (a lease expired meanwhile):
             # it must not count as the new attempt's first sign of life
@@ -715,7 +743,7 @@ def outbox_heartbeat(
     """A heartbeat read from a job's outbox files (no inbound connection): the same as a
     posted one, at the service's own time `at`."""
     with write_session(engine) as s:
-        r = s.get(Run, run_id)
+        r = lock_run(s, run_id)
         if r is None or r.status not in ACTIVE:
             return
         if isinstance(attempt, int) and attempt > r.attempt:
@@ -741,7 +769,7 @@ def store_result(engine: Engine, *, run_id: int, metrics: dict[str, Any]) -> Run
     doc = json.dumps(metrics, allow_nan=False)
     sample = bool((metrics.get("provenance") or {}).get("sample"))
     with write_session(engine) as s:
-        r = s.get(Run, run_id)
+        r = lock_run(s, run_id)
         if r is None:
             raise NotFound(f"run {run_id} does not exist")
         existing = s.get(Result, run_id)
@@ -906,6 +934,7 @@ def add_finalists(
     created: list[int] = []
     t = now()
     with write_session(engine) as s:
+        sw = s.get(Sweep, sweep_id, with_for_update=True)  # one promotion at a time
         for r in runs:
             exists = s.exec(
                 select(Run.id).where(
@@ -930,7 +959,6 @@ def add_finalists(
                 launcher=r.get("launcher"),
             )
             created.append(run.id)
-        sw = s.get(Sweep, sweep_id)
         sw.phase = phase
         sw.status = "active" if phase != "done" else "done"
         sw.updated_at = t
@@ -950,7 +978,7 @@ def add_finalists(
 
 def close_sweep(engine: Engine, *, sweep_id: int, reason: str) -> None:
     with write_session(engine) as s:
-        sw = s.get(Sweep, sweep_id)
+        sw = s.get(Sweep, sweep_id, with_for_update=True)
         sw.phase, sw.status, sw.updated_at = "done", "done", now()
         s.add(sw)
         s.add(Event(sweep_id=sweep_id, time=now(), kind="sweep", reason=reason))

@@ -1,10 +1,17 @@
-"""The ledger's engine: SQLite (WAL, synchronous=FULL, busy_timeout, foreign keys) by default;
-Alembic migrations.
+"""The ledger's engine, from one SQLAlchemy URL: SQLite by default (a plain path is a SQLite
+file), PostgreSQL for teams (`postgresql://...`, through psycopg 3: `pip install .[postgres]`).
+Alembic migrations for both.
 
-Writes open their transaction with BEGIN IMMEDIATE (`write_session`, `write_connection`): the
-write lock is taken at the start, so a writer waits its turn in SQLite's busy handler instead of
-failing with "database is locked" when it upgrades a read, and two processes on one file are as
-safe as two threads. Readers never wait for writers (WAL).
+SQLite: WAL, synchronous=FULL, busy_timeout, foreign keys. Writes open their transaction with
+BEGIN IMMEDIATE (`write_session`, `write_connection`): the write lock is taken at the start, so a
+writer waits its turn in SQLite's busy handler instead of failing with "database is locked" when
+it upgrades a read, and two processes on one file are as safe as two threads. Readers never wait
+for writers (WAL).
+
+PostgreSQL: READ COMMITTED, the server's own durability (synchronous_commit=on, its default, is
+never lowered here: an acknowledged write has been flushed to the WAL). Writers that change a run
+lock its row first (`lock_run`), claims skip rows other claimers hold (FOR UPDATE SKIP LOCKED),
+and migrations of several replicas starting at once take turns on an advisory lock.
 """
 
 from __future__ import annotations
@@ -23,10 +30,42 @@ MIGRATIONS = resources.files("runner.ledger") / "migrations"
 WRITE = {"pax_write": True}  # execution option: this transaction writes
 
 
+# pg_advisory_lock keys (one 64-bit namespace per database): migrations, and the scheduler's
+# leadership (runner.launch.leader)
+MIGRATION_LOCK = 0x7061_7801  # "pax" 1
+SCHEDULER_LOCK = 0x7061_7802
+
+
 def database_url(db: str | Path) -> str:
-    """A SQLAlchemy URL; a plain path is a SQLite file."""
+    """A SQLAlchemy URL; a plain path is a SQLite file. postgres:// and postgresql:// mean
+    psycopg 3 (SQLAlchemy alone would pick psycopg2, which pax does not install)."""
     text = str(db)
-    return text if "://" in text else f"sqlite:///{Path(text)}"
+    if "://" not in text:
+        return f"sqlite:///{Path(text)}"
+    scheme, rest = text.split("://", 1)
+    if scheme in ("postgres", "postgresql"):
+        return f"postgresql+psycopg://{rest}"
+    return text
+
+
+def is_sqlite(db: str | Path) -> bool:
+    return database_url(db).startswith("sqlite:")
+
+
+def sqlite_path(db: str | Path) -> Path | None:
+    """The file of a SQLite ledger (None for another database or an in-memory one)."""
+    url = database_url(db)
+    if not url.startswith("sqlite:///") or url == "sqlite:///:memory:":
+        return None
+    return Path(url.removeprefix("sqlite:///"))
+
+
+def redacted(db: str | Path) -> str:
+    """The URL for messages and logs: never its password."""
+    from sqlalchemy.engine import make_url
+
+    url = database_url(db)
+    return url if url.startswith("sqlite:") else make_url(url).render_as_string(hide_password=True)
 
 
 def _sqlite_connect(dbapi_conn, _record) -> None:
@@ -48,8 +87,8 @@ def _sqlite_begin(conn: Connection) -> None:
 
 def make_engine(db: str | Path) -> Engine:
     url = database_url(db)
-    if url.startswith("sqlite:///"):
-        Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+    if (path := sqlite_path(url)) is not None:
+        path.parent.mkdir(parents=True, exist_ok=True)
         engine = create_engine(
             url,
             connect_args={"check_same_thread": False, "timeout": 10},
@@ -59,6 +98,14 @@ def make_engine(db: str | Path) -> Engine:
         event.listen(engine, "connect", _sqlite_connect)
         event.listen(engine, "begin", _sqlite_begin)
         return engine
+    if url.startswith("postgresql"):
+        return create_engine(
+            url,
+            pool_size=16,
+            max_overflow=16,
+            pool_pre_ping=True,  # a replica outlives a database restart
+            connect_args={"connect_timeout": 10, "application_name": "pax"},
+        )
     return create_engine(url, pool_size=16, max_overflow=16, pool_pre_ping=True)
 
 
@@ -75,9 +122,8 @@ def upgrade(db: str | Path, revision: str = "head") -> None:
     """Bring the ledger's schema to `revision` (data kept: migrations only add and copy)."""
     from alembic import command
 
-    url = database_url(db)
-    if url.startswith("sqlite:///"):
-        Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+    if (path := sqlite_path(db)) is not None:
+        path.parent.mkdir(parents=True, exist_ok=True)
     command.upgrade(alembic_config(db), revision)
 
 
@@ -105,3 +151,12 @@ def write_connection(engine: Engine) -> Iterator[Connection]:
     """A Core connection in one write transaction; commits on success."""
     with engine.execution_options(**WRITE).begin() as conn:
         yield conn
+
+
+def lock_run(s: Session, run_id: int):
+    """The run, its row locked until the transaction ends (SELECT ... FOR UPDATE on PostgreSQL:
+    a concurrent writer of the same run waits, then reads what was committed; on SQLite the
+    write transaction already holds the database's lock, and FOR UPDATE is not rendered)."""
+    from runner.ledger.models import Run
+
+    return s.get(Run, run_id, with_for_update=True, populate_existing=True)

@@ -1,18 +1,24 @@
 """The service under test, two ways with one interface:
 
-- `service`: the app in this process (FastAPI's TestClient) on a real SQLite file, its scheduler
+- `service`: the app in this process (FastAPI's TestClient) on a real ledger, its scheduler
   launching nothing (concurrency 0): the fast lane for API behaviour.
 - `service_factory(...)`: a real `pax serve` (uvicorn on 127.0.0.1) in a subprocess, for what is
   about processes: launched trainers, workers, restarts, signals, the browser.
+
+Both stand on `ledger`: a SQLite file by default. A module marked `both_backends` runs each of
+its tests on SQLite and on PostgreSQL (a fresh database per test, copied from a migrated
+template). PostgreSQL is PAX_TEST_DATABASE_URL (a server where the user may create databases),
+else a scratch server this session starts from Debian's `postgresql` package; with neither, the
+PostgreSQL half skips and says why.
 """
 
 from __future__ import annotations
 
 import contextlib
+import itertools
 import os
 import signal
 import socket
-import sqlite3
 import subprocess
 import sys
 from dataclasses import dataclass, field
@@ -87,6 +93,12 @@ class ServiceApi:
     def run(self, run_id: int) -> dict:
         return self.get(f"/runs/{run_id}").json()
 
+    def token_file(self, kind: str = "worker") -> Path:
+        """A generated token's file: beside the SQLite ledger, or on PostgreSQL beside PAX_DB's
+        default (var/pax.db in the service's folder)."""
+        base = self.db if isinstance(self.db, Path) else self.cwd / "var" / "pax.db"
+        return base.with_name(f"{base.name}.{kind}_token")
+
     def wait_status(self, run_id: int, statuses, timeout: float = 180) -> dict:
         return wait_until(
             lambda: (r := self.run(run_id))["status"] in statuses and r,
@@ -123,15 +135,24 @@ class Service(ServiceApi):
         self.proc.wait()
 
 
+def ledger_env(db: Path | str) -> dict[str, str]:
+    """The service's settings for a ledger: PAX_DB for a SQLite file, else PAX_DATABASE_URL."""
+    from runner.ledger.db import sqlite_path
+
+    if sqlite_path(db) is not None:
+        return {"PAX_DB": str(db)}
+    return {"PAX_DATABASE_URL": str(db)}
+
+
 def start_service(
-    cwd: Path, db: Path, *, concurrency: int = 0, port: int | None = None, **env: str
+    cwd: Path, db: Path | str, *, concurrency: int = 0, port: int | None = None, **env: str
 ) -> Service:
     port = port or free_port()
     full_env = {
         **os.environ,
         "PYTHONPATH": str(ROOT),
         "PAX_ADMIN_TOKEN": ADMIN,
-        "PAX_DB": str(db),
+        **ledger_env(db),
         "PAX_PORT": str(port),
         "PAX_CONCURRENCY": str(concurrency),
         "PAX_RUNS_ROOT": str(cwd / "runs"),
@@ -162,30 +183,120 @@ def start_service(
     return Service(url=url, proc=proc, db=db, cwd=cwd, env=full_env)
 
 
-def kill_trainers(db: Path) -> None:
+def backend_ids(db: Path | str, run_id: int | None = None) -> list[str]:
+    """Every run's backend id (or run `run_id`'s) in a ledger (SQLite file or URL); [] when
+    there is none yet."""
+    import sqlalchemy
+
+    from runner.ledger.db import make_engine, sqlite_path
+
+    path = sqlite_path(db)
+    if path is not None and not path.is_file():
+        return []
+    engine = make_engine(db)
+    try:
+        with engine.connect() as c:
+            which = "" if run_id is None else f" AND id = {int(run_id)}"
+            rows = c.execute(
+                sqlalchemy.text("SELECT backend_id FROM runs WHERE backend_id IS NOT NULL" + which)
+            ).all()
+    except sqlalchemy.exc.SQLAlchemyError:
+        return []
+    finally:
+        engine.dispose()
+    return [str(r[0]) for r in rows]
+
+
+def kill_trainers(db: Path | str) -> None:
     """Launched trainers run in their own sessions: end them after each test."""
-    if not db.is_file():
-        return
-    with contextlib.closing(sqlite3.connect(db)) as c:
-        try:
-            pids = [
-                int(r[0])
-                for r in c.execute("SELECT backend_id FROM runs WHERE backend_id IS NOT NULL")
-                if str(r[0]).isdigit()
-            ]
-        except sqlite3.Error:
-            return
+    pids = [int(b) for b in backend_ids(db) if b.isdigit()]
     for pid in pids:
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(pid, signal.SIGKILL)
 
 
+# ---------------------------------------------------------------- the ledger: SQLite or PostgreSQL
+
+_databases = itertools.count()
+
+
+@pytest.fixture(scope="session")
+def postgres(tmp_path_factory):
+    """(server admin URL, template database) for PostgreSQL ledgers; skips with the reason when
+    there is no server to use."""
+    try:
+        import psycopg
+    except ImportError:
+        pytest.skip("psycopg is not installed (pip install .[postgres])")
+    from runner.ledger import pgserver
+    from runner.ledger.db import upgrade
+
+    server = None
+    admin = os.environ.get("PAX_TEST_DATABASE_URL")
+    if not admin:
+        if pgserver.server_bin() is None:
+            pytest.skip(
+                "no PostgreSQL: neither PAX_TEST_DATABASE_URL nor Debian's postgresql package "
+                "(apt-get install postgresql)"
+            )
+        server = pgserver.start(durable=False)
+        admin = server.url
+    base = admin.rsplit("/", 1)[0]
+    template = f"pax_tpl_{os.getpid()}"
+    with psycopg.connect(admin, autocommit=True) as c:
+        c.execute(f'DROP DATABASE IF EXISTS "{template}"')
+        c.execute(f'CREATE DATABASE "{template}"')
+    upgrade(f"{base}/{template}")
+    yield admin, template
+    if server is not None:
+        server.stop()
+    else:
+        with psycopg.connect(admin, autocommit=True) as c:
+            for (name,) in c.execute(
+                "SELECT datname FROM pg_database WHERE datname LIKE %s", (f"pax_t{os.getpid()}_%",)
+            ).fetchall():
+                c.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+            c.execute(f'DROP DATABASE IF EXISTS "{template}" WITH (FORCE)')
+
+
+def new_postgres_ledger(postgres) -> str:
+    """A fresh, migrated PostgreSQL ledger: its URL."""
+    import psycopg
+
+    admin, template = postgres
+    name = f"pax_t{os.getpid()}_{next(_databases)}"
+    with psycopg.connect(admin, autocommit=True) as c:
+        c.execute(f'CREATE DATABASE "{name}" TEMPLATE "{template}"')
+    return f"{admin.rsplit('/', 1)[0]}/{name}"
+
+
+def pytest_generate_tests(metafunc):
+    if "backend" in metafunc.fixturenames and metafunc.definition.get_closest_marker(
+        "both_backends"
+    ):
+        metafunc.parametrize("backend", ["sqlite", "postgresql"], indirect=True)
+
+
 @pytest.fixture
-def service_factory(tmp_path):
+def backend(request) -> str:
+    return getattr(request, "param", "sqlite")
+
+
+@pytest.fixture
+def ledger(backend, tmp_path, request) -> Path | str:
+    """This test's ledger: a SQLite file, or a PostgreSQL URL (see the module's docstring)."""
+    if backend == "postgresql":
+        return new_postgres_ledger(request.getfixturevalue("postgres"))
+    return tmp_path / "var" / "pax.db"
+
+
+@pytest.fixture
+def service_factory(tmp_path, ledger):
     started: list[Service] = []
 
     def make(concurrency: int = 0, **env) -> Service:
-        db = Path(env.pop("db", tmp_path / "var" / "pax.db"))
+        db = env.pop("db", ledger)
+        db = db if "://" in str(db) else Path(db)
         svc = start_service(tmp_path, db, concurrency=concurrency, **env)
         started.append(svc)
         return svc
@@ -202,8 +313,11 @@ def service_factory(tmp_path):
         kill_trainers(svc.db)
 
 
-def in_process(tmp_path: Path, **settings) -> contextlib.AbstractContextManager[InProcess]:
-    """The whole app (service and dashboard) in this process on a real SQLite file."""
+def in_process(
+    tmp_path: Path, ledger: Path | str | None = None, **settings
+) -> contextlib.AbstractContextManager[InProcess]:
+    """The whole app (service and dashboard) in this process, on a real ledger (default: a
+    SQLite file in tmp_path)."""
     from fastapi.testclient import TestClient
 
     from pax.cli import build_app
@@ -211,8 +325,10 @@ def in_process(tmp_path: Path, **settings) -> contextlib.AbstractContextManager[
 
     @contextlib.contextmanager
     def run():
+        url = str(ledger) if ledger is not None and "://" in str(ledger) else None
         s = Settings(
             db=tmp_path / "var" / "pax.db",
+            database_url=url,
             admin_token=ADMIN,
             concurrency=0,
             runs_root=tmp_path / "runs",
@@ -223,14 +339,14 @@ def in_process(tmp_path: Path, **settings) -> contextlib.AbstractContextManager[
         )
         app = build_app(s)
         with TestClient(app, raise_server_exceptions=False) as http:
-            yield InProcess(app=app, http=http, db=s.db, cwd=tmp_path)
+            yield InProcess(app=app, http=http, db=url or s.db, cwd=tmp_path)
 
     return run()
 
 
 @pytest.fixture
-def service(tmp_path):
-    with in_process(tmp_path) as svc:
+def service(tmp_path, ledger):
+    with in_process(tmp_path, ledger) as svc:
         yield svc
 
 

@@ -4,10 +4,13 @@ import csv
 import io
 import os
 import stat
+from pathlib import Path
 
 import pytest
 
 from tests.runner.conftest import ADMIN, claim_token, post_run, run_spec, series
+
+pytestmark = pytest.mark.both_backends  # SQLite and PostgreSQL (tests/runner/conftest.py)
 
 
 @pytest.fixture
@@ -206,9 +209,10 @@ def test_healthz_and_openapi(service):
 
 def test_generated_admin_token_is_private(service_factory, tmp_path):
     svc = service_factory(PAX_ADMIN_TOKEN="")
-    path = svc.db.with_name(svc.db.name + ".admin_token")
-    assert path.is_file() and stat.S_IMODE(os.stat(path).st_mode) == 0o600
-    token = path.read_text().strip()
+    file = svc.token_file("admin")
+    assert file.is_file() and stat.S_IMODE(os.stat(file).st_mode) == 0o600
+    token = file.read_text().strip()
+    path = file if isinstance(svc.db, Path) else file.relative_to(tmp_path)  # as the log says
     assert token != ADMIN
     log = next(tmp_path.glob("serve-*.log")).read_text()
     assert str(path) in log and token not in log  # where it is, never the token itself

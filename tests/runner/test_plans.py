@@ -16,6 +16,8 @@ from runner.study.promotion import choose
 from tests.conftest import ROOT, tiny_raw
 from tests.helpers import wait_until
 
+pytestmark = pytest.mark.both_backends  # SQLite and PostgreSQL (tests/runner/conftest.py)
+
 
 def test_study_plan_cells():
     plan, kind = load_plan_text((ROOT / "configs" / "plan_10m.yaml").read_text())

@@ -10,7 +10,9 @@ import httpx
 import pytest
 
 from tests.helpers import wait_until
-from tests.runner.conftest import post_run, run_spec, series, start_service
+from tests.runner.conftest import backend_ids, post_run, run_spec, series, start_service
+
+pytestmark = pytest.mark.both_backends  # SQLite and PostgreSQL (tests/runner/conftest.py)
 
 
 def long_spec(tok_root, steps=120):
@@ -88,11 +90,7 @@ def test_sigkilled_service_loses_nothing(service_factory, tokenized_dir, tmp_pat
     queued = post_run(svc, long_spec(tokenized_dir.parent, steps=10), name="waiting")
     wait_for_step(svc, first["id"], 10)
     svc.kill()  # SIGKILL: no shutdown hook runs
-    pid = int(
-        sqlite3.connect(svc.db)
-        .execute("SELECT backend_id FROM runs WHERE id = ?", (first["id"],))
-        .fetchone()[0]
-    )
+    pid = int(backend_ids(svc.db, first["id"])[0])
     # training goes on without the service, and keeps buffering its points
     outbox = tmp_path / "runs" / f"{first['id']:06d}-tiny" / "outbox.jsonl"
     size = outbox.stat().st_size

@@ -13,6 +13,8 @@ from tests.conftest import ROOT
 from tests.helpers import wait_until
 from tests.runner.conftest import post_run, run_spec, series
 
+pytestmark = pytest.mark.both_backends  # SQLite and PostgreSQL (tests/runner/conftest.py)
+
 
 def test_claim_is_admin_only_and_204_when_empty(service):
     assert service.post("/claim", token=None, json={"worker": "w"}).status_code == 401
@@ -34,7 +36,7 @@ def start_worker(service, tmp_path, name, *extra, runs_root=None):
             "--runner-url",
             service.url,
             "--token-file",
-            str(service.db.with_name(service.db.name + ".worker_token")),
+            str(service.token_file("worker")),
             "--name",
             name,
             "--runs-root",

@@ -1,8 +1,9 @@
-"""/healthz: the service answers and its ledger reads."""
+"""/healthz: the service answers and its ledger reads; which database, and whether this
+service runs the scheduler (one of several replicas on PostgreSQL does)."""
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Request
 
 from runner.api.deps import EngineDep
 from runner.ledger import queries
@@ -11,5 +12,12 @@ router = APIRouter(tags=["service"])
 
 
 @router.get("/healthz")
-def healthz(engine: EngineDep) -> dict:
-    return {"ok": True, "runs": queries.status_counts(engine)}
+def healthz(engine: EngineDep, request: Request) -> dict:
+    sched = getattr(request.app.state, "scheduler", None)
+    role = "off" if sched is None else ("leader" if sched.leading else "standby")
+    return {
+        "ok": True,
+        "runs": queries.status_counts(engine),
+        "database": engine.dialect.name,
+        "scheduler": role,
+    }

@@ -2,10 +2,11 @@
 `alembic check` (and tests/runner/test_migrations.py) can compare models and schema."""
 
 from alembic import context
-from sqlalchemy import create_engine, pool
+from sqlalchemy import create_engine, pool, text
 from sqlmodel import SQLModel
 
 from runner.ledger import models  # noqa: F401 - registers the tables on SQLModel.metadata
+from runner.ledger.db import MIGRATION_LOCK
 
 config = context.config
 target_metadata = SQLModel.metadata
@@ -29,6 +30,10 @@ def run_migrations_online() -> None:
             connection=connection, target_metadata=target_metadata, render_as_batch=True
         )
         with context.begin_transaction():
+            if connection.dialect.name == "postgresql":
+                # replicas starting together migrate one at a time (transactional DDL: the
+                # next one then reads the version the first committed)
+                connection.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": MIGRATION_LOCK})
             context.run_migrations()
     engine.dispose()
 
