@@ -21,7 +21,9 @@ COPY trainer ./trainer
 COPY runner ./runner
 COPY web ./web
 # a wheel, not the source tree: the image runs what `pip install` ships
-RUN pip wheel --no-deps --wheel-dir /wheels . && pip install /wheels/*.whl
+# (with the postgres extra: the same image serves a SQLite file or a PostgreSQL ledger)
+RUN pip wheel --no-deps --wheel-dir /wheels . \
+    && pip install "$(echo /wheels/parameter_allocation_experiments-*.whl)[postgres]"
 
 FROM ${BASE_IMAGE} AS runtime
 LABEL org.opencontainers.image.title="pax" \

