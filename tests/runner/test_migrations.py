@@ -2,7 +2,10 @@
 columns, types, nullability, indexes and foreign keys (Alembic's autogenerate comparison, what
 `alembic check` runs); and upgrading an old ledger keeps its data."""
 
+import os
 import sqlite3
+import subprocess
+import sys
 
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
@@ -10,6 +13,7 @@ from sqlmodel import SQLModel
 
 from runner.ledger import models  # noqa: F401 - the tables, on SQLModel.metadata
 from runner.ledger.db import current_revision, make_engine, upgrade
+from tests.conftest import ROOT
 
 
 def schema_diff(db) -> list:
@@ -67,3 +71,52 @@ def test_upgrading_an_old_ledger_keeps_its_data(tmp_path):
     assert c.execute("SELECT sample FROM results").fetchall() == [(1,)]  # filled from the JSON
     (ledger_id,) = c.execute("SELECT value FROM ledger_info WHERE key = 'ledger_id'").fetchone()
     assert len(ledger_id) == 32 and c.execute("SELECT COUNT(*) FROM attempts").fetchone() == (0,)
+
+
+# ---------------------------------------------------------------- PostgreSQL
+
+
+def test_postgresql_upgrade_check_and_one_step_down_and_back(postgres):
+    """An empty PostgreSQL database: upgraded to head it matches the models (the same check as
+    SQLite's), one step down it does not, and back up it does again."""
+    import psycopg
+
+    from runner.ledger.db import alembic_config
+
+    admin, _ = postgres
+    url = f"{admin.rsplit('/', 1)[0]}/pax_migrate_{os.getpid()}"
+    with psycopg.connect(admin, autocommit=True) as c:
+        c.execute(f'DROP DATABASE IF EXISTS "pax_migrate_{os.getpid()}"')
+        c.execute(f'CREATE DATABASE "pax_migrate_{os.getpid()}"')
+    assert current_revision(url) is None
+    upgrade(url)
+    assert current_revision(url) == "0006" and schema_diff(url) == []
+    from alembic import command
+
+    command.downgrade(alembic_config(url), "-1")
+    assert current_revision(url) == "0005"
+    assert any("device" in str(d) for d in schema_diff(url))  # 0006 added attempts.device
+    upgrade(url)
+    assert current_revision(url) == "0006" and schema_diff(url) == []
+
+
+def test_replicas_migrating_at_once_take_turns(postgres):
+    """Four processes upgrade one empty PostgreSQL database together (replicas starting at
+    once): the advisory lock makes them take turns, and every one ends at head."""
+    import psycopg
+
+    admin, _ = postgres
+    name = f"pax_race_{os.getpid()}"
+    with psycopg.connect(admin, autocommit=True) as c:
+        c.execute(f'DROP DATABASE IF EXISTS "{name}"')
+        c.execute(f'CREATE DATABASE "{name}"')
+    url = f"{admin.rsplit('/', 1)[0]}/{name}"
+    code = "import sys; from runner.ledger.db import upgrade; upgrade(sys.argv[1])"
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    procs = [
+        subprocess.Popen([sys.executable, "-c", code, url], env=env, stderr=subprocess.PIPE)
+        for _ in range(4)
+    ]
+    errors = [p.communicate(timeout=120)[1].decode() for p in procs]
+    assert [p.returncode for p in procs] == [0] * 4, errors
+    assert current_revision(url) == "0006" and schema_diff(url) == []
