@@ -31,6 +31,7 @@ lint: setup ## ruff lint + format check, hadolint on the Dockerfile, compose.yam
 	$(BIN)/ruff format --check .
 	$(BIN)/hadolint Dockerfile
 	PAX_ADMIN_TOKEN=lint-only PAX_WORKER_TOKEN=lint-only $(BIN)/docker-compose -f compose.yaml --profile cpu config -q
+	PAX_ADMIN_TOKEN=lint-only PAX_WORKER_TOKEN=lint-only PAX_PG_PASSWORD=lint-only $(BIN)/docker-compose -f compose.yaml --profile postgres config -q
 
 format: setup ## apply ruff's fixes and formatting
 	$(BIN)/ruff check --fix .
