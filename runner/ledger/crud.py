@@ -370,13 +370,16 @@ def claim_queued(
     placement: Placement = Placement(),
     pricing: Prices | None = None,
     refuse=None,
+    running: str | None = None,
 ) -> list[tuple[Run, str]]:
     """Move up to `limit` queued runs (priority, then age) to launching, each with a fresh run
     token (only its hash is stored) and its first attempt row. A launcher takes the runs that
     ask for one of its `kinds`, and those that ask for none when `takes_unassigned`.
     `refuse(run)` may give a reason not to start a run (a budget cap): it is cancelled
     instead, before any attempt begins. A placement without a price raises ValueError first:
-    nothing is claimed on a GPU that would be charged $0."""
+    nothing is claimed on a GPU that would be charged $0. `running`: the claimer starts the
+    run itself (a worker), so it moves on to running in the same transaction, for that
+    reason. The runs come back as they were committed."""
     if pricing is not None:
         pricing.price_for(placement.accelerator, placement.spot)
     claimed: list[tuple[int, str]] = []
@@ -417,9 +420,12 @@ def claim_queued(
             attempts.begin(
                 s, run, attempt=got[2], launcher=launcher, placement=placement, prices=pricing, t=t
             )
-            claimed.append((run.id, token))
-    with Session(engine) as s:
-        return [(s.get(Run, run_id), token) for run_id, token in claimed]
+            if running:
+                _transition(s, run, "running", running, pricing)
+            s.flush()
+            s.refresh(run)
+            claimed.append((run, token))
+    return claimed
 
 
 def observe_attempt(engine: Engine, *, run_id: int, usage: Usage, pricing: Prices | None) -> None:

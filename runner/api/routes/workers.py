@@ -39,20 +39,13 @@ def claim(
             placement=place,
             pricing=pricing,
             refuse=lambda run: budget_refusal(engine, pricing, run, body.accelerator),
+            running=f"started by worker {body.worker}",  # one transaction, one commit
         )
     except ValueError as e:  # a GPU without a price: nothing is claimed on it
         raise HTTPException(422, f"accelerator: {e}") from None
     if not got:
         return Response(status_code=204)
     run, token = got[0]
-    crud.set_status(
-        engine,
-        run_id=run.id,
-        to="running",
-        reason=f"started by worker {body.worker}",
-        pricing=pricing,
-        only_from=("launching",),
-    )
     return Claim(
         run_id=run.id,
         name=run.name,
