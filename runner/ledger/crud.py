@@ -382,7 +382,7 @@ def claim_queued(
     reason. The runs come back as they were committed."""
     if pricing is not None:
         pricing.price_for(placement.accelerator, placement.spot)
-    claimed: list[tuple[int, str]] = []
+    claimed: list[tuple[Run, str]] = []
     with write_session(engine) as s:
         conn = s.connection()
         while len(claimed) < limit:

@@ -9,6 +9,11 @@ throughput grows with concurrency instead of being capped by it.
 
 A point is new when its (run, name, step) is; a repeat is ignored, and `latest` is read back
 from the stored series, so it always agrees with it.
+
+Several services on one PostgreSQL ledger write at once, so each transaction takes its row locks
+in one global order (runs by id, then points and names sorted): two writers never wait for each
+other in a cycle. Should the server still report a deadlock or a serialization failure, the
+group is written again (up to RETRIES times) before any request hears of it.
 """
 
 from __future__ import annotations
@@ -18,12 +23,14 @@ import threading
 import time
 from concurrent.futures import Future
 
-from sqlalchemy import text
+from sqlalchemy import exc, text
 from sqlalchemy.engine import Connection, Engine
 
 from runner.ledger.db import WRITE, write_connection
 
 MAX_GROUP = 256  # requests per transaction
+RETRIES = 3  # a group that met a deadlock or a serialization failure is written again
+RETRYABLE = ("40P01", "40001")  # PostgreSQL: deadlock_detected, serialization_failure
 
 # Plain statements, written once for SQLite (>= 3.39) and PostgreSQL alike, except the points'
 # INSERT, the hot path: SQLite runs it once per point in-process (an executemany costs ~15 us a
@@ -61,6 +68,7 @@ def write_points(conn: Connection, run_id: int, rows: list[tuple]) -> int:
     how many were new."""
     if not rows:
         return 0
+    rows = sorted(rows, key=lambda r: (r[0], r[1]))  # one lock order (module docstring)
     if conn.dialect.name == "postgresql":
         names, steps, tokens, values = (list(c) for c in zip(*rows, strict=True))
         arrays = {"run_id": run_id, "names": names, "steps": steps, "tokens": tokens}
@@ -71,7 +79,7 @@ def write_points(conn: Connection, run_id: int, rows: list[tuple]) -> int:
         ]
         inserted = conn.execute(INSERT_POINT, params).rowcount
     if inserted:
-        names = {r[0] for r in rows}
+        names = sorted({r[0] for r in rows})
         conn.execute(UPSERT_LATEST, [{"run_id": run_id, "name": n} for n in names])
     return inserted
 
@@ -135,14 +143,30 @@ class GroupWriter:
                     break
                 group.append(item)
             try:
-                with conn.begin():  # one transaction, one fsync, for the whole group
-                    t, counts = time.time(), []
-                    for run_id, rows, token_hash, _ in group:
-                        counts.append(write_points(conn, run_id, rows))
-                        touch_run(conn, run_id, rows, t, token_hash)
+                counts = self._write(conn, group)
             except Exception as e:  # every waiting request learns of it; the loop goes on
                 for *_, fut in group:
                     fut.set_exception(e)
                 continue
             for (*_, fut), n in zip(group, counts, strict=True):
                 fut.set_result(n)
+
+    def _write(self, conn: Connection, group: list) -> list[int]:
+        """One transaction, one fsync, for the whole group: each request's count of new points.
+        Runs go in id order (a stable sort: one run's requests keep their order, so the first
+        of two repeats is the one that counts)."""
+        order = sorted(range(len(group)), key=lambda i: group[i][0])
+        for attempt in range(RETRIES + 1):
+            try:
+                with conn.begin():
+                    t, counts = time.time(), [0] * len(group)
+                    for i in order:
+                        run_id, rows, token_hash, _ = group[i]
+                        counts[i] = write_points(conn, run_id, rows)
+                        touch_run(conn, run_id, rows, t, token_hash)
+                return counts
+            except exc.DBAPIError as e:
+                code = getattr(e.orig, "sqlstate", None)
+                if code not in RETRYABLE or attempt == RETRIES:
+                    raise
+        raise AssertionError("unreachable")
