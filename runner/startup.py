@@ -19,7 +19,7 @@ import sqlalchemy.exc
 from sqlalchemy.engine import Engine
 
 from runner.auth import TokenError, load_or_create_token
-from runner.ledger.db import make_engine, redacted, sqlite_path, upgrade
+from runner.ledger.db import database_url, make_engine, redacted, sqlite_path, upgrade
 from runner.settings import Settings
 
 
@@ -99,6 +99,13 @@ def _private(db: Path) -> None:
 
 def _server(url: str) -> None:
     """Migrate a server's ledger, or say in one line why it cannot be reached."""
+    scheme = database_url(url).split("://", 1)[0].split("+", 1)[0]
+    if scheme != "postgresql":
+        raise StartupError(
+            f"PAX_DATABASE_URL {redacted(url)}: pax keeps its ledger in SQLite or PostgreSQL, "
+            f"not {scheme}; use postgresql://user:password@host:5432/pax, or --db PATH for "
+            "a SQLite file"
+        )
     try:
         upgrade(url)
     except ModuleNotFoundError as e:
@@ -112,7 +119,7 @@ def _server(url: str) -> None:
             f"PAX_DATABASE_URL {redacted(url)}: cannot open the ledger ({said}); check that the "
             "server is up, the database exists and the user may create tables in it"
         ) from None
-    except sqlalchemy.exc.ArgumentError as e:
+    except (sqlalchemy.exc.ArgumentError, ValueError) as e:  # e.g. a port that is no number
         raise StartupError(
             f"PAX_DATABASE_URL {redacted(url)}: not a database URL ({e}); use e.g. "
             "postgresql://user:password@host:5432/pax"

@@ -65,7 +65,12 @@ def redacted(db: str | Path) -> str:
     from sqlalchemy.engine import make_url
 
     url = database_url(db)
-    return url if url.startswith("sqlite:") else make_url(url).render_as_string(hide_password=True)
+    if url.startswith("sqlite:"):
+        return url
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except Exception:  # not even a URL: show its scheme only, never what might be a secret
+        return url.split("://", 1)[0] + "://..."
 
 
 def _sqlite_connect(dbapi_conn, _record) -> None:

@@ -498,3 +498,18 @@ def test_concurrent_posts_all_land(service, tokenized_dir):
     [t.join() for t in threads]
     assert errors == []
     assert service.get(f"/runs/{run['id']}/metrics", params={"name": "x"}).json()["total"] == 800
+
+
+@pytest.mark.parametrize(
+    "url,fragment",
+    [
+        ("mysql://pax:s3cretpw@127.0.0.1/pax", "SQLite or PostgreSQL, not mysql"),
+        ("postgresql://pax:s3cretpw@127.0.0.1:1/pax", "cannot open the ledger"),
+        ("postgresql://pax:s3cretpw@127.0.0.1:notaport/pax", "not a database URL"),
+    ],
+)
+def test_a_bad_database_url_stops_the_start_with_what_to_do(tmp_path, url, fragment):
+    res = serve_once(tmp_path, PAX_DATABASE_URL=url, PAX_ADMIN_TOKEN=ADMIN)
+    said = res.stdout + res.stderr
+    assert res.returncode == 2 and fragment in said, said
+    assert "Traceback" not in said and "s3cretpw" not in said  # never the password

@@ -120,3 +120,26 @@ def test_replicas_migrating_at_once_take_turns(postgres):
     errors = [p.communicate(timeout=120)[1].decode() for p in procs]
     assert [p.returncode for p in procs] == [0] * 4, errors
     assert current_revision(url) == "0006" and schema_diff(url) == []
+
+
+def test_pax_db_upgrade_takes_a_database_url(postgres):
+    import json
+
+    import psycopg
+
+    admin, _ = postgres
+    name = f"pax_cli_{os.getpid()}"
+    with psycopg.connect(admin, autocommit=True) as c:
+        c.execute(f'DROP DATABASE IF EXISTS "{name}"')
+        c.execute(f'CREATE DATABASE "{name}"')
+    url = f"{admin.rsplit('/', 1)[0]}/{name}"
+    res = subprocess.run(
+        [sys.executable, "-m", "pax.cli", "db", "upgrade", "--database-url", url],
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert res.returncode == 0, res.stderr
+    assert json.loads(res.stdout.strip().splitlines()[-1])["revision"] == "0006"
+    assert current_revision(url) == "0006"
