@@ -219,13 +219,10 @@ class Ledgers:
         return str(self.tmp / f"ledger{self.n}" / "pax.db")
 
     def postgres(self) -> str:
-        import psycopg
+        from runner.ledger.pgserver import create_database
 
         self.n += 1
-        name = f"pax_bench_{os.getpid()}_{self.n}"
-        with psycopg.connect(self.pg_admin, autocommit=True) as c:
-            c.execute(f'CREATE DATABASE "{name}"')
-        return f"{self.pg_admin.rsplit('/', 1)[0]}/{name}"
+        return create_database(self.pg_admin, f"pax_bench_{os.getpid()}_{self.n}")
 
     def pg_facts(self) -> dict:
         import psycopg

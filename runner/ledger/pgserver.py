@@ -50,25 +50,8 @@ class ScratchPostgres:
 
     @property
     def url(self) -> str:
+        """The server's maintenance database, as its superuser: where databases are made."""
         return f"postgresql://{USER}@127.0.0.1:{self.port}/postgres"
-
-    def database_url(self, name: str) -> str:
-        return f"postgresql://{USER}@127.0.0.1:{self.port}/{name}"
-
-    def version(self) -> str:
-        out = subprocess.run(
-            [str(self.bin / "postgres"), "--version"], capture_output=True, text=True, check=True
-        )
-        return out.stdout.strip()
-
-    def create_database(self, name: str, template: str | None = None) -> str:
-        """A new empty database (or a copy of `template`); its URL."""
-        import psycopg
-
-        with psycopg.connect(self.url, autocommit=True) as c:
-            tpl = f" TEMPLATE {template}" if template else ""
-            c.execute(f'CREATE DATABASE "{name}"{tpl}')
-        return self.database_url(name)
 
     def stop(self) -> None:
         subprocess.run(
@@ -77,6 +60,29 @@ class ScratchPostgres:
             capture_output=True,
         )  # fmt: skip
         shutil.rmtree(self.root, ignore_errors=True)
+
+
+def create_database(admin_url: str, name: str, template: str | None = None) -> str:
+    """A new database on the server of `admin_url` (a user who may create databases), empty or
+    a copy of `template`, replacing one of that name; its URL."""
+    import psycopg
+
+    with psycopg.connect(admin_url, autocommit=True) as c:
+        c.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        c.execute(f'CREATE DATABASE "{name}"' + (f' TEMPLATE "{template}"' if template else ""))
+    return f"{admin_url.rsplit('/', 1)[0]}/{name}"
+
+
+def drop_databases(admin_url: str, prefix: str) -> None:
+    """Drop every database whose name starts with `prefix` (a test session's, at its end)."""
+    import psycopg
+
+    with psycopg.connect(admin_url, autocommit=True) as c:
+        names = c.execute(
+            "SELECT datname FROM pg_database WHERE starts_with(datname, %s)", (prefix,)
+        ).fetchall()
+        for (name,) in names:
+            c.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 def start(durable: bool = True, timeout_s: float = 60.0) -> ScratchPostgres:

@@ -218,6 +218,7 @@ def kill_trainers(db: Path | str) -> None:
 # ---------------------------------------------------------------- the ledger: SQLite or PostgreSQL
 
 _databases = itertools.count()
+PG_PREFIX = f"pax_t{os.getpid()}_"  # this session's databases
 
 
 @pytest.fixture(scope="session")
@@ -225,7 +226,7 @@ def postgres(tmp_path_factory):
     """(server admin URL, template database) for PostgreSQL ledgers; skips with the reason when
     there is no server to use."""
     try:
-        import psycopg
+        import psycopg  # noqa: F401 - the driver the PostgreSQL ledgers need
     except ImportError:
         pytest.skip("psycopg is not installed (pip install .[postgres])")
     from runner.ledger import pgserver
@@ -241,33 +242,22 @@ def postgres(tmp_path_factory):
             )
         server = pgserver.start(durable=False)
         admin = server.url
-    base = admin.rsplit("/", 1)[0]
-    template = f"pax_tpl_{os.getpid()}"
-    with psycopg.connect(admin, autocommit=True) as c:
-        c.execute(f'DROP DATABASE IF EXISTS "{template}"')
-        c.execute(f'CREATE DATABASE "{template}"')
-    upgrade(f"{base}/{template}")
+    template = f"{PG_PREFIX}tpl"
+    upgrade(pgserver.create_database(admin, template))
     yield admin, template
     if server is not None:
         server.stop()
     else:
-        with psycopg.connect(admin, autocommit=True) as c:
-            for (name,) in c.execute(
-                "SELECT datname FROM pg_database WHERE datname LIKE %s", (f"pax_t{os.getpid()}_%",)
-            ).fetchall():
-                c.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-            c.execute(f'DROP DATABASE IF EXISTS "{template}" WITH (FORCE)')
+        pgserver.drop_databases(admin, PG_PREFIX)
 
 
-def new_postgres_ledger(postgres) -> str:
-    """A fresh, migrated PostgreSQL ledger: its URL."""
-    import psycopg
+def new_postgres_ledger(postgres, name: str | None = None, migrated: bool = True) -> str:
+    """A fresh PostgreSQL ledger, migrated (a copy of the template) or empty: its URL."""
+    from runner.ledger import pgserver
 
     admin, template = postgres
-    name = f"pax_t{os.getpid()}_{next(_databases)}"
-    with psycopg.connect(admin, autocommit=True) as c:
-        c.execute(f'CREATE DATABASE "{name}" TEMPLATE "{template}"')
-    return f"{admin.rsplit('/', 1)[0]}/{name}"
+    name = f"{PG_PREFIX}{name or next(_databases)}"
+    return pgserver.create_database(admin, name, template if migrated else None)
 
 
 def pytest_generate_tests(metafunc):

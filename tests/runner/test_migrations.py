@@ -14,6 +14,7 @@ from sqlmodel import SQLModel
 from runner.ledger import models  # noqa: F401 - the tables, on SQLModel.metadata
 from runner.ledger.db import current_revision, make_engine, upgrade
 from tests.conftest import ROOT
+from tests.runner.conftest import new_postgres_ledger
 
 
 def schema_diff(db) -> list:
@@ -79,15 +80,9 @@ def test_upgrading_an_old_ledger_keeps_its_data(tmp_path):
 def test_postgresql_upgrade_check_and_one_step_down_and_back(postgres):
     """An empty PostgreSQL database: upgraded to head it matches the models (the same check as
     SQLite's), one step down it does not, and back up it does again."""
-    import psycopg
-
     from runner.ledger.db import alembic_config
 
-    admin, _ = postgres
-    url = f"{admin.rsplit('/', 1)[0]}/pax_migrate_{os.getpid()}"
-    with psycopg.connect(admin, autocommit=True) as c:
-        c.execute(f'DROP DATABASE IF EXISTS "pax_migrate_{os.getpid()}"')
-        c.execute(f'CREATE DATABASE "pax_migrate_{os.getpid()}"')
+    url = new_postgres_ledger(postgres, "migrate", migrated=False)
     assert current_revision(url) is None
     upgrade(url)
     assert current_revision(url) == "0006" and schema_diff(url) == []
@@ -103,14 +98,7 @@ def test_postgresql_upgrade_check_and_one_step_down_and_back(postgres):
 def test_replicas_migrating_at_once_take_turns(postgres):
     """Four processes upgrade one empty PostgreSQL database together (replicas starting at
     once): the advisory lock makes them take turns, and every one ends at head."""
-    import psycopg
-
-    admin, _ = postgres
-    name = f"pax_race_{os.getpid()}"
-    with psycopg.connect(admin, autocommit=True) as c:
-        c.execute(f'DROP DATABASE IF EXISTS "{name}"')
-        c.execute(f'CREATE DATABASE "{name}"')
-    url = f"{admin.rsplit('/', 1)[0]}/{name}"
+    url = new_postgres_ledger(postgres, "race", migrated=False)
     code = "import sys; from runner.ledger.db import upgrade; upgrade(sys.argv[1])"
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     procs = [
@@ -125,14 +113,7 @@ def test_replicas_migrating_at_once_take_turns(postgres):
 def test_pax_db_upgrade_takes_a_database_url(postgres):
     import json
 
-    import psycopg
-
-    admin, _ = postgres
-    name = f"pax_cli_{os.getpid()}"
-    with psycopg.connect(admin, autocommit=True) as c:
-        c.execute(f'DROP DATABASE IF EXISTS "{name}"')
-        c.execute(f'CREATE DATABASE "{name}"')
-    url = f"{admin.rsplit('/', 1)[0]}/{name}"
+    url = new_postgres_ledger(postgres, "cli", migrated=False)
     res = subprocess.run(
         [sys.executable, "-m", "pax.cli", "db", "upgrade", "--database-url", url],
         env={**os.environ, "PYTHONPATH": str(ROOT)},
