@@ -367,7 +367,7 @@ def db_upgrade(
     ] = None,
     database_url: Annotated[
         str | None,
-        typer.Option(help="The ledger as a SQLAlchemy URL [env PAX_DATABASE_URL]."),
+        typer.Option(help="The ledger as a SQLAlchemy URL \\[env PAX_DATABASE_URL]."),
     ] = None,
     revision: Annotated[str, typer.Option(help="Target revision.")] = "head",
 ) -> None:
@@ -391,21 +391,21 @@ def build_app(settings, start_scheduler: bool = True):
 
 @app.command("serve")
 def serve(
-    db: Annotated[Path | None, typer.Option(help="Ledger file [env PAX_DB; var/pax.db].")] = None,
+    db: Annotated[Path | None, typer.Option(help="Ledger file \\[env PAX_DB; var/pax.db].")] = None,
     database_url: Annotated[
         str | None,
         typer.Option(
             help="The ledger as a SQLAlchemy URL, e.g. postgresql://user@host/pax; replaces "
-            "--db [env PAX_DATABASE_URL]."
+            "--db \\[env PAX_DATABASE_URL]."
         ),
     ] = None,
     host: Annotated[
-        str | None, typer.Option(help="Bind address [env PAX_HOST; 127.0.0.1].")
+        str | None, typer.Option(help="Bind address \\[env PAX_HOST; 127.0.0.1].")
     ] = None,
-    port: Annotated[int | None, typer.Option(help="Port [env PAX_PORT; 8000].")] = None,
+    port: Annotated[int | None, typer.Option(help="Port \\[env PAX_PORT; 8000].")] = None,
     concurrency: Annotated[
         int | None,
-        typer.Option(help="Runs launched at once; 0 = ledger only [env PAX_CONCURRENCY; 1]."),
+        typer.Option(help="Runs launched at once; 0 = ledger only \\[env PAX_CONCURRENCY; 1]."),
     ] = None,
     log_level: Annotated[str, typer.Option(help="uvicorn log level.")] = "warning",
 ) -> None:
@@ -581,7 +581,7 @@ def worker_cmd(
             min=1,
             max=64,
             help="Runs trained at once here (one GPU each while they "
-            "go round, else shared) [env PAX_WORKER_SLOTS].",
+            "go round, else shared) \\[env PAX_WORKER_SLOTS].",
             envvar="PAX_WORKER_SLOTS",
         ),
     ] = 1,

@@ -513,3 +513,18 @@ def test_a_bad_database_url_stops_the_start_with_what_to_do(tmp_path, url, fragm
     said = res.stdout + res.stderr
     assert res.returncode == 2 and fragment in said, said
     assert "Traceback" not in said and "s3cretpw" not in said  # never the password
+
+
+def test_serve_help_shows_each_options_environment_variable():
+    """The `[env ...]` notes of the options' help survive rich's markup (it once ate them as
+    tags, leaving "Bind address .")."""
+    res = subprocess.run(
+        [sys.executable, "-m", "pax.cli", "serve", "--help"],
+        env={**os.environ, "PYTHONPATH": str(ROOT), "COLUMNS": "200"},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert res.returncode == 0, res.stderr
+    for note in ("[env PAX_DB; var/pax.db]", "[env PAX_DATABASE_URL]", "[env PAX_HOST; 127.0.0.1]"):
+        assert note in res.stdout, res.stdout
