@@ -7,8 +7,6 @@ import pytest
 
 from runner.study.killrule import KillRuleSpec, evaluate
 
-pytestmark = pytest.mark.both_backends  # SQLite and PostgreSQL (tests/runner/conftest.py)
-
 M = 1_000_000
 BASE = [(0, 900.0), (1 * M, 300.0), (2 * M, 200.0), (3 * M, 150.0), (4 * M, 120.0)]
 # the mechanics below, with an absolute margin of 0.5 PPL, judged from the first point
