@@ -39,9 +39,12 @@ def test_local_slots_pack_runs_onto_one_gpu_and_split_its_cost(service_factory, 
     """PAX_GPUS=1, PAX_GPU_SLOTS=2 on this CPU machine: two trainers at once (never three), both
     placed on GPU 0, each charged its time-weighted share of the T4."""
     svc = service_factory(concurrency=1, PAX_ACCELERATOR="T4", PAX_GPUS="1", PAX_GPU_SLOTS="2")
+    # Unequal lengths, so that the third run starts while the long one still trains: with
+    # equal runs the first two could end together and leave the third alone on the GPU (all of
+    # it charged to it, as it should be), which made the shares below a race.
     runs = [
-        post_run(svc, run_spec(tokenized_dir.parent, max_tokens=80 * 8 * 64), name=f"slot{i}")
-        for i in range(3)
+        post_run(svc, run_spec(tokenized_dir.parent, max_tokens=n * 8 * 64), name=f"slot{i}")
+        for i, n in enumerate((40, 160, 60))
     ]
     for r in runs:
         assert svc.wait_status(r["id"], ("succeeded", "failed"), timeout=240)["status"] == (
