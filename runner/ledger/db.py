@@ -31,7 +31,7 @@ WRITE = {"pax_write": True}  # execution option: this transaction writes
 
 
 # pg_advisory_lock keys (one 64-bit namespace per database): migrations, and the scheduler's
-# leadership (runner.launch.leader)
+# leadership (runner.ledger.leader)
 MIGRATION_LOCK = 0x7061_7801  # "pax" 1
 SCHEDULER_LOCK = 0x7061_7802
 
@@ -46,10 +46,6 @@ def database_url(db: str | Path) -> str:
     if scheme in ("postgres", "postgresql"):
         return f"postgresql+psycopg://{rest}"
     return text
-
-
-def is_sqlite(db: str | Path) -> bool:
-    return database_url(db).startswith("sqlite:")
 
 
 def sqlite_path(db: str | Path) -> Path | None:
@@ -103,15 +99,14 @@ def make_engine(db: str | Path) -> Engine:
         event.listen(engine, "connect", _sqlite_connect)
         event.listen(engine, "begin", _sqlite_begin)
         return engine
-    if url.startswith("postgresql"):
-        return create_engine(
-            url,
-            pool_size=16,
-            max_overflow=16,
-            pool_pre_ping=True,  # a replica outlives a database restart
-            connect_args={"connect_timeout": 10, "application_name": "pax"},
-        )
-    return create_engine(url, pool_size=16, max_overflow=16, pool_pre_ping=True)
+    pg = url.startswith("postgresql")
+    return create_engine(
+        url,
+        pool_size=16,
+        max_overflow=16,
+        pool_pre_ping=True,  # a replica outlives a database restart
+        connect_args={"connect_timeout": 10, "application_name": "pax"} if pg else {},
+    )
 
 
 def alembic_config(db: str | Path):

@@ -68,8 +68,8 @@ def write_points(conn: Connection, run_id: int, rows: list[tuple]) -> int:
     how many were new."""
     if not rows:
         return 0
-    rows = sorted(rows, key=lambda r: (r[0], r[1]))  # one lock order (module docstring)
     if conn.dialect.name == "postgresql":
+        rows = sorted(rows, key=lambda r: (r[0], r[1]))  # one lock order (module docstring)
         names, steps, tokens, values = (list(c) for c in zip(*rows, strict=True))
         arrays = {"run_id": run_id, "names": names, "steps": steps, "tokens": tokens}
         inserted = conn.execute(INSERT_POINT_ARRAYS, {**arrays, "vals": values}).rowcount
@@ -156,7 +156,8 @@ class GroupWriter:
         Runs go in id order (a stable sort: one run's requests keep their order, so the first
         of two repeats is the one that counts)."""
         order = sorted(range(len(group)), key=lambda i: group[i][0])
-        for attempt in range(RETRIES + 1):
+        attempt = 0
+        while True:
             try:
                 with conn.begin():
                     t, counts = time.time(), [0] * len(group)
@@ -169,4 +170,4 @@ class GroupWriter:
                 code = getattr(e.orig, "sqlstate", None)
                 if code not in RETRYABLE or attempt == RETRIES:
                     raise
-        raise AssertionError("unreachable")
+                attempt += 1
