@@ -8,7 +8,9 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.console import Console
+
+from pax import release_cli
+from pax.console import err, fail
 
 app = typer.Typer(
     help="pax: parameter-allocation experiments for small language models.",
@@ -17,16 +19,6 @@ app = typer.Typer(
 )
 data_app = typer.Typer(help="Download the study's data sets.", no_args_is_help=True)
 app.add_typer(data_app, name="data")
-err = Console(stderr=True, soft_wrap=True)
-
-EXIT_BAD_INPUT = 2
-
-
-def fail(message: str, code: int = EXIT_BAD_INPUT) -> None:
-    err.print(f"[bold red]error:[/] {message}", highlight=False)
-    raise typer.Exit(code)
-
-
 Mirror = Annotated[
     str | None,
     typer.Option(
@@ -131,6 +123,8 @@ def plan_cmd(
     if as_json:
         print(p.to_json())
     else:
+        from rich.console import Console
+
         print_param_table(p, Console())
 
 
@@ -720,6 +714,9 @@ def demo_cmd(
     except (RuntimeError, FileNotFoundError, ValueError) as e:
         fail(str(e), 1)
     print(json.dumps(summary))
+
+
+release_cli.register(app)
 
 
 def main() -> None:  # pragma: no cover - console entry point

@@ -107,17 +107,56 @@ def run_demo(plan_path: Path, *, concurrency: int, port: int, timeout_s: float) 
                 break
             time.sleep(1)
         summary = show(s, report)
-        summary["wall_s"] = time.time() - t_start
-        console.print(
-            f"\ndemo finished in {summary['wall_s'] / 60:.1f} min. Results: "
-            f"{report}/results.csv, ranking.csv, finalists.csv, early_results.csv; "
-            f"plots in {report}/plots; decisions in {report}/decisions.md; ledger "
-            f"{DEMO_DB} (inspect with `pax serve --db {DEMO_DB}` and /docs)."
-        )
-        return summary
     finally:
         proc.terminate()
         proc.wait(timeout=30)
+    summary["release"] = release_files(sweep["id"])
+    summary["wall_s"] = time.time() - t_start
+    rel = summary["release"]
+    console.print(
+        f"\ndemo finished in {summary['wall_s'] / 60:.1f} min. The release:\n"
+        f"  report       {rel['results_md']} (and SUMMARY.md, model cards, plots/)\n"
+        f"  static page  {rel['html']}\n"
+        f"  bundle       {rel['bundle']} (rebuild a run: pax reproduce BUNDLE --run NAME)\n"
+        f"  HF export    {rel['hf_export']}\n"
+        f"Tables: {report}/results.csv, ranking.csv, finalists.csv; decisions: "
+        f"{report}/decisions.md; ledger {DEMO_DB} (`pax serve --db {DEMO_DB}`)."
+    )
+    return summary
+
+
+def release_files(sweep_id: int) -> dict:
+    """The study's end on the demo: the reproduction bundle (the tree may hold local edits:
+    recorded, not refused), the best finalist exported for Hugging Face, then the report with
+    its static page, whose model card points at that export."""
+    from runner.ledger.db import make_engine
+    from runner.release.bundle import write_bundle
+    from runner.release.report import write_release_report
+    from trainer.export import export_hf
+
+    engine = make_engine(DEMO_DB)
+    try:
+        bundle = write_bundle(engine, sweep_id, allow_dirty=True)
+        best = bundle["best_finalist"]
+        hf_dirs, hf = {}, None
+        if best.get("weights"):
+            report = Path(bundle["bundle"]).parent
+            hf = str(report / f"hf-{best['cell']}")
+            run_dir = DEMO_DB.parent / "runs" / best["run"]
+            export_hf(run_dir, Path(hf))
+            hf_dirs[best["cell"]] = hf
+        files = write_release_report(engine, sweep_id, html=True, hf_dirs=hf_dirs)
+    finally:
+        engine.dispose()
+    return {
+        "results_md": files["results_md"],
+        "summary_md": files["summary_md"],
+        "summary_pdf": files.get("summary_pdf"),
+        "html": files["html"],
+        "bundle": bundle["bundle"],
+        "bundle_sha256": bundle["sha256"],
+        "hf_export": hf,
+    }
 
 
 def show(sweep: dict, report: Path) -> dict:

@@ -142,11 +142,16 @@ def finalists_table(df: pd.DataFrame) -> pd.DataFrame:
 
 
 def _save(fig, out: Path, name: str) -> list[str]:
+    import matplotlib
+
     out.mkdir(parents=True, exist_ok=True)
     paths = []
     for ext in ("png", "svg"):
         p = out / f"{name}.{ext}"
-        fig.savefig(p, dpi=300 if ext == "png" else None, bbox_inches="tight")
+        # no date and fixed SVG ids: the same ledger gives the same bytes (release reports)
+        meta = {"Date": None} if ext == "svg" else {"Software": None}
+        with matplotlib.rc_context({"svg.hashsalt": "pax"}):
+            fig.savefig(p, dpi=300 if ext == "png" else None, bbox_inches="tight", metadata=meta)
         paths.append(str(p))
     return paths
 

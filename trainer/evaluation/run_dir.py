@@ -5,9 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from trainer import checkpoint as ckpt
-from trainer.config import TrainConfig
-from trainer.model import GPT
+from trainer.export import load_final_model
 
 
 def evaluate_run(run_dir: Path, *, smallbench_dir: Path | None = None, only: str = "all") -> dict:
@@ -21,23 +19,11 @@ def evaluate_run(run_dir: Path, *, smallbench_dir: Path | None = None, only: str
     if only not in ("all", "ppl", "smallbench", "profile"):
         raise ValueError(f"--only {only!r}: choose all, ppl, smallbench or profile")
     run_dir = Path(run_dir)
-    cfg_path = run_dir / "config.json"
-    if not cfg_path.is_file():
-        raise FileNotFoundError(f"{cfg_path} is missing: is {run_dir} a run directory?")
-    cfg = TrainConfig.model_validate_json(cfg_path.read_text())
-    found = ckpt.latest(run_dir / "checkpoints")
-    if found is None:
-        raise FileNotFoundError(f"{run_dir}/checkpoints holds no complete checkpoint")
-    saved, meta = found
+    # the model the run's own final evaluation scored
+    model, cfg, meta = load_final_model(run_dir, lengths=profile.LENGTHS)
     device = resolve_device(cfg.runtime.device)
     tune_backend(device)
     autocast, _, _ = precision(device, cfg.runtime.dtype)
-    model = GPT.from_plan(cfg.plan(), max_seq_len=max(cfg.data.seq_len, *profile.LENGTHS))
-    model.load_state_dict(saved["model"])
-    best = ckpt.load_best(run_dir / "checkpoints") if cfg.eval.final_model == "best" else None
-    if best is not None:  # the model the run's own final evaluation scored
-        model.load_state_dict(best[0])
-        meta = {**meta, "step": best[1]["step"], "tokens": best[1]["tokens"]}
     model = place_model(model, cfg, device).eval()
     tok_dir = cfg.tokenized_path()
     splits = json.loads((tok_dir / "manifest.json").read_text())["splits"]

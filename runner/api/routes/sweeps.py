@@ -138,6 +138,25 @@ def decisions(sweep_id: SweepId, engine: EngineDep) -> Response:
     return Response(text, media_type="text/markdown")
 
 
+@router.post("/{sweep_id}/report")
+async def report(
+    sweep_id: SweepId,
+    engine: EngineDep,
+    pricing: PricingDep,
+    _: AdminDep,
+    html: Annotated[bool, Query(description="Also the static page RESULTS.html.")] = True,
+    pdf: Annotated[bool, Query(description="SUMMARY.pdf when a converter is here.")] = True,
+) -> dict[str, Any]:
+    """Write the sweep's report folder from the ledger (RESULTS.md, SUMMARY.md, model cards,
+    figures, tables; the same as `pax report --sweep ID`); returns the files written."""
+    from runner.release.report import write_release_report
+
+    crud.get_sweep(engine, sweep_id=sweep_id)
+    return await run_in_threadpool(
+        write_release_report, engine, sweep_id, pricing, html=html, pdf=pdf
+    )
+
+
 @router.get("/{sweep_id}/cost")
 def cost(sweep_id: SweepId, engine: EngineDep, pricing: PricingDep) -> dict[str, Any]:
     """GPU-hours and $ per run and phase, spent vs the sweep's budget (a snapshot is kept in

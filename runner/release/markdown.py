@@ -1,0 +1,326 @@
+"""RESULTS.md, SUMMARY.md and the model cards, rendered from `facts.gather` alone: pure
+functions of the facts, so the same ledger gives the same text (the `Generated` line aside)."""
+
+from __future__ import annotations
+
+import math
+
+from runner.release.facts import KNOBS
+
+DATA_LICENCE = "WikiText-2: CC BY-SA 3.0 (Merity et al., 2016)"
+BLIMP_LICENCE = "BLiMP: CC BY 4.0 (Warstadt et al., 2020)"
+SAMPLE_NOTE = (
+    "> **SAMPLE data.** These runs trained on a stand-in corpus (the official train split was "
+    "not available; see the data manifest). The numbers check the pipeline; they are not "
+    "WikiText-2 results."
+)
+
+
+def num(x, digits: int = 2) -> str:
+    if x is None or (isinstance(x, float) and not math.isfinite(x)):
+        return "-"
+    if isinstance(x, bool):
+        return "yes" if x else "no"
+    if isinstance(x, int):
+        return f"{x:,}"
+    return f"{x:,.{digits}f}"
+
+
+def ci(mean, low, high, digits: int = 1) -> str:
+    if low is None or not math.isfinite(low):
+        return f"{num(mean, digits)} (one seed: no interval)"
+    half = num((high - low) / 2, digits)
+    return f"{num(mean, digits)} ± {half} [{num(low, digits)}, {num(high, digits)}]"
+
+
+def table(header: list[str], rows: list[list]) -> list[str]:
+    out = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    out += ["| " + " | ".join(str(c) for c in r) + " |" for r in rows]
+    return [*out, ""]
+
+
+def title(f: dict, what: str) -> str:
+    return f"# {what}: sweep {f['sweep']['id']} ({f['sweep']['name']})" + (
+        " [SAMPLE]" if f["sample"] else ""
+    )
+
+
+def budget(f: dict) -> str:
+    m = (f["plan"].get("base") or {}).get("model") or {}
+    b = f["plan"].get("baseline") or {}
+    total = m.get("total_params", "?")
+    tied = "tied" if b.get("tied_lm_head", True) else "untied"
+    return f"{total} parameters (V={b.get('vocab_size', '?')}, {tied} head)"
+
+
+def question(f: dict) -> str:
+    return (
+        f"How should a fixed budget of {budget(f)} be split inside a small Llama-style language "
+        "model: what share should the embedding take, and how wide should the SwiGLU be?"
+    )
+
+
+def answer(f: dict) -> str:
+    """Two sentences: the best finalist, then whether the data separate it from the next."""
+    fins = [x for x in f["finalists"] if math.isfinite(x["dev_ppl_mean"])]
+    if not fins:
+        return "Undetermined: no finalist finished, so no configuration can be recommended."
+    best = fins[0]
+    first = (
+        f"Of the finalists, `{best['cell']}` (embedding share {num(best['embedding_ratio'])}, "
+        f"SwiGLU expansion {num(best['glu_expansion'])}) reached the lowest dev word-level "
+        f"PPL, {ci(best['dev_ppl_mean'], best['dev_ppl_ci95_low'], best['dev_ppl_ci95_high'])} "
+        f"over {best['seeds']} seeds (test {num(best['test_ppl_mean'], 1)})."
+    )
+    if len(fins) < 2:
+        return first + " It was the only finalist, so it is compared with nothing."
+    nxt = fins[1]
+    if not math.isfinite(best["dev_ppl_ci95_high"]) or not math.isfinite(nxt["dev_ppl_ci95_low"]):
+        second = f"Against `{nxt['cell']}` the spread is unknown (one seed): undetermined."
+    elif best["dev_ppl_ci95_high"] < nxt["dev_ppl_ci95_low"]:
+        second = (
+            f"Its 95% interval lies below that of the runner-up `{nxt['cell']}` "
+            f"({num(nxt['dev_ppl_mean'], 1)}), so the ranking holds at these seeds."
+        )
+    else:
+        second = (
+            f"Its 95% interval overlaps that of the runner-up `{nxt['cell']}` "
+            f"({num(nxt['dev_ppl_mean'], 1)}), so the data do not separate the two."
+        )
+    return f"{first} {second}"
+
+
+def ranking_section(f: dict) -> list[str]:
+    lines = ["## Ranking per axis", ""]
+    lines += [
+        "Phase-1 runs (ranking and ablation) on each axis, baseline included; mean dev "
+        "word-level PPL over seeds with the seed spread (std and range; none with one seed). "
+        "Killed cells rank last: their PPL is a truncated run's.",
+        "",
+    ]
+    for axis, cells in f["ranking"].items():
+        lines += [f"### {KNOBS[axis]}", ""]
+        lines += table(
+            ["rank", "cell", "requested", "achieved", "seeds", "dev PPL", "seed std",
+             "seed range", "killed", "latency ms"],
+            [
+                [
+                    c["rank"],
+                    f"`{c['cell']}`" + (" (baseline)" if c["baseline"] else ""),
+                    num(c["knob"]),
+                    num(c["achieved"], 3),
+                    c["seeds"],
+                    num(c["dev_ppl"], 1),
+                    num(c["dev_ppl_std"], 1),
+                    "-" if c["dev_ppl_range"] is None
+                    else f"{num(c['dev_ppl_range'][0], 1)} to {num(c['dev_ppl_range'][1], 1)}",
+                    c["killed"],
+                    num(c["latency_ms"]),
+                ]
+                for c in cells
+            ],
+        )  # fmt: skip
+    if not f["ranking"]:
+        lines += ["No ranking runs.", ""]
+    return lines
+
+
+def ablation_section(f: dict) -> list[str]:
+    lines = ["## Micro-ablation: does the best embedding share move with vocab size or tying?", ""]
+    abl = (f["promotion"] or {}).get("ablation")
+    if not abl:
+        return [*lines, "Verdict: **undetermined** (no ablation was run or promoted).", ""]
+    verdict = "undetermined" if abl.get("moves") is None else abl["summary"]
+    lines += [f"Verdict: **{verdict}**.", ""]
+    if abl.get("moves") is None:
+        lines += [f"Why: {abl['summary']}.", ""]
+    best = abl.get("best_embedding_ratio") or {}
+    if best:
+        lines += table(
+            ["vocab / tying", "best embedding share", "shares that survived"],
+            [[g, num(s), ", ".join(num(x) for x in abl["surviving_shares"].get(g, []))]
+             for g, s in sorted(best.items())],
+        )  # fmt: skip
+    return lines
+
+
+def finalists_section(f: dict) -> list[str]:
+    lines = ["## Finalists", ""]
+    if not f["finalists"]:
+        return [*lines, "No finalist finished.", ""]
+    lines += [
+        "Word-level PPL (WikiText convention), mean ± half-width [95% t-interval over seeds]. "
+        "Seeds that did not finish are counted, not averaged.",
+        "",
+    ]
+    lines += table(
+        ["cell", "axis", "seeds", "left out", "dev PPL", "test PPL", "SmallBench", "latency ms"],
+        [
+            [
+                f"`{x['cell']}`",
+                x["axis"] or "-",
+                x["seeds"],
+                x["seeds_left_out"],
+                ci(x["dev_ppl_mean"], x["dev_ppl_ci95_low"], x["dev_ppl_ci95_high"]),
+                ci(x["test_ppl_mean"], x["test_ppl_ci95_low"], x["test_ppl_ci95_high"]),
+                num(x["smallbench_mean"], 3),
+                num(x["latency_seq128_ms"]),
+            ]
+            for x in f["finalists"]
+        ],
+    )
+    return lines
+
+
+def pareto_section(f: dict) -> list[str]:
+    lines = ["## Latency–PPL Pareto front", ""]
+    lines += [
+        "Finalists no other finalist beats on both prefill latency (batch 1, 128 tokens) and "
+        "dev PPL.",
+        "",
+    ]
+    if not f["pareto"]:
+        return [*lines, "No finalist has both numbers.", ""]
+    return lines + table(
+        ["cell", "latency ms", "dev PPL"],
+        [[f"`{x['cell']}`", num(x["latency_seq128_ms"]), num(x["dev_ppl_mean"], 1)]
+         for x in f["pareto"]],
+    )  # fmt: skip
+
+
+def cost_section(f: dict) -> list[str]:
+    c = f["cost"]
+    lines = ["## Cost per phase: forecast vs actual", ""]
+    speed = f"{num(c['tokens_per_s'], 0)} tokens/s measured" if c["tokens_per_s"] else "no speed"
+    lines += [
+        f"On {c['accelerator']} ({speed}). Forecast: the phase's planned tokens at that speed, "
+        f"priced by the same table as the charges. Budget: {num(c['budget_usd'])} $; "
+        f"spent {num(c['spent_usd'])} $ ({num(c['gpu_hours'], 3)} GPU-hours).",
+        "",
+    ]
+    return lines + table(
+        ["phase", "runs", "planned tokens", "forecast hours", "forecast $", "GPU-hours", "$"],
+        [
+            [p["phase"], p["runs"], num(p["planned_tokens"]), num(p["forecast_hours"], 3),
+             num(p["forecast_usd"]), num(p["gpu_hours"], 3), num(p["usd"])]
+            for p in c["phases"]
+        ],
+    )  # fmt: skip
+
+
+def kills_section(f: dict) -> list[str]:
+    lines = ["## Kills and their evidence", ""]
+    if not f["kills"]:
+        return [*lines, "No run was killed.", ""]
+    for k in f["kills"]:
+        lines.append(f"- run {k['run_id']} (`{k['name']}`): {k['reason']}")
+        if k["gap_relative"] is not None:
+            sig = k["gap_sigmas"]
+            lines.append(
+                f"  - gap at the last point: {100 * k['gap_relative']:+.1f}% of the baseline"
+                + (f", {sig:.1f} seed sigma" if sig is not None else " (one baseline seed)")
+                + f"; margin used {num(k['margin_used'])} PPL"
+            )
+        if k["run"] and k["baseline"]:
+            pts = ", ".join(f"{t:,}: {v:.1f}" for t, v in k["run"])
+            base = ", ".join(f"{t:,}: {v:.1f}" for t, v in k["baseline"])
+            lines.append(f"  - run (tokens: dev PPL): {pts}")
+            lines.append(f"  - baseline run {k['baseline_run']}: {base}")
+    return [*lines, ""]
+
+
+def reference_section(f: dict) -> list[str]:
+    lines = ["## Reference: a count-based model on the same splits", ""]
+    g = f["ngram"]
+    if not g:
+        return [*lines, "The n-gram reference is not available (its data folder is not here).", ""]
+    best = f["finalists"][0] if f["finalists"] else None
+    rows = [[g["model"] + (" [SAMPLE]" if g.get("sample") else ""), num(g["dev_word_ppl"], 1),
+             num(g["test_word_ppl"], 1)]]  # fmt: skip
+    if best:
+        rows.append([f"best finalist `{best['cell']}` (mean)", num(best["dev_ppl_mean"], 1),
+                     num(best["test_ppl_mean"], 1)])  # fmt: skip
+    return lines + table(["model", "dev word PPL", "test word PPL"], rows)
+
+
+def figure(name: str, alt: str) -> str:
+    return f"![{alt}](plots/{name}.png)"
+
+
+def figures_section(f: dict, plots: dict[str, str]) -> list[str]:
+    lines = ["## Figures", "", "300 dpi PNG and SVG in `plots/`; achieved values on the axes.", ""]
+    for key, alt in FIGURES:
+        if plots.get(key):
+            lines += [f"### {alt}", "", figure(plots[key], alt), ""]
+    return lines
+
+
+FIGURES = [
+    ("embedding", "dev PPL vs embedding share"),
+    ("glu", "dev PPL vs SwiGLU expansion"),
+    ("pareto", "latency vs PPL, finalists, with the Pareto front"),
+    ("curves", "learning curves of the finalists"),
+]
+
+
+def provisional(f: dict) -> list[str]:
+    s = f["sweep"]
+    if s["status"] == "done":
+        return []
+    return [f"> **Provisional.** The sweep is still {s['status']} (phase {s['phase']}): these "
+            "numbers will change.", ""]  # fmt: skip
+
+
+def results_md(f: dict, plots: dict[str, str], generated: str) -> str:
+    lines = [title(f, "Results"), "", generated, ""]
+    if f["sample"]:
+        lines += [SAMPLE_NOTE, ""]
+    lines += provisional(f)
+    lines += ["## Question and answer", "", f"**Question.** {question(f)}", ""]
+    lines += [f"**Answer.** {answer(f)}", ""]
+    for section in (
+        ranking_section,
+        ablation_section,
+        finalists_section,
+        pareto_section,
+        cost_section,
+        kills_section,
+        reference_section,
+    ):
+        lines += section(f)
+    lines += figures_section(f, plots)
+    return "\n".join(lines).rstrip() + "\n"
+
+
+def limitations(f: dict) -> list[str]:
+    rows = [r for r in f["rows"] if r["phase"] == "finalists"]
+    seeds = sorted({r["seed"] for r in rows})
+    tokens = max((r["max_tokens"] or 0 for r in f["rows"]), default=0)
+    out = [
+        f"- Data size: WikiText-2 is about 2M training words; runs saw at most {tokens:,} "
+        "tokens, so the ranking is of short-horizon training.",
+        f"- One model size: every run has {budget(f)}; the best split at other sizes may differ.",
+        f"- Seeds: finalists ran {len(seeds)} seed(s) ({', '.join(map(str, seeds)) or 'none'}); "
+        "ranking cells mostly one, so their order is a screen, not a verdict.",
+        "- Latency was measured on the training machine (batch 1); contended measurements are "
+        "flagged in results.csv.",
+    ]
+    if f["sample"]:
+        out.append(
+            "- **SAMPLE data**: a stand-in corpus, not WikiText-2; nothing here is a study result."
+        )
+    return out
+
+
+def summary_md(f: dict, plots: dict[str, str], generated: str) -> str:
+    lines = [title(f, "Summary"), "", generated, ""]
+    if f["sample"]:
+        lines += [SAMPLE_NOTE, ""]
+    lines += provisional(f)
+    lines += [f"**Question.** {question(f)}", "", f"**Answer.** {answer(f)}", ""]
+    lines += finalists_section(f)[2:]
+    figs = [(k, a) for k, a in FIGURES[:3] if plots.get(k)]
+    lines += [" ".join(figure(plots[k], a) for k, a in figs), ""]
+    lines += ["## Limitations", "", *limitations(f), ""]
+    lines += ["Details: RESULTS.md; decisions: decisions.md; model cards: MODEL_CARD_*.md.", ""]
+    return "\n".join(lines).rstrip() + "\n"
