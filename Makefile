@@ -20,10 +20,16 @@ $(STAMP): pyproject.toml
 
 setup: $(STAMP) ## create .venv and install pax with its dev tools and SkyPilot
 
-test: setup ## run the whole test suite (hermetic; mirror tests run when PAX_DATA_MIRROR is set)
+# transformers, for the Hugging Face export test only, kept out of .venv's site-packages
+HF_DIR  := $(VENV)/hf
+$(HF_DIR)/.installed: tests/trainer/hf_requirements.txt $(STAMP)
+	$(BIN)/python -m pip install -q --no-deps --target $(HF_DIR) -r $<
+	touch $@
+
+test: setup $(HF_DIR)/.installed ## run the whole test suite (hermetic; mirror tests run when PAX_DATA_MIRROR is set)
 	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
 
-test-fast: setup ## the edit loop: everything but the tests marked slow (under a minute on 2 cores)
+test-fast: setup $(HF_DIR)/.installed ## the edit loop: everything but the tests marked slow (under a minute on 2 cores)
 	$(BIN)/python -m pytest -q -m "not slow" $(PYTEST_ARGS)
 
 lint: setup ## ruff lint + format check, hadolint on the Dockerfile, compose.yaml validation

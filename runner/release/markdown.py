@@ -48,7 +48,11 @@ def title(f: dict, what: str) -> str:
 def budget(f: dict) -> str:
     m = (f["plan"].get("base") or {}).get("model") or {}
     b = f["plan"].get("baseline") or {}
-    total = m.get("total_params", "?")
+    total = (
+        num(m["total_params"])
+        if isinstance(m.get("total_params"), int)
+        else m.get("total_params", "?")
+    )
     tied = "tied" if b.get("tied_lm_head", True) else "untied"
     return f"{total} parameters (V={b.get('vocab_size', '?')}, {tied} head)"
 

@@ -92,7 +92,8 @@ def release(
         )
     notes = Path(files["results_md"]).with_name("RELEASE_NOTES.md")
     notes.write_text(release_notes(Path(files["results_md"]).read_text(), tag, bundle, check))
-    made = _git(repo, "tag", "-a", tag, "-F", str(notes.resolve()))
+    # verbatim: git would drop the notes' "# " heading lines as comments
+    made = _git(repo, "tag", "-a", "--cleanup=verbatim", tag, "-F", str(notes.resolve()))
     if made.returncode != 0:
         raise ReleaseError(f"git tag {tag} failed: {made.stderr.strip()}")
     return {

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import math
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -160,7 +161,18 @@ def _title(text: str, sample: bool) -> str:
     return text + ("\nSAMPLE data (not WikiText-2)" if sample else "")
 
 
+# pyplot's figures and rc settings are process-global, and a service may draw two reports at
+# once (the scheduler's at a sweep's close, a request's): one draws at a time, or one's
+# rc_context could end while the other saves (its SVG ids then come out random)
+PLOT_LOCK = threading.Lock()
+
+
 def plots(df: pd.DataFrame, curves: dict, out: Path) -> list[str]:
+    with PLOT_LOCK:
+        return _draw(df, curves, out)
+
+
+def _draw(df: pd.DataFrame, curves: dict, out: Path) -> list[str]:
     import matplotlib
 
     matplotlib.use("Agg")
