@@ -132,8 +132,15 @@ class EvalSpec(Section):
     max_tokens: Count = Field(
         0,
         ge=0,
-        description="Cap on dev tokens per interval eval (0 = the "
-        "whole split); the final eval always uses the whole split.",
+        description="Cap on dev tokens per interval eval (0 = the whole split); the final "
+        "eval's is final_max_tokens.",
+    )
+    final_max_tokens: Count = Field(
+        0,
+        ge=0,
+        description="Cap on tokens per split in the final dev and test evals (0 = the whole "
+        "split, the study's setting). Capped numbers are flagged partial and are not strided; "
+        "for demos on slow machines.",
     )
     smallbench_dir: str = Field(
         "data/smallbench",
@@ -250,6 +257,8 @@ class TrainConfig(Section):
     def spec_hash(self) -> str:
         """Identity of what is trained (the name is a label, not part of the identity)."""
         payload = self.model_dump(exclude={"name"})
+        if not payload["eval"]["final_max_tokens"]:  # its default: older runs keep their hash
+            del payload["eval"]["final_max_tokens"]
         return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:12]
 
     def tokenized_path(self) -> Path:

@@ -486,14 +486,18 @@ def _checkpoint_due(run: Run) -> bool:
 
 
 def final_evaluation(run: Run) -> dict:
-    """Whole-split dev/test perplexity, SmallBench, latency, memory, throughput and MFU."""
+    """Dev/test perplexity (whole splits unless eval.final_max_tokens caps them), SmallBench,
+    latency, memory, throughput and MFU."""
     from trainer.evaluation import profile
 
     cfg, st, model, device = run.cfg, run.state, run.model, run.device
     selected = select_final_model(run)
     with timed(run, "final_eval_s"):
-        out: dict = {"dev": _ppl(evaluate(run, "valid", final=True))}
-        out["test"] = _ppl(evaluate(run, "test", final=True)) if cfg.eval.test else None
+        cap = cfg.eval.final_max_tokens
+        out: dict = {"dev": _ppl(evaluate(run, "valid", max_tokens=cap, final=True))}
+        out["test"] = (
+            _ppl(evaluate(run, "test", max_tokens=cap, final=True)) if cfg.eval.test else None
+        )
     out["smallbench"] = None
     if cfg.eval.smallbench:
         with timed(run, "smallbench_s"):

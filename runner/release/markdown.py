@@ -148,13 +148,28 @@ def ablation_section(f: dict) -> list[str]:
     return lines
 
 
+def partial(f: dict) -> str:
+    """Whether the finalists' final evaluations scored only part of dev and test."""
+    scored = [
+        (r["result"].get("dev") or {}).get("scored_tokens")
+        for r in f["finalist_runs"]
+        if (r["result"].get("dev") or {}).get("partial")
+    ]
+    if not scored:
+        return ""
+    return (
+        f" **Partial evaluations:** the final evals scored the first {max(scored):,} tokens of "
+        "dev and of test (eval.final_max_tokens), not the whole splits."
+    )
+
+
 def finalists_section(f: dict) -> list[str]:
     lines = ["## Finalists", ""]
     if not f["finalists"]:
         return [*lines, "No finalist finished.", ""]
     lines += [
         "Word-level PPL (WikiText convention), mean ± half-width [95% t-interval over seeds]. "
-        "Seeds that did not finish are counted, not averaged.",
+        "Seeds that did not finish are counted, not averaged." + partial(f),
         "",
     ]
     lines += table(
@@ -309,6 +324,8 @@ def limitations(f: dict) -> list[str]:
         "- Latency was measured on the training machine (batch 1); contended measurements are "
         "flagged in results.csv.",
     ]
+    if partial(f):
+        out.append("-" + partial(f))
     if f["sample"]:
         out.append(
             "- **SAMPLE data**: a stand-in corpus, not WikiText-2; nothing here is a study result."

@@ -384,3 +384,21 @@ def test_a_budget_in_passes_over_the_train_split(tmp_path, tokenized_dir):
     assert m["config"]["max_tokens"] == budget
     assert m["training"]["tokens_seen"] == budget // (8 * 64) * (8 * 64)
     assert m["training"]["passes"] == pytest.approx(0.05, abs=8 * 64 / train_tokens)
+
+
+def test_final_eval_cap_is_flagged_partial_and_keeps_old_hashes(tmp_path, tokenized_dir):
+    """eval.final_max_tokens scores only the first tokens of dev and test (a demo's setting);
+    the numbers say partial, and a config without it keeps the identity it always had."""
+    raw = tiny_raw(tokenized_dir.parent, max_tokens=2 * 8 * 64, eval={"final_max_tokens": 512})
+    code, m = train(validate(raw), tmp_path / "run", progress=False)
+    assert code == 0
+    for split in ("dev", "test"):
+        assert m[split]["partial"] is True and m[split]["scored_tokens"] <= 512
+    whole = validate(tiny_raw(tokenized_dir.parent))
+    assert whole.eval.final_max_tokens == 0
+    dump = whole.model_dump(exclude={"name"})
+    del dump["eval"]["final_max_tokens"]
+    import hashlib
+
+    old = hashlib.sha256(json.dumps(dump, sort_keys=True).encode()).hexdigest()[:12]
+    assert whole.spec_hash() == old
