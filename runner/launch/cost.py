@@ -11,7 +11,6 @@ a source and region per row; PAX_PRICES overrides). Local CPU runs cost nothing.
 from __future__ import annotations
 
 import json
-import os
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
@@ -21,6 +20,7 @@ from sqlalchemy.engine import Engine
 
 from runner.ledger import queries
 from runner.ledger.models import ACTIVE, FINISHED
+from trainer.prep.fetch import atomic_write_text
 
 DEFAULT_TABLE = resources.files("runner.launch") / "prices.yaml"  # shipped with the package
 DEFAULT_TOKENS_PER_S = 20_000.0  # forecast fallback before any run has reported a speed
@@ -258,7 +258,5 @@ def write_summary(
     """COST_SUMMARY.json, written atomically (a temporary name, then a rename)."""
     out_dir.mkdir(parents=True, exist_ok=True)
     path = out_dir / "COST_SUMMARY.json"
-    tmp = out_dir / f".COST_SUMMARY.json.tmp{os.getpid()}"
-    tmp.write_text(json.dumps(sweep_cost(engine, sweep_id, pricing), indent=2) + "\n")
-    os.replace(tmp, path)
+    atomic_write_text(path, json.dumps(sweep_cost(engine, sweep_id, pricing), indent=2) + "\n")
     return path

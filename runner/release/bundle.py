@@ -163,12 +163,13 @@ def write_bundle(
         (stage / "plan.yaml").write_text(yaml.safe_dump(json.loads(sw.spec_json or "{}")))
         ledger = stage / "ledger"
         ledger.mkdir()
-        (ledger / "results.csv").write_text(to_csv(ledger_rows(engine, sweep_id)))
+        rows = ledger_rows(engine, sweep_id)
+        (ledger / "results.csv").write_text(to_csv(rows))
         events = queries.event_dicts(engine, sweep_id=sweep_id)
         (ledger / "events.jsonl").write_text("".join(json.dumps(e) + "\n" for e in events))
         (stage / "env").mkdir()
         (stage / "env" / "pip-freeze.txt").write_text(pip_freeze())
-        weights = _best_weights(engine, sweep_id, entries, stage, export_hf)
+        weights = _best_weights(rows, entries, stage, export_hf)
         index = {
             "format": 1,
             "sweep": {"id": sw.id, "name": sw.name, "status": sw.status, "phase": sw.phase},
@@ -205,10 +206,9 @@ def write_bundle(
     }
 
 
-def _best_weights(engine, sweep_id: int, entries: list[dict], stage: Path, export_hf) -> dict:
+def _best_weights(rows: list[dict], entries: list[dict], stage: Path, export_hf) -> dict:
     """The best finalist's best seed as a Hugging Face folder under weights/ (None when no
     finalist finished, or its run directory is not on this machine)."""
-    rows = ledger_rows(engine, sweep_id)
     stats = finalist_stats(rows)
     if not stats:
         return {"run": None, "why": "no finalist finished"}

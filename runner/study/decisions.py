@@ -5,13 +5,13 @@ atomically whenever a decision is recorded."""
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 from sqlalchemy.engine import Engine
 
 from runner.ledger import crud, queries
 from runner.study.killrule import KillRuleSpec
+from trainer.prep.fetch import atomic_write_text
 
 
 def report_dir(sweep) -> Path:
@@ -136,7 +136,5 @@ def write_decisions(engine: Engine, sweep_id: int) -> Path:
     recorded (submission, a kill, a promotion, the end of a phase or of the sweep)."""
     out = report_dir(crud.get_sweep(engine, sweep_id=sweep_id))
     out.mkdir(parents=True, exist_ok=True)
-    tmp = out / f".decisions.md.tmp{os.getpid()}"
-    tmp.write_text(render_decisions(engine, sweep_id))
-    os.replace(tmp, out / "decisions.md")
+    atomic_write_text(out / "decisions.md", render_decisions(engine, sweep_id))
     return out / "decisions.md"

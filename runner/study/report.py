@@ -161,14 +161,14 @@ def _title(text: str, sample: bool) -> str:
     return text + ("\nSAMPLE data (not WikiText-2)" if sample else "")
 
 
-# pyplot's figures and rc settings are process-global, and a service may draw two reports at
-# once (the scheduler's at a sweep's close, a request's): one draws at a time, or one's
-# rc_context could end while the other saves (its SVG ids then come out random)
-PLOT_LOCK = threading.Lock()
+# A service may write one sweep's report twice at once (the scheduler's at the sweep's close, a
+# request's): one writer at a time per process, or two would interleave the same CSV files,
+# and pyplot's global rc_context could end while the other saves (its SVG ids then random)
+REPORT_LOCK = threading.RLock()
 
 
 def plots(df: pd.DataFrame, curves: dict, out: Path) -> list[str]:
-    with PLOT_LOCK:
+    with REPORT_LOCK:
         return _draw(df, curves, out)
 
 
@@ -380,6 +380,11 @@ def write_tables(
 
 def write_report(engine: Engine, sweep_id: int, pricing=None) -> dict:
     """The whole report folder of a sweep: tables, plots, decisions.md, COST_SUMMARY.json."""
+    with REPORT_LOCK:
+        return _write_report(engine, sweep_id, pricing)
+
+
+def _write_report(engine: Engine, sweep_id: int, pricing=None) -> dict:
     sw = crud.get_sweep(engine, sweep_id=sweep_id)
     df, curves = frame_from_ledger(engine, sweep_id)
     out = report_dir(sw)

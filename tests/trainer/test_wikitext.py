@@ -146,3 +146,32 @@ def test_real_mirror_gives_the_documented_counts(tmp_path, real_mirror):
     v, t = m["splits"]["valid"], m["splits"]["test"]
     assert v["word_level_tokens"] + t["word_level_tokens"] == 245_569
     assert v["lines"] + t["lines"] == 4358
+
+
+def test_atomic_write_is_safe_across_threads(tmp_path):
+    """Two threads of one process (a service's scheduler and a request, both writing a report
+    that caches the n-gram baseline) once shared a temporary name: one's rename found the
+    file gone. Every writer now has its own."""
+    import threading
+
+    from trainer.prep.fetch import atomic_write_text
+
+    dst = tmp_path / "cache.json"
+    errors: list[BaseException] = []
+    start = threading.Barrier(8)
+
+    def write(i: int) -> None:
+        start.wait()
+        try:
+            for n in range(200):
+                atomic_write_text(dst, f"{i} {n}")
+        except OSError as e:
+            errors.append(e)
+
+    threads = [threading.Thread(target=write, args=(i,)) for i in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == [] and dst.read_text().endswith(" 199")
+    assert [p.name for p in tmp_path.iterdir()] == ["cache.json"]  # no leftovers

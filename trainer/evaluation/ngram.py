@@ -141,7 +141,7 @@ def cached_baseline(data_dir: Path) -> dict:
         if doc.get("manifest_sha256") == key:
             return doc
     doc = {**baseline(data_dir), "manifest_sha256": key}
-    tmp = cache.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(doc, indent=2))
-    tmp.replace(cache)
+    from trainer.prep.fetch import atomic_write_text
+
+    atomic_write_text(cache, json.dumps(doc, indent=2))  # a service may write two at once
     return doc

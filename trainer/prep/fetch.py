@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import os
 import sys
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -161,6 +162,8 @@ def fetch_verified(
 
 
 def atomic_write_text(dst: Path, text: str) -> None:
-    tmp = dst.with_name(f".{dst.name}.tmp{os.getpid()}")
+    # one temporary name per writer, threads included: two writers of one file must not
+    # rename each other's temporary away
+    tmp = dst.with_name(f".{dst.name}.tmp{os.getpid()}-{threading.get_ident()}")
     tmp.write_text(text, encoding="utf-8")
     os.replace(tmp, dst)
