@@ -54,16 +54,21 @@ def chromium() -> str | None:
 
 def pdf_from_html(html_path: Path, pdf_path: Path, timeout_s: float = 120) -> str | None:
     """Print the page to PDF with headless Chromium when one is installed; returns the
-    converter's name, or None when there is none (the Markdown and HTML are the report)."""
+    converter's name, or None when there is none or it failed (the Markdown and HTML are the
+    report; a PDF is a convenience, never a reason to lose them)."""
     exe = chromium()
+    pdf_path.unlink(missing_ok=True)  # an older PDF must not pass for this one
     if exe is None:
         return None
     with tempfile.TemporaryDirectory() as profile:
-        subprocess.run(
-            [exe, "--headless", "--no-sandbox", "--disable-gpu",
-             "--disable-background-networking", "--disable-component-update",
-             f"--user-data-dir={profile}", "--no-pdf-header-footer",
-             f"--print-to-pdf={pdf_path}", html_path.resolve().as_uri()],
-            check=True, capture_output=True, timeout=timeout_s,
-        )  # fmt: skip
+        try:
+            subprocess.run(
+                [exe, "--headless", "--no-sandbox", "--disable-gpu",
+                 "--disable-background-networking", "--disable-component-update",
+                 f"--user-data-dir={profile}", "--no-pdf-header-footer",
+                 f"--print-to-pdf={pdf_path}", html_path.resolve().as_uri()],
+                check=True, capture_output=True, timeout=timeout_s,
+            )  # fmt: skip
+        except (OSError, subprocess.SubprocessError):
+            return None
     return f"headless Chromium ({Path(exe).name})" if pdf_path.is_file() else None

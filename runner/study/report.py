@@ -356,6 +356,12 @@ def ngram_for(configs: list[dict]) -> dict | None:
     return None
 
 
+def sweep_ngram(engine: Engine, sweep_id: int) -> dict | None:
+    """The n-gram baseline of the data a sweep's runs were tokenized from (None: not here)."""
+    configs = [json.loads(r.spec_json) for r in crud.sweep_runs(engine, sweep_id=sweep_id)[:5]]
+    return ngram_for(configs)
+
+
 def write_tables(
     df: pd.DataFrame,
     curves: dict,
@@ -388,8 +394,7 @@ def _write_report(engine: Engine, sweep_id: int, pricing=None) -> dict:
     sw = crud.get_sweep(engine, sweep_id=sweep_id)
     df, curves = frame_from_ledger(engine, sweep_id)
     out = report_dir(sw)
-    configs = [json.loads(r.spec_json) for r in crud.sweep_runs(engine, sweep_id=sweep_id)[:5]]
-    files = write_tables(df, curves, out, ngram=ngram_for(configs))
+    files = write_tables(df, curves, out, ngram=sweep_ngram(engine, sweep_id))
     files["decisions"] = str(write_decisions(engine, sweep_id))
     files["cost"] = str(write_summary(engine, sweep_id, out, pricing))
     return files
