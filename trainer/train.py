@@ -470,6 +470,8 @@ def _log_train(run: Run, bar: Progress, window: dict, loss_sum: float, gnorm, lr
             "lr": lr,
             "tokens_per_s": tps,
             "grad_norm": float(gnorm) if gnorm is not None else None,
+            # training wall time so far (all attempts): the dashboard's wall-time x axis
+            "elapsed_s": st.elapsed,
         }
     )
     bar.update(st.tokens, st.last_loss, tps)

@@ -1,17 +1,42 @@
-"""Small server-rendered SVG charts: no JavaScript library, no CDN, cheap to cache.
+"""Server-rendered SVG charts: no JavaScript library, no CDN, cheap to cache.
 
-Each function returns an SVG document as a string. Axes are linear (or log-y for curves), with a
-few ticks; series are polylines or dots. Sizes are in CSS pixels; the SVG scales with its box.
+Each function returns a standalone SVG document as a string: colours and fonts are presentation
+attributes, so the same string is inlined in a page (where app.css may restyle it, e.g. in dark
+mode) and served as a download. Sizes are in CSS pixels; the SVG scales with its box, keeping
+its aspect ratio. Log axes are the default for perplexities: one diverged run at PPL 200,000
+would otherwise flatten every real cell into one pixel row. Faded points (killed runs,
+controls) are drawn but do not set the axis limits unless asked to.
 """
 
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from html import escape
 
-PALETTE = ["#2f6fb0", "#c0504d", "#2e7d32", "#8e6bb8", "#d08a1f", "#3a9b9b", "#7f7f7f"]
-W, H = 640, 300
-PAD_L, PAD_R, PAD_T, PAD_B = 64, 16, 28, 40
+from web import labels
+
+PALETTE = ["#2f6fb0", "#c0504d", "#2e7d32", "#8e6bb8", "#b8741a", "#2a8a8a", "#6b6b6b"]
+INK, MUTED, GRID, BOX = "#1d2433", "#5d6578", "#eef0f4", "#c9ced8"
+FONT = 'font-family="system-ui, sans-serif"'
+
+
+@dataclass(frozen=True)
+class Canvas:
+    w: int = 640
+    h: int = 300
+    pad_l: int = 64
+    pad_r: int = 16
+    pad_t: int = 28
+    pad_b: int = 40
+
+    @property
+    def area(self) -> tuple[float, float, float, float]:
+        return (self.pad_l, self.pad_t, self.w - self.pad_r, self.h - self.pad_b)
+
+
+SMALL = Canvas()
+WIDE = Canvas(w=960, h=440, pad_t=48)  # room for a legend row under the title
 
 
 def _ticks(lo: float, hi: float, n: int = 5) -> list[float]:
@@ -30,6 +55,18 @@ def _ticks(lo: float, hi: float, n: int = 5) -> list[float]:
     return out
 
 
+def _log_ticks(lo: float, hi: float) -> list[float]:
+    """1-2-5 ticks per decade inside [lo, hi]; linear ticks when the range is under a decade
+    and holds fewer than three of those."""
+    out = [
+        m * 10.0**k
+        for k in range(math.floor(math.log10(lo)), math.ceil(math.log10(hi)) + 1)
+        for m in (1, 2, 5)
+        if lo <= m * 10.0**k <= hi
+    ]
+    return out if len(out) >= 3 else _ticks(lo, hi, 4)
+
+
 def _fmt(v: float) -> str:
     a = abs(v)
     if a >= 1e6:
@@ -41,78 +78,109 @@ def _fmt(v: float) -> str:
     return f"{v:.3g}"
 
 
-def _frame(title: str, xlabel: str, ylabel: str, note: str = "") -> list[str]:
+def _frame(c: Canvas, title: str, xlabel: str, ylabel: str, note: str = "") -> list[str]:
+    mid_y = (c.pad_t + c.h - c.pad_b) / 2
     return [
-        f'<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {W} {H}" role="img" '
-        f'aria-label="{escape(title)}" class="chart">',
-        f'<text x="{PAD_L}" y="18" class="title">{escape(title)}</text>',
-        f'<text x="{W - PAD_R}" y="18" class="note" text-anchor="end">{escape(note)}</text>',
-        f'<text x="{(PAD_L + W - PAD_R) / 2}" y="{H - 6}" text-anchor="middle" '
-        f'class="label">{escape(xlabel)}</text>',
-        f'<text x="14" y="{(PAD_T + H - PAD_B) / 2}" text-anchor="middle" class="label" '
-        f'transform="rotate(-90 14 {(PAD_T + H - PAD_B) / 2})">{escape(ylabel)}</text>',
+        f'<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {c.w} {c.h}" role="img" '
+        f'aria-label="{escape(title)}" class="chart" {FONT}>',
+        f"<title>{escape(title)}</title>",
+        f'<rect width="{c.w}" height="{c.h}" fill="#fff" class="bg"/>',
+        f'<text x="{c.pad_l}" y="18" class="title" font-size="13" font-weight="600" '
+        f'fill="{INK}">{escape(title)}</text>',
+        f'<text x="{c.w - c.pad_r}" y="{c.h - 6}" class="note" font-size="11" '
+        f'fill="{MUTED}" text-anchor="end">{escape(note)}</text>',
+        f'<text x="{c.pad_l}" y="{c.h - 6}" class="label" font-size="11" '
+        f'fill="{MUTED}">{escape(xlabel)}</text>',
+        f'<text x="14" y="{mid_y}" text-anchor="middle" class="label" font-size="11" '
+        f'fill="{MUTED}" transform="rotate(-90 14 {mid_y})">{escape(ylabel)}</text>',
     ]
 
 
-def _axes(out, xlo, xhi, ylo, yhi, sx, sy, ylog=False):
-    for t in _ticks(xlo, xhi):
-        x = sx(t)
-        out.append(
-            f'<line x1="{x:.1f}" y1="{PAD_T}" x2="{x:.1f}" y2="{H - PAD_B}" '
-            f'class="grid"/><text x="{x:.1f}" y="{H - PAD_B + 14}" '
-            f'text-anchor="middle" class="tick">{_fmt(t)}</text>'
-        )
-    ys = _ticks(math.log10(ylo), math.log10(yhi)) if ylog else _ticks(ylo, yhi)
-    for t in ys:
-        v = 10**t if ylog else t
-        y = sy(v)
-        out.append(
-            f'<line x1="{PAD_L}" y1="{y:.1f}" x2="{W - PAD_R}" y2="{y:.1f}" '
-            f'class="grid"/><text x="{PAD_L - 6}" y="{y + 4:.1f}" text-anchor="end" '
-            f'class="tick">{_fmt(v)}</text>'
-        )
-    out.append(
-        f'<rect x="{PAD_L}" y="{PAD_T}" width="{W - PAD_L - PAD_R}" '
-        f'height="{H - PAD_T - PAD_B}" class="box"/>'
+def _tick(x, y, anchor, v) -> str:
+    return (
+        f'<text x="{x:.1f}" y="{y:.1f}" text-anchor="{anchor}" class="tick" font-size="11" '
+        f'fill="{MUTED}">{_fmt(v)}</text>'
     )
 
 
-def _scales(xs, ys, ylog=False):
-    xlo, xhi = min(xs), max(xs)
-    ylo, yhi = min(ys), max(ys)
-    if xhi == xlo:
-        xlo, xhi = xlo - 1, xhi + 1
-    if ylog:
-        ylo, yhi = max(ylo, 1e-9), max(yhi, ylo * 1.01)
-        lo, hi = math.log10(ylo), math.log10(yhi)
-        pad = (hi - lo) * 0.05 or 0.05
-        lo, hi = lo - pad, hi + pad
-        ylo, yhi = 10**lo, 10**hi
-
-        def sy(v):
-            return H - PAD_B - (math.log10(max(v, 1e-9)) - lo) / (hi - lo) * (H - PAD_T - PAD_B)
-    else:
-        if yhi == ylo:
-            ylo, yhi = ylo - 1, yhi + 1
-        pad = (yhi - ylo) * 0.05
-        ylo, yhi = ylo - pad, yhi + pad
-
-        def sy(v):
-            return H - PAD_B - (v - ylo) / (yhi - ylo) * (H - PAD_T - PAD_B)
-
-    def sx(v):
-        return PAD_L + (v - xlo) / (xhi - xlo) * (W - PAD_L - PAD_R)
-
-    return xlo, xhi, ylo, yhi, sx, sy
-
-
-def empty(title: str, message: str) -> str:
-    out = _frame(title, "", "")
+def _axes(out, c: Canvas, sc: Scales):
+    x0, y0, x1, y1 = c.area
+    xt = _log_ticks(sc.xlo, sc.xhi) if sc.xlog else _ticks(sc.xlo, sc.xhi)
+    for t in xt:
+        x = sc.sx(t)
+        out.append(
+            f'<line x1="{x:.1f}" y1="{y0}" x2="{x:.1f}" y2="{y1}" class="grid" '
+            f'stroke="{GRID}"/>' + _tick(x, y1 + 14, "middle", t)
+        )
+    yt = _log_ticks(sc.ylo, sc.yhi) if sc.ylog else _ticks(sc.ylo, sc.yhi)
+    for t in yt:
+        y = sc.sy(t)
+        out.append(
+            f'<line x1="{x0}" y1="{y:.1f}" x2="{x1}" y2="{y:.1f}" class="grid" '
+            f'stroke="{GRID}"/>' + _tick(x0 - 6, y + 4, "end", t)
+        )
     out.append(
-        f'<text x="{W / 2}" y="{H / 2}" text-anchor="middle" class="empty">'
-        f"{escape(message)}</text></svg>"
+        f'<rect x="{x0}" y="{y0}" width="{x1 - x0}" height="{y1 - y0}" class="box" '
+        f'fill="none" stroke="{BOX}"/>'
+    )
+
+
+@dataclass
+class Scales:
+    c: Canvas
+    xlo: float
+    xhi: float
+    ylo: float
+    yhi: float
+    xlog: bool
+    ylog: bool
+
+    def _t(self, v, lo, hi, log):
+        if log:
+            v, lo, hi = math.log10(max(v, 1e-12)), math.log10(lo), math.log10(hi)
+        return (v - lo) / (hi - lo)
+
+    def sx(self, v: float) -> float:
+        x0, _, x1, _ = self.c.area
+        return x0 + self._t(v, self.xlo, self.xhi, self.xlog) * (x1 - x0)
+
+    def sy(self, v: float) -> float:
+        _, y0, _, y1 = self.c.area
+        return y1 - self._t(v, self.ylo, self.yhi, self.ylog) * (y1 - y0)
+
+    def holds(self, x: float, y: float) -> bool:
+        return self.xlo <= x <= self.xhi and self.ylo <= y <= self.yhi
+
+
+def _range(vs: list[float], log: bool, pad: float = 0.06) -> tuple[float, float]:
+    lo, hi = min(vs), max(vs)
+    if log:
+        lo, hi = math.log10(max(lo, 1e-12)), math.log10(max(hi, 1e-12))
+        p = (hi - lo) * pad or 0.05
+        return 10 ** (lo - p), 10 ** (hi + p)
+    if hi == lo:
+        return lo - 1, hi + 1
+    p = (hi - lo) * pad
+    return lo - p, hi + p
+
+
+def scales(c: Canvas, xs, ys, *, xlog=False, ylog=False, xpad=0.0) -> Scales:
+    xlo, xhi = _range(xs, xlog, xpad)
+    ylo, yhi = _range(ys, ylog)
+    return Scales(c, xlo, xhi, ylo, yhi, xlog, ylog)
+
+
+def empty(title: str, message: str, c: Canvas = SMALL) -> str:
+    out = _frame(c, title, "", "")
+    out.append(
+        f'<text x="{c.w / 2}" y="{c.h / 2}" text-anchor="middle" class="empty" '
+        f'font-size="13" fill="{MUTED}">{escape(message)}</text></svg>'
     )
     return "".join(out)
+
+
+def _positive(s, ylog: bool):
+    return [p for p in s if math.isfinite(p[0]) and math.isfinite(p[1]) and (p[1] > 0 or not ylog)]
 
 
 def lines(
@@ -123,34 +191,38 @@ def lines(
     ylabel: str,
     ylog: bool = False,
     note: str = "",
+    canvas: Canvas = SMALL,
 ) -> str:
-    """Line chart; series = [(label, [(x, y), ...]), ...]."""
-    pts = [p for _, s in series for p in s if math.isfinite(p[1]) and (p[1] > 0 or not ylog)]
+    """Line chart; series = [(label, [(x, y), ...]), ...]. A label starting with 'baseline'
+    is dashed."""
+    pts = [p for _, s in series for p in _positive(s, ylog)]
     if not pts:
-        return empty(title, "no points yet")
-    xlo, xhi, ylo, yhi, sx, sy = _scales([p[0] for p in pts], [p[1] for p in pts], ylog)
-    out = _frame(title, xlabel, ylabel, note)
-    _axes(out, xlo, xhi, ylo, yhi, sx, sy, ylog)
+        return empty(title, "no points yet", canvas)
+    sc = scales(canvas, [p[0] for p in pts], [p[1] for p in pts], ylog=ylog)
+    out = _frame(canvas, title, xlabel, ylabel, note)
+    _axes(out, canvas, sc)
     for i, (label, s) in enumerate(series):
-        s = [p for p in s if math.isfinite(p[1]) and (p[1] > 0 or not ylog)]
-        if not s:
-            continue
+        s = _positive(s, ylog)
         color = PALETTE[i % len(PALETTE)]
-        d = " ".join(f"{sx(x):.1f},{sy(y):.1f}" for x, y in s)
         dash = ' stroke-dasharray="5 3"' if label.startswith("baseline") else ""
-        out.append(
-            f'<polyline points="{d}" fill="none" stroke="{color}" stroke-width="1.8"'
-            f"{dash}><title>{escape(label)}</title></polyline>"
-        )
-        if len(s) == 1:
+        if s:
+            d = " ".join(f"{sc.sx(x):.1f},{sc.sy(y):.1f}" for x, y in s)
             out.append(
-                f'<circle cx="{sx(s[0][0]):.1f}" cy="{sy(s[0][1]):.1f}" r="3" fill="{color}"/>'
+                f'<polyline points="{d}" fill="none" stroke="{color}" stroke-width="1.8"'
+                f' class="series" data-series="{escape(label)}"{dash}>'
+                f"<title>{escape(label)}</title></polyline>"
             )
-        ly = PAD_T + 14 + 14 * i
+            if len(s) == 1:
+                out.append(
+                    f'<circle cx="{sc.sx(s[0][0]):.1f}" cy="{sc.sy(s[0][1]):.1f}" r="3" '
+                    f'fill="{color}"/>'
+                )
+        lx = canvas.w - canvas.pad_r - 170
+        ly = canvas.pad_t + 14 + 14 * i
         out.append(
-            f'<line x1="{W - PAD_R - 150}" y1="{ly - 4}" x2="{W - PAD_R - 134}" '
-            f'y2="{ly - 4}" stroke="{color}" stroke-width="2"{dash}/>'
-            f'<text x="{W - PAD_R - 130}" y="{ly}" class="legend">{escape(label)}</text>'
+            f'<line x1="{lx}" y1="{ly - 4}" x2="{lx + 16}" y2="{ly - 4}" stroke="{color}" '
+            f'stroke-width="2"{dash}/><text x="{lx + 20}" y="{ly}" class="legend" '
+            f'font-size="11" fill="{MUTED}">{escape(label)}</text>'
         )
     out.append("</svg>")
     return "".join(out)
@@ -163,44 +235,115 @@ def scatter(
     xlabel: str,
     ylabel: str,
     front: list[int] = (),
+    ylog: bool = False,
+    show_all: bool = False,
     note: str = "",
+    canvas: Canvas = WIDE,
 ) -> str:
-    """points: [{"x", "y", "label", "err"?, "group"?}]; `front` indices are joined in red."""
+    """points: [{"x", "y", "label", "err"?, "group"?, "faded"?}]; `front` indices (into the
+    finite points) are joined by a dashed line. Faded points are drawn pale and left out of
+    the axis limits (unless `show_all`); those outside the limits are counted in the note."""
     pts = [p for p in points if math.isfinite(p["x"]) and math.isfinite(p["y"])]
+    if ylog:
+        pts = [p for p in pts if p["y"] > 0]
     if not pts:
-        return empty(title, "no finished runs yet")
-    ys = [p["y"] + p.get("err", 0) for p in pts] + [p["y"] - p.get("err", 0) for p in pts]
-    xlo, xhi, ylo, yhi, sx, sy = _scales([p["x"] for p in pts], ys)
-    out = _frame(title, xlabel, ylabel, note)
-    _axes(out, xlo, xhi, ylo, yhi, sx, sy)
+        return empty(title, "no finished runs yet", canvas)
+    solid = [p for p in pts if not p.get("faded")]
+    limit_pts = pts if show_all or not solid else solid
+
+    def lo_hi(p):
+        err = p.get("err") or 0
+        lo = p["y"] - err
+        return [p["y"] + err, lo if lo > 0 or not ylog else p["y"]]
+
+    sc = scales(
+        canvas,
+        [p["x"] for p in limit_pts],
+        [v for p in limit_pts for v in lo_hi(p)],
+        ylog=ylog,
+        xpad=0.08,
+    )
+    shown = [p for p in pts if sc.holds(p["x"], p["y"])]
+    off = len(pts) - len(shown)
+    if off and not note:
+        note = f"{off} faded point{'s' if off > 1 else ''} off the axes (show all)"
+    out = _frame(canvas, title, xlabel, ylabel, note)
+    _axes(out, canvas, sc)
     groups = sorted({p.get("group", "") for p in pts})
-    for p in pts:
+    xy = [(sc.sx(p["x"]), sc.sy(p["y"])) for p in shown]
+    placed = labels.place(
+        [(x, y, p["label"]) for (x, y), p in zip(xy, shown, strict=True)], canvas.area
+    )
+    for p, (x, y), lab in zip(shown, xy, placed, strict=True):
         color = PALETTE[groups.index(p.get("group", "")) % len(PALETTE)]
-        x, y = sx(p["x"]), sy(p["y"])
+        fade = ' opacity="0.35" class="faded"' if p.get("faded") else ""
         if p.get("err"):
+            lo = max(p["y"] - p["err"], sc.ylo)
+            hi = min(p["y"] + p["err"], sc.yhi)
             out.append(
-                f'<line x1="{x:.1f}" y1="{sy(p["y"] - p["err"]):.1f}" x2="{x:.1f}" '
-                f'y2="{sy(p["y"] + p["err"]):.1f}" stroke="{color}"/>'
+                f'<line x1="{x:.1f}" y1="{sc.sy(lo):.1f}" x2="{x:.1f}" y2="{sc.sy(hi):.1f}" '
+                f'stroke="{color}"{fade}/>'
             )
         out.append(
-            f'<circle cx="{x:.1f}" cy="{y:.1f}" r="4" fill="{color}">'
+            f'<circle cx="{x:.1f}" cy="{y:.1f}" r="4" fill="{color}"{fade}>'
             f"<title>{escape(p['label'])}: {p['y']:.2f}</title></circle>"
-            f'<text x="{x + 6:.1f}" y="{y - 6:.1f}" class="point">'
-            f"{escape(p['label'])}</text>"
+        )
+        if lab is None:
+            continue
+        if lab.leader:
+            x1, y1, x2, y2 = lab.leader
+            out.append(
+                f'<line x1="{x1:.1f}" y1="{y1:.1f}" x2="{x2:.1f}" y2="{y2:.1f}" '
+                f'stroke="{BOX}" class="leader"/>'
+            )
+        out.append(
+            f'<text x="{lab.x:.1f}" y="{lab.y:.1f}" text-anchor="{lab.anchor}" class="point" '
+            f'font-size="{labels.FONT_PX}" fill="{MUTED}"{fade}>{escape(p["label"])}</text>'
         )
     if front:
         f = sorted((pts[i] for i in front if i < len(pts)), key=lambda p: p["x"])
-        d = " ".join(f"{sx(p['x']):.1f},{sy(p['y']):.1f}" for p in f)
+        f = [p for p in f if sc.holds(p["x"], p["y"])]
+        d = " ".join(f"{sc.sx(p['x']):.1f},{sc.sy(p['y']):.1f}" for p in f)
         out.append(
             f'<polyline points="{d}" fill="none" stroke="#c0504d" stroke-width="1.5" '
-            f'stroke-dasharray="4 3"><title>Pareto front</title></polyline>'
+            f'stroke-dasharray="4 3" class="front"><title>Pareto front</title></polyline>'
         )
-    for i, g in enumerate(groups):
-        if g:
-            out.append(
-                f'<circle cx="{W - PAD_R - 140}" cy="{PAD_T + 10 + 14 * i}" r="4" '
-                f'fill="{PALETTE[i % len(PALETTE)]}"/><text x="{W - PAD_R - 132}" '
-                f'y="{PAD_T + 14 + 14 * i}" class="legend">{escape(g)}</text>'
-            )
+    legend = [g for g in groups if g]
+    for i, g in enumerate(legend):
+        # the legend is a row above the plot, right-aligned, so it never hides a point
+        lx = canvas.w - canvas.pad_r - 110 * (len(legend) - i)
+        color = PALETTE[groups.index(g) % len(PALETTE)]
+        ly = canvas.pad_t - 14
+        out.append(
+            f'<circle cx="{lx + 4}" cy="{ly - 4}" r="4" fill="{color}"/>'
+            f'<text x="{lx + 12}" y="{ly}" class="legend" font-size="11" fill="{MUTED}">'
+            f"{escape(g)}</text>"
+        )
     out.append("</svg>")
     return "".join(out)
+
+
+def lines_table(series, *, xlabel: str, ylabel: str, per_series: int = 40) -> dict:
+    """The data of a line chart as a table (under the chart, in <details>): each series thinned
+    to about `per_series` evenly spaced points, its last one kept."""
+    rows = []
+    for label, s in series:
+        step = max(1, math.ceil(len(s) / per_series))
+        keep = s[::step] + ([s[-1]] if s and (len(s) - 1) % step else [])
+        rows += [(label, _fmt(x), f"{y:.4g}") for x, y in keep]
+    return {"columns": ("series", xlabel, ylabel), "rows": rows}
+
+
+def points_table(points: list[dict], *, xlabel: str, ylabel: str) -> dict:
+    rows = [
+        (
+            p["label"],
+            p.get("group", ""),
+            f"{p['x']:.4g}",
+            f"{p['y']:.4g}",
+            f"{p['err']:.3g}" if p.get("err") else "",
+            "faded (killed or control)" if p.get("faded") else "",
+        )
+        for p in sorted(points, key=lambda p: p["y"])
+    ]
+    return {"columns": ("point", "group", xlabel, ylabel, "± std", "drawn"), "rows": rows}

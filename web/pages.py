@@ -1,82 +1,44 @@
 """The dashboard: Jinja pages over the ledger, served by the same FastAPI app.
 
-Pages render completely on the server (tables work with JavaScript off); a small script polls
-HTML fragments to update them live. Charts are inline SVG from `web.charts`, cached per run
-(on the app) and invalidated whenever the run gets a new point or changes state. Every asset is
-served by the app (no CDN). This package only reads, through runner's read functions; a run's
-architecture is the plan stored with it, so the dashboard never runs the planner.
+Pages render completely on the server (tables and charts work with JavaScript off); a small
+script polls HTML fragments to update them live, and fragments answer 304 while nothing
+changed. Charts are inline SVG from `web.charts`, cached per run (on the app) and invalidated
+whenever the run gets a new point or changes state. Every asset is served by the app (no CDN).
+This package reads through runner's read functions; the only writes are the API's own admin
+routes, called by the page's script with a token the user typed (web/static/live.js).
 """
 
 from __future__ import annotations
 
-import math
-import time
 from pathlib import Path
-from typing import Annotated
 
 from fastapi import APIRouter, HTTPException, Request
-from fastapi import Path as FastAPIPath
-from fastapi.responses import FileResponse, HTMLResponse, Response
-from fastapi.templating import Jinja2Templates
+from fastapi.responses import FileResponse, HTMLResponse
 
+from runner.launch.cost import sweep_cost, what_if_accelerator
 from runner.ledger import crud, queries
-from runner.ledger.models import STATUSES
+from runner.ledger.crud import REQUEUABLE
+from runner.ledger.models import ACTIVE, STATUSES
 from runner.study import promotion
 from runner.study.plan_spec import PHASE1
 from runner.study.results import ledger_rows
-from runner.study.stats import finalist_stats, pareto_front
-from web import charts
-
-HERE = Path(__file__).parent
-templates = Jinja2Templates(directory=str(HERE / "templates"))
-router = APIRouter(include_in_schema=False)
-MAX_ID = 2**62  # ids beyond SQLite's integers are refused (422), never looked up
-Id = Annotated[int, FastAPIPath(ge=1, le=MAX_ID)]
-STATIC = {"app.css": "text/css", "live.js": "text/javascript", "favicon.svg": "image/svg+xml"}
-
-
-def _fmt_tokens(n) -> str:
-    if n is None:
-        return "-"
-    return f"{n / 1e6:.2f}M" if n >= 1e6 else f"{n / 1e3:.0f}k" if n >= 1e3 else str(n)
-
-
-def _fmt_s(s) -> str:
-    if s is None or not math.isfinite(s):
-        return "-"
-    s = int(s)
-    return f"{s // 3600}h{s % 3600 // 60:02d}m" if s >= 3600 else f"{s // 60}m{s % 60:02d}s"
-
-
-def _number(v) -> bool:
-    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
-
-
-def _num(v, digits=2) -> str:
-    """A number for a table; '-' for anything else (a result document may lack a field)."""
-    return f"{v:,.{digits}f}" if _number(v) else "-"
-
-
-def _pct(v) -> str:
-    return _num(100 * v, 1) if _number(v) else "-"
-
-
-def _mib(v) -> str:
-    return _num(v / 2**20, 0) if _number(v) else "-"
-
-
-templates.env.filters.update(
-    tokens=_fmt_tokens,
-    dur=_fmt_s,
-    num=_num,
-    pct=_pct,
-    mib=_mib,
-    when=lambda t: time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(t)) if t else "-",
+from runner.study.stats import finalist_stats
+from web import charts, compare, sweep_view
+from web.render import (
+    HERE,
+    Id,
+    an_id,
+    bad_request,
+    engine_of,
+    etag_of,
+    fresh,
+    not_found,
+    templates,
 )
 
-
-def _engine(request: Request):
-    return request.app.state.engine
+router = APIRouter(include_in_schema=False)
+router.include_router(compare.router)
+STATIC = {"app.css": "text/css", "live.js": "text/javascript", "favicon.svg": "image/svg+xml"}
 
 
 @router.get("/static/{name}")
@@ -90,35 +52,38 @@ def static(name: str):
     )
 
 
-def _an_id(text: str | None) -> bool:
-    """A ledger id in a query string: ASCII digits ('²'.isdigit() is true too) within range."""
-    return bool(text) and text.isascii() and text.isdigit() and 1 <= int(text) <= MAX_ID
-
-
 def _filters(request: Request) -> dict:
     q = request.query_params
     sweep = q.get("sweep")
     return {
-        "sweep": int(sweep) if _an_id(sweep) else None,
+        "sweep": int(sweep) if an_id(sweep) else None,
         "phase": q.get("phase") or None,
         "status": q.get("status") if q.get("status") in STATUSES else None,
     }
 
 
+def _selected(request: Request) -> list[int]:
+    """The runs ticked for comparison (`sel=1,5`): the page's selection lives in its URL."""
+    raw = (request.query_params.get("sel") or "").split(",")
+    return [int(p) for p in raw if an_id(p.strip())][: compare.MAX_RUNS]
+
+
 @router.get("/", response_class=HTMLResponse)
 def overview(request: Request):
-    engine = _engine(request)
+    engine = engine_of(request)
     f = _filters(request)
     runs, total = queries.runs_page(engine, **f)
     return templates.TemplateResponse(
         request,
         "overview.html",
         {
+            "runs_etag": etag_of(queries.runs_version(engine), str(request.query_params)),
             "runs": runs,
             "total": total,
             "sweeps": queries.sweeps_overview(engine),
             "filters": f,
             "statuses": STATUSES,
+            "selected": _selected(request),
             "sample": queries.has_sample_results(engine),
             "api": str(request.base_url).rstrip("/") + "/api/v1",
         },
@@ -127,14 +92,28 @@ def overview(request: Request):
 
 @router.get("/fragments/runs", response_class=HTMLResponse)
 def runs_fragment(request: Request):
-    f = _filters(request)
-    runs, total = queries.runs_page(_engine(request), **f)
-    return templates.TemplateResponse(request, "_runs_rows.html", {"runs": runs, "total": total})
+    engine = engine_of(request)
+    etag = etag_of(queries.runs_version(engine), str(request.query_params))
+    if (cached := fresh(request, etag)) is not None:
+        return cached
+    runs, total = queries.runs_page(engine, **_filters(request))
+    return templates.TemplateResponse(
+        request,
+        "_runs_rows.html",
+        {"runs": runs, "total": total, "selected": _selected(request)},
+        headers={"ETag": etag, "Cache-Control": "no-cache"},
+    )
+
+
+def _view(request: Request) -> tuple[bool, bool]:
+    """(log-scale PPL axes, show faded points too): log and hidden outliers by default."""
+    q = request.query_params
+    return q.get("scale") != "linear", q.get("all") == "1"
 
 
 @router.get("/sweeps/{sweep_id}", response_class=HTMLResponse)
 def sweep_page(request: Request, sweep_id: Id):
-    engine = _engine(request)
+    engine = engine_of(request)
     try:
         sw = crud.get_sweep(engine, sweep_id=sweep_id)
     except crud.NotFound:
@@ -143,12 +122,21 @@ def sweep_page(request: Request, sweep_id: Id):
     p1 = [r for r in runs if r.phase in PHASE1]
     ranked = promotion.rank_cells(p1, crud.results_for(engine, run_ids=[r.id for r in p1]))
     axes = {axis: promotion.axis_cells(ranked, axis) for axis in promotion.AXES}
-    fin = _finalists(engine, sweep_id)
+    fin = finalist_stats(ledger_rows(engine, sweep_id))
     evs = queries.event_dicts(engine, sweep_id=sweep_id)
     decisions = [
         e for e in evs if e["kind"] in ("promotion", "infeasible", "sweep", "report", "budget")
     ]
     kills = [e for e in evs if e["kind"] == "kill"]
+    ylog, show_all = _view(request)
+    pts = sweep_view.chart_points(axes, ranked, fin)
+    figs = {}
+    for name in sweep_view.CHARTS:
+        svg = sweep_view.render(name, pts[name], ylog=ylog, show_all=show_all)
+        xlabel = "latency ms" if name == "pareto" else f"achieved {name}"
+        table = charts.points_table(pts[name], xlabel=xlabel, ylabel="dev word PPL")
+        figs[name] = {"svg": svg, "table": table, "slug": f"sweep{sweep_id}-{name}"}
+    finalist_runs = [r.id for r in runs if r.phase == "finalists"]
     return templates.TemplateResponse(
         request,
         "sweep.html",
@@ -156,64 +144,18 @@ def sweep_page(request: Request, sweep_id: Id):
             "sweep": sw,
             "runs": runs,
             "axes": axes,
+            "axis_runs": {a: [i for c in cells for i in c["runs"]] for a, cells in axes.items()},
+            "finalist_runs": finalist_runs[: compare.MAX_RUNS],
             "finalists": fin,
             "decisions": decisions,
             "kills": kills,
-            "charts": _sweep_charts(axes, ranked, fin),
+            "charts": figs,
+            "ylog": ylog,
+            "show_all": show_all,
+            "max_compare": compare.MAX_RUNS,
             "sample": queries.has_sample_results(engine),
         },
     )
-
-
-def _finalists(engine, sweep_id: int) -> list[dict]:
-    return finalist_stats(ledger_rows(engine, sweep_id))
-
-
-def _sweep_charts(axes: dict[str, list[dict]], ranked: list[dict], fin: list[dict]) -> dict:
-    out = {}
-    for knob, label in (
-        ("embedding_ratio", "embedding share"),
-        ("glu_expansion", "SwiGLU expansion"),
-    ):
-        pts = [
-            {
-                "x": c["config"]["model"][knob],
-                "y": c["dev_ppl"],
-                "label": c["cell"],
-                "err": c["dev_ppl_std"],
-                "group": "killed" if c["killed"] else "ranking",
-            }
-            for c in axes[knob]
-            if math.isfinite(c["dev_ppl"])
-        ]
-        pts += [
-            {
-                "x": f[knob],
-                "y": f["dev_ppl_mean"],
-                "label": f["cell"],
-                "err": f["dev_ppl_std"],
-                "group": "finalists",
-            }
-            for f in fin
-            if promotion.on_axis(knob, f.get("axis"), False) and math.isfinite(f["dev_ppl_mean"])
-        ]
-        out[knob] = charts.scatter(
-            f"dev PPL vs {label}", pts, xlabel=label, ylabel="dev word-level PPL"
-        )
-    pts = [
-        {"x": c["latency_ms"], "y": c["dev_ppl"], "label": c["cell"], "group": c["axis"]}
-        for c in ranked
-        if math.isfinite(c["latency_ms"]) and math.isfinite(c["dev_ppl"])
-    ]
-    front = pareto_front([(p["x"], p["y"]) for p in pts])
-    out["pareto"] = charts.scatter(
-        "latency vs PPL (Pareto front dashed)",
-        pts,
-        xlabel="batch-1 latency at seq 128 (ms)",
-        ylabel="dev word-level PPL",
-        front=front,
-    )
-    return out
 
 
 class ChartCache:
@@ -243,23 +185,27 @@ def _chart_cache(request: Request) -> ChartCache:
 
 
 def _render_run_charts(engine, run_id: int, baseline_id: int | None) -> dict:
-    loss = queries.series(engine, run_id, "train/loss")
-    dev = queries.series(engine, run_id, "dev/word_ppl")
-    dev_series = [(f"run {run_id}", dev)]
+    loss = [(f"run {run_id}", queries.series(engine, run_id, "train/loss"))]
+    dev = [(f"run {run_id}", queries.series(engine, run_id, "dev/word_ppl"))]
     if baseline_id is not None:
-        dev_series.append(
+        dev.append(
             (f"baseline (run {baseline_id})", queries.series(engine, baseline_id, "dev/word_ppl"))
         )
     return {
-        "loss": charts.lines(
-            "train loss",
-            [(f"run {run_id}", loss)],
-            xlabel="tokens seen",
-            ylabel="loss (nats/token)",
-        ),
-        "dev": charts.lines(
-            "dev word-level PPL", dev_series, xlabel="tokens seen", ylabel="PPL", ylog=True
-        ),
+        "loss": {
+            "svg": charts.lines(
+                "train loss", loss, xlabel="tokens seen", ylabel="loss (nats/token)"
+            ),
+            "table": charts.lines_table(loss, xlabel="tokens", ylabel="loss"),
+            "slug": f"run{run_id}-train-loss",
+        },
+        "dev": {
+            "svg": charts.lines(
+                "dev word-level PPL", dev, xlabel="tokens seen", ylabel="PPL (log)", ylog=True
+            ),
+            "table": charts.lines_table(dev, xlabel="tokens", ylabel="dev word PPL"),
+            "slug": f"run{run_id}-dev-ppl",
+        },
     }
 
 
@@ -269,14 +215,18 @@ def _baseline_of(engine, run: dict) -> int | None:
     return queries.baseline_run(engine, sweep_id=run["sweep_id"], phase=run["phase"])
 
 
+def _run_version(engine, run: dict) -> tuple[tuple, int | None]:
+    base = _baseline_of(engine, run)
+    return (
+        queries.version(engine, run["id"]),
+        queries.version(engine, base) if base is not None else None,
+    ), base
+
+
 def run_charts(engine, cache: ChartCache, run: dict) -> dict:
     """Cached per run; the key is the run's (and its baseline's) version, so a new point or a
     state change re-renders them."""
-    base = _baseline_of(engine, run)
-    version = (
-        queries.version(engine, run["id"]),
-        queries.version(engine, base) if base is not None else None,
-    )
+    version, base = _run_version(engine, run)
     return cache.get(
         (run["id"], base), version, lambda: _render_run_charts(engine, run["id"], base)
     )
@@ -295,7 +245,7 @@ def _log_tail(run: dict, lines: int = 40) -> str:
 
 @router.get("/runs/{run_id}", response_class=HTMLResponse)
 def run_page(request: Request, run_id: Id):
-    engine = _engine(request)
+    engine = engine_of(request)
     run = queries.run_detail(engine, run_id)
     if run is None:
         return not_found(request, f"There is no run {run_id}.")
@@ -314,39 +264,64 @@ def param_table(plan: dict | None) -> list[tuple[str, int, float]] | None:
 
 
 def _run_context(request: Request, run: dict) -> dict:
-    engine = _engine(request)
+    engine = engine_of(request)
     result = run["result"] if isinstance(run["result"], dict) else {}
     plan = run["plan"] or result.get("plan")
+    version, base = _run_version(engine, run)
     return {
+        "live_etag": etag_of(version, run["status"], run["tokens_seen"]),
         "run": run,
         "plan": plan,
         "param_table": param_table(plan),
         "charts": run_charts(engine, _chart_cache(request), run),
         "events": queries.event_dicts(engine, run_id=run["id"]),
         "log": _log_tail(run),
-        "baseline": _baseline_of(engine, run),
+        "baseline": base,
+        "can_cancel": run["status"] in (*ACTIVE, "queued"),
+        "can_requeue": run["status"] in REQUEUABLE,
         "sample": bool((result.get("provenance") or {}).get("sample")),
     }
 
 
 @router.get("/fragments/runs/{run_id}", response_class=HTMLResponse)
 def run_fragment(request: Request, run_id: Id):
-    engine = _engine(request)
+    engine = engine_of(request)
     run = queries.run_detail(engine, run_id)
     if run is None:
         raise HTTPException(404, f"no run {run_id}")
-    return templates.TemplateResponse(request, "_run_live.html", _run_context(request, run))
+    etag = etag_of(_run_version(engine, run)[0], run["status"], run["tokens_seen"])
+    if (cached := fresh(request, etag)) is not None:
+        return cached
+    ctx = _run_context(request, run)
+    return templates.TemplateResponse(
+        request,
+        "_run_live.html",
+        ctx,
+        headers={"ETag": ctx["live_etag"], "Cache-Control": "no-cache"},
+    )
 
 
 @router.get("/cost", response_class=HTMLResponse)
 def cost_page(request: Request):
-    engine = _engine(request)
+    engine = engine_of(request)
+    pricing = request.app.state.pricing
+    try:
+        acc = what_if_accelerator(pricing, request.query_params.get("what_if") or None)
+    except ValueError as e:
+        return bad_request(request, f"what_if: {e}")
+    sweeps = queries.sweeps_overview(engine)
+    per_sweep = [
+        {"sweep": s, "cost": sweep_cost(engine, s["id"], pricing, what_if=acc)} for s in sweeps
+    ]
     return templates.TemplateResponse(
         request,
         "cost.html",
-        {"cost": queries.cost_overview(engine), "sweeps": queries.sweeps_overview(engine)},
+        {
+            "cost": queries.cost_overview(engine),
+            "sweeps": per_sweep,
+            "what_if": acc,
+            "accelerators": sorted(pricing.table["accelerators"]),
+            "pricing": pricing,
+            "sample": queries.has_sample_results(engine),
+        },
     )
-
-
-def not_found(request: Request, message: str) -> Response:
-    return templates.TemplateResponse(request, "404.html", {"message": message}, status_code=404)

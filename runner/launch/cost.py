@@ -11,6 +11,7 @@ a source and region per row; PAX_PRICES overrides). Local CPU runs cost nothing.
 from __future__ import annotations
 
 import json
+import time
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
@@ -24,6 +25,9 @@ from trainer.prep.fetch import atomic_write_text
 
 DEFAULT_TABLE = resources.files("runner.launch") / "prices.yaml"  # shipped with the package
 DEFAULT_TOKENS_PER_S = 20_000.0  # forecast fallback before any run has reported a speed
+# The GPU a "what would this sweep cost" forecast assumes when the service runs on CPU: the
+# class the study's runbook budgets for. Any row of the price table can be asked for instead.
+DEFAULT_WHAT_IF = "H100"
 
 
 def load_table(path: Path | None = None) -> dict:
@@ -169,9 +173,92 @@ def measured_tokens_per_s(
     ) or queries.measured_tokens_per_s(engine, accelerator=accelerator)
 
 
-def sweep_cost(engine: Engine, sweep_id: int, pricing: Pricing | None = None) -> dict:
-    """Spent per run, phase and attempt; and, given the pricing, the forecast of the whole
-    sweep next to it (one function, so the API, COST_SUMMARY.json and the dashboard agree)."""
+def what_if_accelerator(pricing: Pricing, asked: str | None = None) -> str:
+    """The GPU a what-if forecast is for: `asked` (a row of the price table), else the
+    service's own GPU, else DEFAULT_WHAT_IF (else the table's first row)."""
+    rows = pricing.table["accelerators"]
+    if asked:
+        if asked not in rows:
+            raise ValueError(f"accelerator={asked!r} has no price: choose one of {sorted(rows)}")
+        return asked
+    if pricing.accelerator:
+        return pricing.accelerator
+    return DEFAULT_WHAT_IF if DEFAULT_WHAT_IF in rows else next(iter(rows))
+
+
+def usage_hours(attempts: list[dict], t_now: float) -> dict:
+    """Compute actually used: wall hours of attempts on CPU, and GPU-hours per GPU (an attempt
+    still running counts up to now)."""
+    cpu, gpu = 0.0, {}
+    for a in attempts:
+        secs = a["seconds"] if a["ended_at"] is not None else max(0.0, t_now - a["started_at"])
+        if a["accelerator"]:
+            gpu[a["accelerator"]] = gpu.get(a["accelerator"], 0.0) + secs / 3600 * a["gpus"]
+        else:
+            cpu += secs / 3600
+    return {"cpu_hours": cpu, "gpu_hours": gpu}
+
+
+def _what_if(engine, sweep_id, runs, spent, budget, pricing: Pricing, acc: str) -> dict:
+    """This sweep on `acc` (spot, as managed jobs run): every phase's tokens at the speed
+    measured on that GPU (else its prior), one cloud start-up per run; and which queued runs a
+    budget cap would refuse, in the order they would be claimed."""
+    tps = measured_tokens_per_s(engine, sweep_id, acc)
+
+    def usd(tokens, jobs):
+        return pricing.forecast(tokens, accelerator=acc, spot=True, tokens_per_s=tps, jobs=jobs)
+
+    phases = {}
+    for r in runs:
+        p = phases.setdefault(r["phase"] or "-", {"runs": 0, "tokens": 0, "left_tokens": 0})
+        p["runs"] += 1
+        p["tokens"] += r["max_tokens"]
+        if r["status"] not in FINISHED:
+            p["left_tokens"] += max(0, r["max_tokens"] - r["tokens_seen"])
+    for p in phases.values():
+        p["usd"] = usd(p["tokens"], p["runs"])["usd"]
+        p["remaining_usd"] = usd(p["left_tokens"], 0)["usd"]
+    whole = usd(sum(r["max_tokens"] for r in runs), len(runs))
+    active = [r for r in runs if r["status"] in ACTIVE]
+    pending = sum(max(0, r["max_tokens"] - r["tokens_seen"]) for r in active)
+    queued = sorted(
+        (r for r in runs if r["status"] == "queued"), key=lambda r: (-r["priority"], r["id"])
+    )
+    refused, jobs = [], 0
+    for r in queued:
+        pending += max(0, r["max_tokens"] - r["tokens_seen"])
+        jobs += 1
+        if budget and spent + usd(pending, jobs)["usd"] > budget:
+            refused.append(r["id"])
+    remaining = usd(pending, jobs)["usd"]
+    return {
+        "accelerator": acc,
+        "spot": True,
+        "price_per_hour": whole["price_per_hour"],
+        "price_source": whole["price_source"],
+        "tokens_per_s": whole["tokens_per_s"],
+        "tokens_per_s_source": whole["tokens_per_s_source"],
+        "whole_sweep_usd": whole["usd"],
+        "remaining_usd": remaining,
+        "phases": phases,
+        "budget_share": (spent + remaining) / budget if budget else None,
+        "whole_budget_share": whole["usd"] / budget if budget else None,
+        "would_refuse": refused,
+    }
+
+
+def sweep_cost(
+    engine: Engine,
+    sweep_id: int,
+    pricing: Pricing | None = None,
+    *,
+    what_if: str | None = None,
+    t_now: float | None = None,
+) -> dict:
+    """Spent per run, phase and attempt, and the compute actually used; given the pricing, the
+    forecast of the whole sweep on the service's own GPU, and what it would cost on a cloud GPU
+    (`what_if`, default `what_if_accelerator`) against its budget (one function, so the API,
+    COST_SUMMARY.json and the dashboard agree)."""
     runs, budget = queries.sweep_cost_rows(engine, sweep_id=sweep_id)
     phases: dict[str, dict] = {}
     for r in runs:
@@ -189,6 +276,7 @@ def sweep_cost(engine: Engine, sweep_id: int, pricing: Pricing | None = None) ->
         "runs": runs,
         "attempts": queries.attempt_rows(engine, sweep_id=sweep_id),
     }
+    out["usage"] = usage_hours(out["attempts"], time.time() if t_now is None else t_now)
     if pricing is not None:
         acc = pricing.accelerator
         tps = measured_tokens_per_s(engine, sweep_id, acc)
@@ -212,6 +300,8 @@ def sweep_cost(engine: Engine, sweep_id: int, pricing: Pricing | None = None) ->
             "tokens_per_s": whole["tokens_per_s"],
             "tokens_per_s_source": whole["tokens_per_s_source"],
         }
+        acc_if = what_if_accelerator(pricing, what_if)
+        out["what_if"] = _what_if(engine, sweep_id, runs, spent, budget, pricing, acc_if)
     return out
 
 

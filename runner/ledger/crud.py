@@ -288,6 +288,36 @@ def cancel_run(engine: Engine, *, run_id: int, pricing: Prices | None) -> Run:
         return run
 
 
+REQUEUABLE = ("failed", "lost", "cancelled")
+
+
+def requeue_run(engine: Engine, *, run_id: int, pricing: Prices | None) -> Run:
+    """A failed, lost or cancelled run back in the queue, by a user's request (recorded as an
+    event). Not a run of a finished sweep: its report is already written."""
+    with write_session(engine) as s:
+        run = lock_run(s, run_id)
+        if run is None:
+            raise NotFound(f"run {run_id} does not exist")
+        if run.status not in REQUEUABLE:
+            raise Conflict(
+                f"run {run_id} is {run.status}; requeue applies to {', '.join(REQUEUABLE)} runs"
+            )
+        if run.sweep_id is not None:
+            sweep = s.get(Sweep, run.sweep_id)
+            if sweep is not None and sweep.status != "active":
+                raise Conflict(
+                    f"run {run_id} belongs to sweep {run.sweep_id}, which is {sweep.status}; "
+                    "submit a new run instead"
+                )
+        _transition(s, run, "queued", "requeued by the user", pricing, token_hash=None)
+        run.finished_at = None
+        run.exit_reason = None
+        run.stop_reason = None
+        s.commit()
+        s.refresh(run)
+        return run
+
+
 # A lease is lost only if nothing was heard since it was judged lost: a heartbeat that lands
 # between the scheduler's read and its requeue keeps the run (and the row is locked from here on).
 LEASE_LAPSED = text(

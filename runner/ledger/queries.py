@@ -113,6 +113,22 @@ def runs_page(
     return out, int(total)
 
 
+def runs_version(engine: Engine) -> tuple:
+    """Changes whenever anything a run list shows changes (a run's state or progress, a new
+    latest point): the live list's ETag. Aggregates over runs and latest_metrics, never over
+    the points themselves."""
+    with engine.connect() as conn:
+        runs = conn.execute(
+            select(func.count(), func.max(R.updated_at), func.sum(R.tokens_seen))
+        ).one()
+        latest = conn.execute(
+            select(func.count(), func.coalesce(func.sum(L.step), 0)).select_from(
+                LatestMetric.__table__
+            )
+        ).one()
+    return (*runs, *latest)
+
+
 def sweeps_overview(engine: Engine) -> list[dict]:
     q = (
         select(
@@ -286,18 +302,28 @@ def curve(engine: Engine, run_id: int, name: str) -> list[tuple[int, float]]:
     return [(int(t), float(v)) for t, v in rows]
 
 
-def series(
+def series_points(
     engine: Engine, run_id: int, name: str, max_points: int = 400
-) -> list[tuple[float, float]]:
-    """(tokens, value) of one metric by step, evenly thinned to about `max_points` (last kept)."""
+) -> list[tuple[int, int, float]]:
+    """(step, tokens, value) of one metric by step, evenly thinned to about `max_points` (first
+    and last kept)."""
     with engine.connect() as conn:
         rows = conn.execute(
-            select(P.tokens, P.value).where(P.run_id == run_id, P.name == name).order_by(P.step)
+            select(P.step, P.tokens, P.value)
+            .where(P.run_id == run_id, P.name == name)
+            .order_by(P.step)
         ).all()
     if len(rows) > max_points:
         stride = len(rows) / max_points
         rows = [rows[int(i * stride)] for i in range(max_points)] + [rows[-1]]
-    return [(float(t), float(v)) for t, v in rows]
+    return [(int(s), int(t), float(v)) for s, t, v in rows]
+
+
+def series(
+    engine: Engine, run_id: int, name: str, max_points: int = 400
+) -> list[tuple[float, float]]:
+    """(tokens, value) of one metric by step, thinned like `series_points`."""
+    return [(float(t), v) for _, t, v in series_points(engine, run_id, name, max_points)]
 
 
 def version(engine: Engine, run_id: int) -> tuple:
@@ -413,6 +439,8 @@ def sweep_cost_rows(engine: Engine, *, sweep_id: int) -> tuple[list[dict], float
         "cost_usd",
         "max_tokens",
         "tokens_seen",
+        "priority",
+        "cell",
     )
     with engine.connect() as conn:
         rows = conn.execute(
@@ -426,6 +454,8 @@ def sweep_cost_rows(engine: Engine, *, sweep_id: int) -> tuple[list[dict], float
                 R.cost_usd,
                 R.max_tokens,
                 R.tokens_seen,
+                R.priority,
+                R.cell,
             )
             .where(R.sweep_id == sweep_id)
             .order_by(R.id)

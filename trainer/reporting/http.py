@@ -33,7 +33,7 @@ def to_points(record: dict) -> list[dict]:
     """metrics.jsonl events -> metric points named like 'train/loss' or 'dev/token_ppl'."""
     kind = record.get("event")
     if kind == "train":
-        prefix, keys = "train", ("loss", "lr", "tokens_per_s", "grad_norm")
+        prefix, keys = "train", ("loss", "lr", "tokens_per_s", "grad_norm", "elapsed_s")
     elif kind == "eval":
         # interval evals (maybe capped) and the whole-split final eval are different series
         prefix = {"valid": "dev"}.get(record["split"], record["split"])

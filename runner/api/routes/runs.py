@@ -124,6 +124,13 @@ def cancel_run(run_id: RunId, engine: EngineDep, pricing: PricingDep, _: AdminDe
     return public(crud.cancel_run(engine, run_id=run_id, pricing=pricing))
 
 
+@router.post("/{run_id}/requeue", response_model=RunPublic)
+def requeue_run(run_id: RunId, engine: EngineDep, pricing: PricingDep, _: AdminDep):
+    """Queue a failed, lost or cancelled run again; it resumes from its checkpoint if it has
+    one. The budget cap is checked again when it is claimed."""
+    return public(crud.requeue_run(engine, run_id=run_id, pricing=pricing))
+
+
 @router.get("/{run_id}/metrics", response_model=MetricSeries)
 def get_metrics(
     run_id: RunId,

@@ -7,7 +7,7 @@ import json
 from pathlib import Path
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Body, Query, Request, Response
+from fastapi import APIRouter, Body, HTTPException, Query, Request, Response
 from fastapi import Path as PathParam
 from starlette.concurrency import run_in_threadpool
 
@@ -158,8 +158,20 @@ async def report(
 
 
 @router.get("/{sweep_id}/cost")
-def cost(sweep_id: SweepId, engine: EngineDep, pricing: PricingDep) -> dict[str, Any]:
-    """GPU-hours and $ per run and phase, spent vs the sweep's budget (a snapshot is kept in
-    COST_SUMMARY.json in the sweep's report folder at each phase change)."""
+def cost(
+    sweep_id: SweepId,
+    engine: EngineDep,
+    pricing: PricingDep,
+    what_if: Annotated[
+        str | None,
+        Query(max_length=40, description="A GPU of the price table to forecast the sweep on."),
+    ] = None,
+) -> dict[str, Any]:
+    """GPU-hours and $ per run and phase, spent vs the sweep's budget, compute used, and what
+    the sweep would cost on a cloud GPU (a snapshot is kept in COST_SUMMARY.json in the
+    sweep's report folder at each phase change)."""
     crud.get_sweep(engine, sweep_id=sweep_id)
-    return sweep_cost(engine, sweep_id, pricing)
+    try:
+        return sweep_cost(engine, sweep_id, pricing, what_if=what_if)
+    except ValueError as e:
+        raise HTTPException(422, f"what_if: {e}") from None
