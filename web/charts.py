@@ -68,6 +68,8 @@ def _log_ticks(lo: float, hi: float) -> list[float]:
 
 
 def _fmt(v: float) -> str:
+    if not math.isfinite(v):
+        return "-"
     a = abs(v)
     if a >= 1e6:
         return f"{v / 1e6:.3g}M"
@@ -96,28 +98,52 @@ def _frame(c: Canvas, title: str, xlabel: str, ylabel: str, note: str = "") -> l
     ]
 
 
-def _tick(x, y, anchor, v) -> str:
+def tick_labels(ticks: list[float]) -> list[str]:
+    """Labels for a set of ticks with just enough decimals that each reads as its own value
+    (a narrow PPL range such as 100.2-101.4 must not print "100, 100, 100")."""
+    if not ticks:
+        return []
+    top = max(abs(t) for t in ticks)
+    unit, suffix = (1e6, "M") if top >= 1e6 else (1e3, "k") if top >= 1e4 else (1, "")
+    gaps = [b - a for a, b in zip(ticks, ticks[1:], strict=False) if b > a]
+    tol = 0.01 * (min(gaps) if gaps else abs(ticks[0]) or 1)
+    for d in range(7):
+        labels = [f"{t / unit:.{d}f}" for t in ticks]
+        if len(set(labels)) == len(labels) and all(
+            abs(float(s) * unit - t) <= tol for s, t in zip(labels, ticks, strict=True)
+        ):
+            return [s + suffix for s in labels]
+    return [f"{t:.6g}" for t in ticks]
+
+
+def _labels(ticks: list[float], log: bool) -> list[str]:
+    """Log ticks are 1-2-5 numbers over decades: each reads best on its own (50, 200, 5k)."""
+    own = [_fmt(t) for t in ticks]
+    return own if log and len(set(own)) == len(own) else tick_labels(ticks)
+
+
+def _tick(x, y, anchor, label: str) -> str:
     return (
         f'<text x="{x:.1f}" y="{y:.1f}" text-anchor="{anchor}" class="tick" font-size="11" '
-        f'fill="{MUTED}">{_fmt(v)}</text>'
+        f'fill="{MUTED}">{label}</text>'
     )
 
 
 def _axes(out, c: Canvas, sc: Scales):
     x0, y0, x1, y1 = c.area
     xt = _log_ticks(sc.xlo, sc.xhi) if sc.xlog else _ticks(sc.xlo, sc.xhi)
-    for t in xt:
+    for t, label in zip(xt, _labels(xt, sc.xlog), strict=True):
         x = sc.sx(t)
         out.append(
             f'<line x1="{x:.1f}" y1="{y0}" x2="{x:.1f}" y2="{y1}" class="grid" '
-            f'stroke="{GRID}"/>' + _tick(x, y1 + 14, "middle", t)
+            f'stroke="{GRID}"/>' + _tick(x, y1 + 14, "middle", label)
         )
     yt = _log_ticks(sc.ylo, sc.yhi) if sc.ylog else _ticks(sc.ylo, sc.yhi)
-    for t in yt:
+    for t, label in zip(yt, _labels(yt, sc.ylog), strict=True):
         y = sc.sy(t)
         out.append(
             f'<line x1="{x0}" y1="{y:.1f}" x2="{x1}" y2="{y:.1f}" class="grid" '
-            f'stroke="{GRID}"/>' + _tick(x0 - 6, y + 4, "end", t)
+            f'stroke="{GRID}"/>' + _tick(x0 - 6, y + 4, "end", label)
         )
     out.append(
         f'<rect x="{x0}" y="{y0}" width="{x1 - x0}" height="{y1 - y0}" class="box" '
@@ -170,8 +196,8 @@ def scales(c: Canvas, xs, ys, *, xlog=False, ylog=False, xpad=0.0) -> Scales:
     return Scales(c, xlo, xhi, ylo, yhi, xlog, ylog)
 
 
-def empty(title: str, message: str, c: Canvas = SMALL) -> str:
-    out = _frame(c, title, "", "")
+def empty(title: str, message: str, c: Canvas = SMALL, note: str = "") -> str:
+    out = _frame(c, title, "", "", note)
     out.append(
         f'<text x="{c.w / 2}" y="{c.h / 2}" text-anchor="middle" class="empty" '
         f'font-size="13" fill="{MUTED}">{escape(message)}</text></svg>'
@@ -197,7 +223,7 @@ def lines(
     is dashed."""
     pts = [p for _, s in series for p in _positive(s, ylog)]
     if not pts:
-        return empty(title, "no points yet", canvas)
+        return empty(title, "no points yet", canvas, note)
     sc = scales(canvas, [p[0] for p in pts], [p[1] for p in pts], ylog=ylog)
     out = _frame(canvas, title, xlabel, ylabel, note)
     _axes(out, canvas, sc)
@@ -330,7 +356,7 @@ def lines_table(series, *, xlabel: str, ylabel: str, per_series: int = 40) -> di
     for label, s in series:
         step = max(1, math.ceil(len(s) / per_series))
         keep = s[::step] + ([s[-1]] if s and (len(s) - 1) % step else [])
-        rows += [(label, _fmt(x), f"{y:.4g}") for x, y in keep]
+        rows += [(label, _fmt(x), f"{y:.4g}") for x, y in keep if math.isfinite(x)]
     return {"columns": ("series", xlabel, ylabel), "rows": rows}
 
 

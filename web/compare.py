@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import bisect
 import json
-import math
 
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse
@@ -131,8 +130,9 @@ def metrics_table(runs: list[dict]) -> tuple[list[str], list[list[dict]]]:
     return [m[0] for m in METRICS], rows
 
 
-def _wall_of(engine, run: dict) -> tuple[callable, bool]:
-    """tokens -> training seconds for one run, and whether it is estimated."""
+def _wall_of(engine, run: dict) -> tuple[callable | None, bool]:
+    """tokens -> training seconds for one run (None when the run has no way to tell), and
+    whether it is estimated."""
     el = queries.series_points(engine, run["id"], "train/elapsed_s", 2000)
     if el:
         toks = [t for _, t, _ in el]
@@ -151,7 +151,9 @@ def _wall_of(engine, run: dict) -> tuple[callable, bool]:
     tps = run["latest"].get("train/tokens_per_s") or (
         _dig(run, ("result", "throughput", "train_tokens_per_s"))
     )
-    return (lambda t: t / tps if tps else math.nan), True
+    if not tps:
+        return None, True
+    return (lambda t: t / tps), True
 
 
 def curves(engine, runs: list[dict], x: str, smooth: float) -> tuple[dict, bool]:
@@ -162,10 +164,13 @@ def curves(engine, runs: list[dict], x: str, smooth: float) -> tuple[dict, bool]
         for r in runs:
             walls[r["id"]], est = _wall_of(engine, r)
             estimated |= est
+    unknown = [f"#{i}" for i, w in walls.items() if w is None]
     out = {}
     for name, label, ylog in CURVES:
         series = []
         for r in runs:
+            if x == "wall" and walls[r["id"]] is None:
+                continue
             pts = queries.series_points(engine, r["id"], name, 600)
             xs = [s if x == "steps" else walls[r["id"]](t) if x == "wall" else t for s, t, _ in pts]
             ys = ema([v for _, _, v in pts], smooth)
@@ -173,6 +178,8 @@ def curves(engine, runs: list[dict], x: str, smooth: float) -> tuple[dict, bool]
         note = f"smoothed (EMA {smooth:g})" if smooth else ""
         if estimated:
             note = (note + "; " if note else "") + "wall time estimated from tokens/s"
+        if unknown:
+            note += f"; no wall time for {', '.join(unknown)}"
         svg = charts.lines(
             label,
             series,

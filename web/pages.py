@@ -10,10 +10,12 @@ routes, called by the page's script with a token the user typed (web/static/live
 
 from __future__ import annotations
 
+import math
+import time
 from pathlib import Path
 
 from fastapi import APIRouter, HTTPException, Request
-from fastapi.responses import FileResponse, HTMLResponse
+from fastapi.responses import FileResponse, HTMLResponse, Response
 
 from runner.launch.cost import sweep_cost, what_if_accelerator
 from runner.ledger import crud, queries
@@ -77,7 +79,7 @@ def overview(request: Request):
         request,
         "overview.html",
         {
-            "runs_etag": etag_of(queries.runs_version(engine), str(request.query_params)),
+            "since": f"{time.time() - SINCE_OVERLAP_S:.3f}",
             "runs": runs,
             "total": total,
             "sweeps": queries.sweeps_overview(engine),
@@ -90,18 +92,54 @@ def overview(request: Request):
     )
 
 
+# A live list asks for the rows changed since its last answer (`since=`, the server's clock);
+# answers overlap by this much, so a row written while a poll ran is sent again, never missed.
+SINCE_OVERLAP_S = 2.0
+
+
+def _since(request: Request) -> float | None:
+    try:
+        v = float(request.query_params.get("since", ""))
+    except ValueError:
+        return None
+    return v if math.isfinite(v) and v > 0 else None
+
+
 @router.get("/fragments/runs", response_class=HTMLResponse)
 def runs_fragment(request: Request):
+    """The run list's rows. With `since=T`, only the rows changed after T (204 when none):
+    a page with 1,000 runs on a running sweep receives the few rows that moved, not the list.
+    X-Pax-Now is the T of the next poll; X-Pax-Gone lists changed runs that left the filter."""
     engine = engine_of(request)
+    f = _filters(request)
+    since = _since(request)
+    t = time.time() - SINCE_OVERLAP_S
+    if since is not None:
+        runs, total = queries.runs_page(engine, **f, since=since)
+        gone = sorted(set(queries.changed_runs(engine, since)) - {r["id"] for r in runs})
+        headers = {
+            "X-Pax-Now": f"{t:.3f}",
+            "X-Pax-Total": str(total),
+            "X-Pax-Gone": ",".join(map(str, gone)) if any(f.values()) else "",
+            "Cache-Control": "no-cache",
+        }
+        if not runs:
+            return Response(status_code=204, headers=headers)
+        return templates.TemplateResponse(
+            request,
+            "_runs_rows.html",
+            {"runs": runs, "total": total, "selected": _selected(request), "partial": True},
+            headers=headers,
+        )
     etag = etag_of(queries.runs_version(engine), str(request.query_params))
     if (cached := fresh(request, etag)) is not None:
         return cached
-    runs, total = queries.runs_page(engine, **_filters(request))
+    runs, total = queries.runs_page(engine, **f)
     return templates.TemplateResponse(
         request,
         "_runs_rows.html",
         {"runs": runs, "total": total, "selected": _selected(request)},
-        headers={"ETag": etag, "Cache-Control": "no-cache"},
+        headers={"ETag": etag, "Cache-Control": "no-cache", "X-Pax-Now": f"{t:.3f}"},
     )
 
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from sqlalchemy import case, func, select
+from sqlalchemy import case, func, or_, select
 from sqlalchemy.engine import Engine
 
 from runner.ledger.models import (
@@ -54,7 +54,10 @@ def runs_page(
     phase: str | None = None,
     status: str | None = None,
     limit: int = 200,
+    since: float | None = None,
 ) -> tuple[list[dict], int]:
+    """The newest `limit` runs matching the filters, with their latest metrics; and how many
+    match. `since`: only those changed after that time (state, progress or a heartbeat)."""
     conds = []
     if sweep is not None:
         conds.append(R.sweep_id == sweep)
@@ -62,6 +65,9 @@ def runs_page(
         conds.append(R.phase == phase)
     if status:
         conds.append(R.status == status)
+    shown = list(conds)
+    if since is not None:
+        shown.append(or_(R.updated_at > since, R.last_heartbeat > since))
     q = (
         select(
             R.id,
@@ -80,7 +86,7 @@ def runs_page(
             _latest("train/tokens_per_s"),
             _latest("train/loss"),
         )
-        .where(*conds)
+        .where(*shown)
         .order_by(R.id.desc())
         .limit(limit)
     )
@@ -111,6 +117,15 @@ def runs_page(
             }
         )
     return out, int(total)
+
+
+def changed_runs(engine: Engine, since: float) -> list[int]:
+    """Ids of every run changed after `since`, whatever the filters."""
+    with engine.connect() as conn:
+        rows = conn.execute(
+            select(R.id).where(or_(R.updated_at > since, R.last_heartbeat > since))
+        ).all()
+    return [r[0] for r in rows]
 
 
 def runs_version(engine: Engine) -> tuple:

@@ -1,7 +1,8 @@
 // The dashboard's only script. Pages work without it (server-rendered tables and charts);
 // with it they get:
 //  1) live updates: every element with data-live="<url>" is refreshed from that HTML fragment
-//     every few seconds, sending the last ETag so an unchanged fragment costs a 304;
+//     every few seconds, sending the last ETag so an unchanged fragment costs a 304; a list
+//     with data-live-rows gets only the rows changed since its last answer;
 //  2) the comparison selection kept in the URL (?sel=1,5), so a page can be shared as it is;
 //  3) chart downloads (SVG as drawn, PNG rendered from it);
 //  4) admin actions (cancel, requeue, promote) once a token is typed in the header: the token
@@ -20,8 +21,11 @@
   function saveSelection(ids) {
     const q = new URLSearchParams(location.search);
     if (ids.size) q.set("sel", [...ids].join(",")); else q.delete("sel");
-    const qs = q.toString();
+    const qs = q.toString().replace(/%2C/g, ",");  // ids read better as 1,5,9
     history.replaceState(null, "", location.pathname + (qs ? "?" + qs : "") + location.hash);
+    countSelection(ids);
+  }
+  function countSelection(ids) {
     const btn = document.getElementById("compare-selected");
     if (btn) btn.textContent = ids.size ? `Compare selected (${ids.size})` : "Compare selected";
   }
@@ -153,15 +157,48 @@
       }
     } catch (e) { /* the service may be restarting: try again next tick */ }
   }
+  // a long list asks only for the rows changed since its last answer, and patches them in
+  // (newest run first, as the server orders them); rows that left its filter are removed
+  async function refreshRows(el) {
+    try {
+      const url = el.dataset.liveRows + (el.dataset.liveRows.includes("?") ? "&" : "?") +
+        "since=" + encodeURIComponent(el.dataset.since);
+      const r = await fetch(url, { headers: { "X-Requested-With": "live" }, cache: "no-store" });
+      if (!r.ok) return;
+      el.dataset.since = r.headers.get("X-Pax-Now") || el.dataset.since;
+      const total = document.getElementById("runs-total");
+      if (total && r.headers.get("X-Pax-Total")) total.textContent = r.headers.get("X-Pax-Total");
+      (r.headers.get("X-Pax-Gone") || "").split(",").filter(Boolean).forEach(function (id) {
+        const row = document.getElementById("run-row-" + id);
+        if (row) row.remove();
+      });
+      if (r.status === 204) return;
+      const tmp = document.createElement("tbody");
+      tmp.innerHTML = await r.text();
+      [...tmp.querySelectorAll("tr[data-run]")].forEach(function (tr) {
+        const old = document.getElementById(tr.id);
+        if (old) { old.replaceWith(tr); return; }
+        const id = Number(tr.dataset.run);
+        const after = [...el.querySelectorAll("tr[data-run]")].find(function (x) {
+          return Number(x.dataset.run) < id;
+        });
+        if (after) el.insertBefore(tr, after); else el.appendChild(tr);
+        const empty = el.querySelector("tr:not([data-run])");
+        if (empty) empty.remove();
+      });
+      applySelection(el);
+    } catch (e) { /* the service may be restarting: try again next tick */ }
+  }
   function tick() {
     if (document.hidden) return;
     document.querySelectorAll("[data-live]").forEach(refresh);
+    document.querySelectorAll("[data-live-rows]").forEach(refreshRows);
   }
 
   function start() {
     enhance(document);
     applySelection(document);
-    saveSelection(selection());
+    countSelection(selection());
     showAdmin();
     const msg = sessionStorage.getItem(MSG_KEY);
     if (msg) { sessionStorage.removeItem(MSG_KEY); say(msg, false); }
