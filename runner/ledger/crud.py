@@ -21,7 +21,7 @@ from sqlalchemy import bindparam, func, text
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
 
-from runner.ledger import attempts
+from runner.ledger import attempts, series
 from runner.ledger.attempts import Placement, Prices, Usage
 from runner.ledger.db import lock_run, write_session
 from runner.ledger.models import (
@@ -838,25 +838,13 @@ def results_for(engine: Engine, *, run_ids: list[int]) -> dict[int, dict]:
 
 
 def metric_series(
-    engine: Engine, *, run_id: int, name: str, max_points: int = 500
+    engine: Engine, *, run_id: int, name: str, max_points: int = 500, after_step: int | None = None
 ) -> tuple[list[dict[str, int | float]], int]:
-    """Points of one metric by step, evenly downsampled to at most max_points (last kept)."""
-    from runner.ledger.models import MetricPoint
-
+    """Points of one metric by step, at most max_points: first and last kept, and each span's
+    min and max (runner.ledger.series). `after_step`: only the points after it."""
     get_run(engine, run_id=run_id)
-    t = MetricPoint.__table__.c
-    with engine.connect() as conn:
-        rows = conn.execute(
-            select(t.step, t.tokens, t.value)
-            .where(t.run_id == run_id, t.name == name)
-            .order_by(t.step)
-        ).all()
-    total = len(rows)
-    if total > max_points:
-        stride = (total - 1) / (max_points - 1) if max_points > 1 else total
-        idx = sorted({min(total - 1, round(i * stride)) for i in range(max_points)})
-        rows = [rows[i] for i in idx]
-    return [{"step": r[0], "tokens": r[1], "value": r[2]} for r in rows], total
+    s = series.read(engine, run_id, name, max_points, after_step)
+    return [{"step": p[0], "tokens": p[1], "value": p[2]} for p in s.points], s.total
 
 
 # ---------------------------------------------------------------- sweeps

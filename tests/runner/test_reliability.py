@@ -167,7 +167,7 @@ def test_pax_db_upgrade_command(tmp_path):
         timeout=60,
     )
     assert res.returncode == 0, res.stderr
-    assert json.loads(res.stdout.splitlines()[-1])["revision"] == "0006"
+    assert json.loads(res.stdout.splitlines()[-1])["revision"] == "0007"
     mode = sqlite3.connect(tmp_path / "x.db").execute("PRAGMA journal_mode").fetchone()
     assert mode == ("wal",)
 

@@ -137,9 +137,18 @@ def get_metrics(
     engine: EngineDep,
     name: Annotated[str, Query(min_length=1, max_length=100)] = "train/loss",
     max_points: Annotated[int, Query(ge=2, le=10_000)] = 500,
+    after_step: Annotated[
+        int | None,
+        Query(
+            ge=-1, le=2**62, description="Only the points after this step (a live chart's tail)."
+        ),
+    ] = None,
 ):
-    """One metric's points by step, evenly downsampled to at most `max_points`."""
-    points, total = crud.metric_series(engine, run_id=run_id, name=name, max_points=max_points)
+    """One metric's points by step, at most `max_points`: downsampled in the database to each
+    span's min, max and last point, the first and last points always kept."""
+    points, total = crud.metric_series(
+        engine, run_id=run_id, name=name, max_points=max_points, after_step=after_step
+    )
     return MetricSeries(
         run_id=run_id, name=name, points=points, total=total, downsampled=len(points) < total
     )
