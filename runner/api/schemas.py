@@ -40,9 +40,11 @@ class RunDetail(RunPublic):
 
 class RunList(BaseModel):
     items: list[RunPublic]
-    total: int
+    total: int | None = PField(description="Runs matching the filters (null with count=false).")
     limit: int
     offset: int
+    next_before_id: int | None = PField(None, description="before_id of the next page, if any.")
+    next_after_id: int | None = PField(None, description="after_id of the next page, if any.")
 
 
 class AttemptPublic(BaseModel):

@@ -145,6 +145,61 @@ def runs_version(engine: Engine) -> tuple:
     return (*runs, *latest)
 
 
+PUBLIC_RUN = tuple(
+    c
+    for c in Run.__table__.c.keys()  # noqa: SIM118 (a ColumnCollection)
+    if c not in ("spec_json", "plan_json", "token_hash")
+)
+
+
+def run_list(
+    engine: Engine,
+    *,
+    status: str | None = None,
+    sweep_id: int | None = None,
+    limit: int = 100,
+    offset: int = 0,
+    before_id: int | None = None,
+    after_id: int | None = None,
+    count: bool = True,
+) -> tuple[list[dict], int | None]:
+    """A page of runs as plain dicts (their public columns and `latest` metrics), newest
+    first: two queries (the page, then its runs' latest values) and no ORM objects, so 1,000
+    rows cost little. Keyset paging: `before_id` (the page after one that ended at that id) or
+    `after_id` (ids above it, oldest first: every run exactly once while runs are added).
+    `count`: also how many match the filters (None when not asked)."""
+    conds = []
+    if status:
+        conds.append(R.status == status)
+    if sweep_id is not None:
+        conds.append(R.sweep_id == sweep_id)
+    q = select(*(R[c] for c in PUBLIC_RUN)).where(*conds)
+    if after_id is not None:
+        q = q.where(R.id > after_id).order_by(R.id)
+    else:
+        if before_id is not None:
+            q = q.where(R.id < before_id)
+        q = q.order_by(R.id.desc()).offset(offset if before_id is None else 0)
+    with engine.connect() as conn:
+        rows = [dict(zip(PUBLIC_RUN, r, strict=True)) for r in conn.execute(q.limit(limit))]
+        ids = [r["id"] for r in rows]
+        latest: dict[int, dict] = {i: {} for i in ids}
+        if ids:
+            for rid, name, value in conn.execute(
+                select(L.run_id, L.name, L.value).where(L.run_id.in_(ids))
+            ):
+                latest[rid][name] = value
+        total = (
+            conn.execute(select(func.count()).select_from(Run.__table__).where(*conds)).scalar()
+            if count
+            else None
+        )
+    for r in rows:
+        r["latest"] = latest[r["id"]]
+        r["is_baseline"] = bool(r["is_baseline"])
+    return rows, total
+
+
 def sweeps_overview(engine: Engine) -> list[dict]:
     q = (
         select(
@@ -377,8 +432,15 @@ def event_dicts(
 # ---------------------------------------------------------------- reports and cost
 
 
-def results_rows(engine: Engine, *, sweep_id: int | None = None) -> list[dict]:
-    """Every run (of a sweep, or all) with its spec, plan and final metrics document."""
+def results_rows(
+    engine: Engine,
+    *,
+    sweep_id: int | None = None,
+    after_id: int | None = None,
+    limit: int | None = None,
+) -> list[dict]:
+    """Every run (of a sweep, or all) with its spec, plan and final metrics document, by id;
+    `after_id`/`limit` page through them (a streamed export holds one page at a time)."""
     q = (
         select(
             R.id,
@@ -403,6 +465,10 @@ def results_rows(engine: Engine, *, sweep_id: int | None = None) -> list[dict]:
     )
     if sweep_id is not None:
         q = q.where(R.sweep_id == sweep_id)
+    if after_id is not None:
+        q = q.where(R.id > after_id)
+    if limit is not None:
+        q = q.limit(limit)
     with engine.connect() as conn:
         rows = conn.execute(q).all()
     out = []

@@ -170,10 +170,13 @@ def to_csv(rows: list[dict]) -> str:
     return buf.getvalue()
 
 
-def ledger_rows(engine: Engine, sweep_id: int | None = None) -> list[dict]:
-    """Results rows (plus cell, axis, baseline flag) of every run of a sweep, or of all."""
+def ledger_rows(
+    engine: Engine, sweep_id: int | None = None, *, after_id: int | None = None, limit=None
+) -> list[dict]:
+    """Results rows (plus cell, axis, baseline flag) of every run of a sweep, or of all; a
+    page of them with `after_id`/`limit`."""
     rows = []
-    for d in queries.results_rows(engine, sweep_id=sweep_id):
+    for d in queries.results_rows(engine, sweep_id=sweep_id, after_id=after_id, limit=limit):
         r = row(
             config=d["config"],
             plan=d["plan"],

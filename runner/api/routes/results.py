@@ -2,27 +2,73 @@
 
 from __future__ import annotations
 
+import json
 from html import escape
 from typing import Annotated
 
 from fastapi import APIRouter, HTTPException, Query, Response
+from fastapi.responses import StreamingResponse
 
 from runner.api.deps import EngineDep
 from runner.ledger import queries
+from runner.ledger.models import RunStatus
 from runner.study.results import ledger_rows, to_csv
 
 router = APIRouter(tags=["results"])
 
 
+PAGE = 500  # rows a streamed export holds at a time
+
+
 @router.get("/results.csv", response_class=Response)
-def results_csv(engine: EngineDep) -> Response:
+def results_csv(
+    engine: EngineDep, sweep: Annotated[int | None, Query(ge=1, le=2**62)] = None
+) -> Response:
     """One row per run: config knobs, planned architecture, status, final metrics, cost (the
-    same columns as scripts/aggregate_results.py)."""
-    return Response(
-        to_csv(ledger_rows(engine)),
+    same columns as scripts/aggregate_results.py). Streamed a page of runs at a time."""
+
+    def pages():
+        after, head = 0, True
+        while True:
+            rows = ledger_rows(engine, sweep, after_id=after, limit=PAGE)
+            if not rows and not head:
+                return
+            text = to_csv(rows)
+            yield text if head else text.split("\n", 1)[1]  # one header line
+            head = False
+            if len(rows) < PAGE:
+                return
+            after = rows[-1]["run_id"]
+
+    return StreamingResponse(
+        pages(),
         media_type="text/csv",
         headers={"Content-Disposition": "attachment; filename=results.csv"},
     )
+
+
+@router.get("/runs.ndjson", response_class=Response)
+def runs_ndjson(
+    engine: EngineDep,
+    status: Annotated[RunStatus | None, Query()] = None,
+    sweep: Annotated[int | None, Query(ge=1, le=2**62)] = None,
+) -> Response:
+    """Every run (its public fields and latest metrics), one JSON document per line, oldest
+    first, streamed a page at a time: for tools that want everything."""
+
+    def lines():
+        after = 0
+        while True:
+            rows, _ = queries.run_list(
+                engine, status=status, sweep_id=sweep, after_id=after, limit=PAGE, count=False
+            )
+            if rows:
+                yield "".join(json.dumps(r) + "\n" for r in rows)
+            if len(rows) < PAGE:
+                return
+            after = rows[-1]["id"]
+
+    return StreamingResponse(lines(), media_type="application/x-ndjson")
 
 
 @router.get("/badge.svg", response_class=Response)

@@ -9,6 +9,7 @@ import pathlib
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, HTTPException, Path, Query, Request, Response
+from fastapi.responses import JSONResponse
 from pydantic import ValidationError
 from starlette.concurrency import run_in_threadpool
 
@@ -98,12 +99,44 @@ def list_runs(
     status: Annotated[RunStatus | None, Query(description="Filter by status.")] = None,
     sweep: Annotated[int | None, Query(ge=1, le=2**62, description="Filter by sweep id.")] = None,
     limit: Annotated[int, Query(ge=1, le=crud.LIST_LIMIT_MAX)] = 100,
-    offset: Annotated[int, Query(ge=0, le=2**62)] = 0,
+    offset: Annotated[int, Query(ge=0, le=2**62, description="Kept for old clients.")] = 0,
+    before_id: Annotated[
+        int | None,
+        Query(ge=1, le=2**62, description="Keyset: the page after one whose last id was this."),
+    ] = None,
+    after_id: Annotated[
+        int | None,
+        Query(
+            ge=0, le=2**62, description="Keyset, oldest first: ids above this (0 = from the start)."
+        ),
+    ] = None,
+    count: Annotated[bool, Query(description="Also count the runs that match.")] = True,
 ):
-    runs, total = crud.list_runs(engine, status=status, sweep_id=sweep, limit=limit, offset=offset)
-    latest = crud.latest_for(engine, run_ids=[r.id for r in runs])
-    return RunList(
-        items=[public(r, latest.get(r.id)) for r in runs], total=total, limit=limit, offset=offset
+    """Runs, newest first (or oldest first from `after_id`). Page with `before_id`/`after_id`:
+    `next_before_id`/`next_after_id` give the next page's key; no run is skipped or repeated
+    while runs are being added. The response is built from plain rows (no per-row model)."""
+    if before_id is not None and after_id is not None:
+        raise HTTPException(422, "before_id, after_id: give one of them, not both")
+    rows, total = queries.run_list(
+        engine,
+        status=status,
+        sweep_id=sweep,
+        limit=limit,
+        offset=offset,
+        before_id=before_id,
+        after_id=after_id,
+        count=count,
+    )
+    last = rows[-1]["id"] if len(rows) == limit else None
+    return JSONResponse(
+        {
+            "items": rows,
+            "total": total,
+            "limit": limit,
+            "offset": offset,
+            "next_before_id": last if after_id is None else None,
+            "next_after_id": last if after_id is not None else None,
+        }
     )
 
 
