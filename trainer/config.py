@@ -264,6 +264,18 @@ class TrainConfig(Section):
     def tokenized_path(self) -> Path:
         return Path(self.data.tokenized_dir) / f"sp{self.model.vocab_size}"
 
+    def missing_data(self) -> str | None:
+        """What is missing for this config to train here, and the command that makes it (the
+        trainer's refusal, and the service's 422 for a local launch: one text)."""
+        manifest = self.tokenized_path() / "manifest.json"
+        if manifest.is_file():
+            return None
+        return (
+            f"data.tokenized_dir: {manifest} is missing; run "
+            f"`scripts/preprocess_lm.py --input data/wikitext-2 --vocab_size "
+            f"{self.model.vocab_size} --output {self.data.tokenized_dir}` first"
+        )
+
 
 class ConfigError(ValueError):
     """A config that cannot be used; the message names the field and the fix."""

@@ -119,12 +119,8 @@ class Run:
 def _load_data(cfg: TrainConfig) -> tuple[Path, dict, dict]:
     tok_dir = cfg.tokenized_path()
     manifest_path = tok_dir / "manifest.json"
-    if not manifest_path.is_file():
-        raise ConfigError(
-            f"data.tokenized_dir: {manifest_path} is missing; run "
-            f"`scripts/preprocess_lm.py --input data/wikitext-2 --vocab_size "
-            f"{cfg.model.vocab_size} --output {cfg.data.tokenized_dir}` first"
-        )
+    if (missing := cfg.missing_data()) is not None:
+        raise ConfigError(missing)
     manifest = json.loads(manifest_path.read_text())
     if manifest["vocab_size"] != cfg.model.vocab_size:
         raise ConfigError(

@@ -74,6 +74,22 @@ WorkerDep = Annotated[str, Depends(require_worker)]
 RunCallerDep = Annotated[RunRef, Depends(run_caller)]
 
 
+def check_data(request: Request, cfgs, launcher: str | None) -> None:
+    """Runs a local launcher would start must find their tokenized data here: a 422 naming the
+    missing path and the command that makes it, instead of a run that fails seconds after its
+    launch. Cloud, docker and worker launches prepare or mount their own data."""
+    if (launcher or request.app.state.settings.launcher) != "local":
+        return
+    seen = set()
+    for cfg in cfgs:
+        path = cfg.tokenized_path()
+        if path in seen:
+            continue
+        seen.add(path)
+        if (missing := cfg.missing_data()) is not None:
+            raise HTTPException(422, missing)
+
+
 def check_launchable(request: Request, launcher: str | None) -> None:
     """A run or plan may ask only for a launcher this service has."""
     kinds = request.app.state.launch_kinds

@@ -90,11 +90,19 @@ def _plan_rows(plan: PlanSpec) -> tuple[list[dict], list[dict]]:
 
 
 def submit(
-    engine: Engine, plan: PlanSpec, kind: str, reports_root: Path, pricing: Pricing | None = None
+    engine: Engine,
+    plan: PlanSpec,
+    kind: str,
+    reports_root: Path,
+    pricing: Pricing | None = None,
+    check=None,
 ) -> Sweep:
     """Validate every cell, then write the sweep, its queued runs and its infeasible cells in
-    one transaction."""
+    one transaction. `check(configs)` may refuse the cells first (raises: nothing is
+    written), e.g. when their data is missing where they would run."""
     rows, infeasible = _sweep_file_rows(plan) if kind == "sweep" else _plan_rows(plan)
+    if check is not None:
+        check([r["cfg"] for r in rows])
     for r in rows:
         r["launcher"] = plan.launcher
     if not rows:

@@ -218,3 +218,31 @@ def test_generated_admin_token_is_private(service_factory, tmp_path):
     assert str(path) in log and token not in log  # where it is, never the token itself
     with svc.client(token=token) as c:
         assert c.post("/runs/1/cancel").status_code == 404  # authorised, run missing
+
+
+def test_submission_with_missing_data_is_refused_with_the_command(service, spec, tmp_path):
+    """A local launch whose tokenized data is not there is a 422 naming the path and the
+    command that makes it (the trainer's own words), not a run that fails after launch."""
+    nowhere = str(tmp_path / "no-data")
+    bad = {**spec, "data": {**spec["data"], "tokenized_dir": nowhere}}
+    r = service.post("/runs", json=bad)
+    assert r.status_code == 422, r.text
+    detail = r.json()["detail"]
+    assert f"{nowhere}/sp512/manifest.json is missing" in detail
+    assert (
+        f"scripts/preprocess_lm.py --input data/wikitext-2 --vocab_size 512 --output {nowhere}"
+        in detail
+    )
+    from trainer.config import validate
+
+    assert detail == validate(bad).missing_data()  # the trainer's text, exactly
+    assert service.get("/runs").json()["total"] == 0  # nothing queued
+    # a plan is checked the same way, before anything is written
+    from tests.runner.test_plans import small_plan, submit
+
+    plan = small_plan(tmp_path / "elsewhere")
+    r = submit(service, plan)
+    assert r.status_code == 422 and "scripts/preprocess_lm.py" in r.json()["detail"]
+    assert service.get("/sweeps").json() == []
+    # a worker or a cloud job brings its own data: not checked here
+    assert service.post("/runs", json={"config": bad, "launcher": "worker"}).status_code == 201

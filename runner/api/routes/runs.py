@@ -21,6 +21,7 @@ from runner.api.deps import (
     RunCallerDep,
     SettingsDep,
     WriterDep,
+    check_data,
     check_launchable,
 )
 from runner.api.schemas import (
@@ -82,6 +83,7 @@ def submit_run(
         raise HTTPException(422, describe_errors(e.errors(), "body")) from None
     cfg = validate(req.config if req.name is None else {**req.config, "name": req.name})
     check_launchable(request, req.launcher)
+    check_data(request, [cfg], req.launcher)
     run = crud.create_run(
         engine,
         cfg=cfg,

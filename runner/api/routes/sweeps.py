@@ -11,7 +11,14 @@ from fastapi import APIRouter, Body, HTTPException, Query, Request, Response
 from fastapi import Path as PathParam
 from starlette.concurrency import run_in_threadpool
 
-from runner.api.deps import AdminDep, EngineDep, PricingDep, SettingsDep, check_launchable
+from runner.api.deps import (
+    AdminDep,
+    EngineDep,
+    PricingDep,
+    SettingsDep,
+    check_data,
+    check_launchable,
+)
 from runner.api.schemas import Launch, PromoteRequest, SweepPublic
 from runner.launch.cost import sweep_cost
 from runner.ledger import crud
@@ -59,7 +66,13 @@ async def submit_sweep(
         plan = plan.model_copy(update={"launcher": launcher})
     check_launchable(request, plan.launcher)
     sweep = await run_in_threadpool(
-        sweeps.submit, engine, plan, kind, Path(settings.reports_root), pricing
+        sweeps.submit,
+        engine,
+        plan,
+        kind,
+        Path(settings.reports_root),
+        pricing,
+        lambda cfgs: check_data(request, cfgs, plan.launcher),
     )
     return _public(sweep, crud.run_counts(engine, sweep_ids=[sweep.id])[sweep.id])
 
