@@ -2,10 +2,14 @@
 """Ledger speed on SQLite and PostgreSQL side by side, against real `pax serve --concurrency 0`
 processes on 127.0.0.1, and with two service replicas on one PostgreSQL ledger.
 
-For each ledger: single-point metric posts (1 and 8 concurrent clients: req/s, p50/p95),
-100-point batches from 8 clients (points/s), the claim rate of 8 concurrent claimers draining
-1,000 queued runs (claims/s, and double claims: must be 0), GET /runs with 1,000 runs holding
-200 points each (p50/p95, default page and the full 1,000), and the server's peak RSS.
+Each ledger is seeded first, to the size being measured: --runs runs of --points points each,
+plus one long run of --series-points points (`train/loss` logged every step), written through
+the ledger's own code (--ledger reuses a seeded SQLite file). Then, on that ledger: single-point
+metric posts (1 and 8 concurrent clients: req/s, p50/p95), 100-point batches from 8 clients
+(points/s), GET /runs (default page, all 1,000, filtered, a keyset page), the long series read
+at 500 points, the claim rate of 8 concurrent claimers draining 1,000 queued runs (claims/s,
+and double claims: must be 0), and the server's peak RSS (during the reads, and overall). The
+ledger's size (points, bytes) is printed with the figures.
 
 Durability stays as deployed: SQLite synchronous=FULL; PostgreSQL with its defaults (fsync on,
 synchronous_commit=on). PostgreSQL is --database-url (a server URL whose user may create
@@ -144,7 +148,7 @@ def batch_100(i: int, step: int) -> bytes:
     ).encode()
 
 
-def timed_gets(url: str, n: int, params: dict) -> dict:
+def timed_gets(url: str, n: int, params: dict, key: str = "items") -> dict:
     lat = []
     with httpx.Client(timeout=60) as c:
         for _ in range(3):
@@ -157,7 +161,7 @@ def timed_gets(url: str, n: int, params: dict) -> dict:
     lat.sort()
     return {
         "n": n,
-        "items": len(r.json()["items"]),
+        "items": len(r.json()[key]),
         "p50_ms": 1e3 * statistics.median(lat),
         "p95_ms": 1e3 * lat[int(0.95 * (n - 1))],
     }
@@ -274,7 +278,7 @@ def start_server(ledger: str, cwd: Path) -> tuple[subprocess.Popen, int]:
     raise RuntimeError("pax serve did not come up")
 
 
-def queue_runs(ledger: str, n: int) -> list[int]:
+def queue_runs(ledger: str, n: int, name: str = "bench") -> list[int]:
     """`n` queued runs, written through the ledger's own code (submission is not measured)."""
     from runner.ledger import crud
     from runner.ledger.db import make_engine
@@ -282,13 +286,88 @@ def queue_runs(ledger: str, n: int) -> list[int]:
 
     engine = make_engine(ledger)
     try:
-        cfg = validate(SPEC)
+        cfg = validate({**SPEC, "name": name})
         return [crud.create_run(engine, cfg=cfg).id for _ in range(n)]
     finally:
         engine.dispose()
 
 
+NAMES = ("train/loss", "train/lr", "dev/token_ppl", "dev/word_ppl")
+
+
+def seed(ledger: str, args) -> dict:
+    """The ledger at the size to measure, through its own write path (points and their
+    summaries as ingest keeps them): --runs x --points, and one run of --series-points."""
+    from runner.ledger.db import make_engine, upgrade, write_connection
+    from runner.ledger.ingest import write_points
+
+    t0 = time.perf_counter()
+    if "://" not in ledger:
+        Path(ledger).parent.mkdir(parents=True, exist_ok=True)
+    upgrade(ledger)
+    ids = queue_runs(ledger, args.runs)
+    (long_id,) = queue_runs(ledger, 1, name="bench-long")
+    engine = make_engine(ledger)
+    try:
+        for i in range(0, len(ids), 50):  # 50 runs a transaction
+            with write_connection(engine) as conn:
+                for rid in ids[i : i + 50]:
+                    rows = [
+                        (NAMES[s % 4], s, s * 4096, 1.0 + 1 / (s + 1)) for s in range(args.points)
+                    ]
+                    write_points(conn, rid, rows)
+        for lo in range(0, args.series_points, 20_000):
+            hi = min(args.series_points, lo + 20_000)
+            with write_connection(engine) as conn:
+                spiky = [
+                    ("train/loss", s, s * 4096, 3.0 + (5.0 if s % 997 == 0 else 0.0) + 1 / (s + 1))
+                    for s in range(lo, hi)
+                ]
+                write_points(conn, long_id, spiky)
+    finally:
+        engine.dispose()
+    return {"ids": ids, "long": long_id, "seed_s": time.perf_counter() - t0}
+
+
+def reuse(ledger: str) -> dict:
+    """The runs of a ledger seeded by an earlier run of this benchmark."""
+    from sqlalchemy import text
+
+    from runner.ledger.db import make_engine
+
+    engine = make_engine(ledger)
+    try:
+        with engine.connect() as conn:
+            rows = conn.execute(text("SELECT id, name FROM runs ORDER BY id")).all()
+    finally:
+        engine.dispose()
+    long_id = next(i for i, n in rows if n == "bench-long")
+    return {"ids": [i for i, n in rows if n == "bench"], "long": long_id, "seed_s": 0.0}
+
+
+def ledger_size(ledger: str) -> dict:
+    from sqlalchemy import text
+
+    from runner.ledger.db import make_engine
+
+    engine = make_engine(ledger)
+    try:
+        with engine.connect() as conn:
+            points = conn.execute(text("SELECT count(*) FROM metric_points")).scalar()
+            runs = conn.execute(text("SELECT count(*) FROM runs")).scalar()
+            if "://" in ledger:
+                size = conn.execute(text("SELECT pg_database_size(current_database())")).scalar()
+            else:
+                size = sum(
+                    p.stat().st_size for p in Path(ledger).parent.glob(Path(ledger).name + "*")
+                )
+    finally:
+        engine.dispose()
+    return {"runs": runs, "points": points, "bytes": size}
+
+
 def measure(ledger: str, cwd: Path, replicas: int, args) -> dict:
+    seeded = reuse(ledger) if args.ledger and Path(args.ledger).is_file() else seed(ledger, args)
     servers = [start_server(ledger, cwd / f"r{i}") for i in range(replicas)]
     ports = [port for _, port in servers]
     api = f"http://127.0.0.1:{ports[0]}/api/v1"
@@ -304,10 +383,10 @@ def measure(ledger: str, cwd: Path, replicas: int, args) -> dict:
                 return
             time.sleep(0.05)
 
-    out: dict = {"replicas": replicas}
+    out: dict = {"replicas": replicas, "ledger": ledger_size(ledger)}
     try:
         threading.Thread(target=sample, daemon=True).start()
-        ids = queue_runs(ledger, args.runs)
+        ids = seeded["ids"]
         if replicas == 1:
             out["single_point_1_client"] = asyncio.run(
                 hammer(ports, 1, args.seconds, single_point, ids[:8])
@@ -318,23 +397,24 @@ def measure(ledger: str, cwd: Path, replicas: int, args) -> dict:
         b = asyncio.run(hammer(ports, 8, args.seconds, batch_100, ids[:8]))
         b["points_per_s"] = b["req_per_s"] * 100
         out["batch_100_8_clients"] = b
-        if replicas == 1:  # the list page: 1,000 runs x 200 points
-            t0 = time.perf_counter()
-            h = {"Authorization": f"Bearer {ADMIN}"}
-            names = ("train/loss", "train/lr", "dev/token_ppl", "dev/word_ppl")
-            with httpx.Client(base_url=api, headers=h, timeout=60) as c:
-                for rid in ids[8:]:
-                    pts = [
-                        {"step": s, "tokens": s * 4096, "name": names[s % 4], "value": 1.0}
-                        for s in range(args.points)
-                    ]
-                    c.post(f"/runs/{rid}/metrics", json={"points": pts}).raise_for_status()
-            out["seed_s"] = time.perf_counter() - t0
+        if replicas == 1:  # reads, on the seeded ledger
+            peak["rss"] = 0
             out["list_runs_default_page"] = timed_gets(api + "/runs", 100, {})
             out["list_runs_1000"] = timed_gets(api + "/runs", 50, {"limit": 1000})
             out["list_runs_filtered"] = timed_gets(
                 api + "/runs", 100, {"status": "queued", "limit": 50}
             )
+            out["list_runs_keyset_page"] = timed_gets(
+                api + "/runs", 100, {"before_id": ids[len(ids) // 2], "limit": 100}
+            )
+            out["series_read_500"] = timed_gets(
+                api + f"/runs/{seeded['long']}/metrics",
+                100,
+                {"name": "train/loss", "max_points": 500},
+                key="points",
+            )
+            out["server_peak_rss_reads_mib"] = peak["rss"] / 2**20
+        out["seed_s"] = seeded["seed_s"]
         out["claims_8_claimers"] = asyncio.run(claim_all(ports, 8))
         out["server_peak_rss_mib"] = peak["rss"] / 2**20
         return out
@@ -349,7 +429,14 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--seconds", type=float, default=8.0)
     ap.add_argument("--runs", type=int, default=1000)
-    ap.add_argument("--points", type=int, default=200)
+    ap.add_argument("--points", type=int, default=200, help="Points per run.")
+    ap.add_argument(
+        "--series-points", type=int, default=200_000, help="Points of the one long run."
+    )
+    ap.add_argument(
+        "--ledger",
+        help="A SQLite file: seeded on first use, reused as it is after (SQLite only).",
+    )
     ap.add_argument(
         "--database-url",
         default=os.environ.get("PAX_BENCH_DATABASE_URL"),
@@ -366,7 +453,7 @@ def main() -> None:
         if args.only != "postgresql":
             out["sqlite"] = {
                 "durability": "WAL, synchronous=FULL",
-                **measure(ledgers.sqlite(), ledgers.tmp / "sqlite", 1, args),
+                **measure(args.ledger or ledgers.sqlite(), ledgers.tmp / "sqlite", 1, args),
             }
         if args.only != "sqlite":
             if ledgers.pg_admin is None:
@@ -389,6 +476,8 @@ def main() -> None:
         "sqlite_req_per_s_8_clients": 500,
         "points_per_s": 50_000,
         "list_p95_ms": 50,
+        "series_read_500_p95_ms": 20,
+        "rss_reads_mib": 150,
         "rss_mib": 300,
         "postgresql_batched_points_per_s": 50_000,
         "two_replicas_single_point_speedup": 1.5,

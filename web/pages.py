@@ -37,6 +37,7 @@ from web.render import (
     not_found,
     templates,
 )
+from web.series_cache import SeriesCache
 
 router = APIRouter(include_in_schema=False)
 router.include_router(compare.router)
@@ -222,13 +223,24 @@ def _chart_cache(request: Request) -> ChartCache:
     return cache
 
 
-def _render_run_charts(engine, run_id: int, baseline_id: int | None) -> dict:
-    loss = [(f"run {run_id}", queries.series(engine, run_id, "train/loss"))]
-    dev = [(f"run {run_id}", queries.series(engine, run_id, "dev/word_ppl"))]
+def _series_cache(request: Request) -> SeriesCache:
+    cache = getattr(request.app.state, "series", None)
+    if cache is None:
+        cache = request.app.state.series = SeriesCache()
+    return cache
+
+
+CHART_POINTS = 400
+
+
+def _render_run_charts(engine, series: SeriesCache, run_id: int, baseline_id: int | None) -> dict:
+    def curve(rid, name):
+        return [(float(t), v) for _, t, v in series.get(engine, rid, name, CHART_POINTS)]
+
+    loss = [(f"run {run_id}", curve(run_id, "train/loss"))]
+    dev = [(f"run {run_id}", curve(run_id, "dev/word_ppl"))]
     if baseline_id is not None:
-        dev.append(
-            (f"baseline (run {baseline_id})", queries.series(engine, baseline_id, "dev/word_ppl"))
-        )
+        dev.append((f"baseline (run {baseline_id})", curve(baseline_id, "dev/word_ppl")))
     return {
         "loss": {
             "svg": charts.lines(
@@ -261,12 +273,12 @@ def _run_version(engine, run: dict) -> tuple[tuple, int | None]:
     ), base
 
 
-def run_charts(engine, cache: ChartCache, run: dict) -> dict:
+def run_charts(engine, cache: ChartCache, series: SeriesCache, run: dict) -> dict:
     """Cached per run; the key is the run's (and its baseline's) version, so a new point or a
-    state change re-renders them."""
+    state change re-renders them (from curves that read only their new points)."""
     version, base = _run_version(engine, run)
     return cache.get(
-        (run["id"], base), version, lambda: _render_run_charts(engine, run["id"], base)
+        (run["id"], base), version, lambda: _render_run_charts(engine, series, run["id"], base)
     )
 
 
@@ -311,7 +323,7 @@ def _run_context(request: Request, run: dict) -> dict:
         "run": run,
         "plan": plan,
         "param_table": param_table(plan),
-        "charts": run_charts(engine, _chart_cache(request), run),
+        "charts": run_charts(engine, _chart_cache(request), _series_cache(request), run),
         "events": queries.event_dicts(engine, run_id=run["id"]),
         "log": _log_tail(run),
         "baseline": base,

@@ -182,9 +182,10 @@ def read(
             return Series(thin(rows, max_points), len(rows))
         buckets = [tuple(r) for r in conn.execute(BUCKETS, {"run_id": run_id, "name": name})]
         total = sum(b[1] for b in buckets)
-        # buckets serve when there are enough to fill the chart; below that, the series is at
-        # most 64 x max_points points, cheap enough to read whole
-        if total <= max_points or len(buckets) < max_points:
+        # buckets serve when there are enough of them to fill the chart (a span of one or
+        # more buckets gives 2-3 points); below that the series is at most 32 x max_points
+        # points, read whole
+        if total <= max_points or len(buckets) < max_points // 2:
             rows = conn.execute(RAW, {"run_id": run_id, "name": name, "after": -(2**62)})
             return Series(thin([tuple(r) for r in rows], max_points), total)
     return Series(_fill(lambda k: _group(buckets, k), len(buckets), max_points), total)

@@ -42,12 +42,14 @@ tokens = st.sampled_from([ADMIN, "nope", "", "Bearer x"])
 
 
 def small_run(name: str) -> dict:
-    return {
+    """A run for a worker (no data here: a local launch would be refused at submission)."""
+    config = {
         "name": name,
         "max_tokens": 4096,
         "model": {"total_params": 60000, "vocab_size": 512},
         "data": {"seq_len": 64, "batch_size": 8},
     }
+    return {"config": config, "launcher": "worker"}
 
 
 @pytest.fixture(scope="module")

@@ -87,8 +87,11 @@ def test_choose(ranked, fin, expected):
     assert why
 
 
+# Its runs are for workers: these tests decide, nothing trains (and the V=16k data a local
+# launch would need is not there: a local plan would be refused at submission).
 SMALL_PLAN = """
 name: small
+launcher: worker
 baseline: {embedding_ratio: 0.35, glu_expansion: 2.66, vocab_size: 16000, tied_lm_head: true}
 base: %s
 ranking: {max_tokens: 4096, seeds: [7], embedding_ratio: [0.35, 0.45],
