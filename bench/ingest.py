@@ -152,7 +152,9 @@ def timed_gets(url: str, n: int, params: dict, key: str = "items") -> dict:
     lat = []
     with httpx.Client(timeout=60) as c:
         for _ in range(3):
-            c.get(url, params=params)
+            r = c.get(url, params=params)
+        if r.status_code != 200:  # e.g. an older server without this parameter
+            return {"error": f"{r.status_code}: {r.text[:200]}"}
         for _ in range(n):
             t0 = time.perf_counter()
             r = c.get(url, params=params)
