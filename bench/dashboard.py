@@ -114,22 +114,28 @@ def seed_long(base: str, points: int) -> int:
     return rid
 
 
-def live_run_page(base: str, rid: int, seconds: float) -> dict:
-    """The live fragment of a long run's page while a writer posts a point every 0.25 s: every
-    refresh that follows a point re-renders both charts."""
-    stop = threading.Event()
+def writer(base: str, stop: threading.Event, pick_run, period_s: float) -> threading.Thread:
+    """A thread posting one train/loss point to pick_run() every period_s until `stop`: the
+    training runs of a live sweep."""
 
-    def writer():
+    def loop():
         h = {"Authorization": f"Bearer {ADMIN}"}
         step = 10_000_000
         with httpx.Client(base_url=base + "/api/v1", headers=h, timeout=30) as c:
             while not stop.is_set():
                 step += 1
                 pt = {"step": step, "tokens": step * 4096, "name": "train/loss", "value": 3.0}
-                c.post(f"/runs/{rid}/metrics", json={"points": [pt]})
-                stop.wait(0.25)
+                c.post(f"/runs/{pick_run()}/metrics", json={"points": [pt]})
+                stop.wait(period_s)
 
-    t = threading.Thread(target=writer)
+    return threading.Thread(target=loop)
+
+
+def live_run_page(base: str, rid: int, seconds: float) -> dict:
+    """The live fragment of a long run's page while a writer posts a point every 0.25 s: every
+    refresh that follows a point re-renders both charts."""
+    stop = threading.Event()
+    t = writer(base, stop, lambda: rid, 0.25)
     t.start()
     lat, codes = [], {}
     try:
@@ -181,18 +187,8 @@ def live_load(base: str, pid: int, ids: list[int], pages: int, seconds: float, s
                 mark = r.headers.get("x-pax-now", mark)
                 stop.wait(POLL_S)
 
-    def writer():
-        h = {"Authorization": f"Bearer {ADMIN}"}
-        step = 10_000
-        with httpx.Client(base_url=base + "/api/v1", headers=h, timeout=30) as c:
-            while not stop.is_set():
-                step += 1
-                pt = {"step": step, "tokens": step * 4096, "name": "train/loss", "value": 3.0}
-                c.post(f"/runs/{random.choice(ids[:20])}/metrics", json={"points": [pt]})
-                stop.wait(0.5)
-
     threads = [threading.Thread(target=page, args=(k,)) for k in range(pages)]
-    threads.append(threading.Thread(target=writer))
+    threads.append(writer(base, stop, lambda: random.choice(ids[:20]), 0.5))
     cpu0 = sum(proc.cpu_times()[:2])
     t0 = time.perf_counter()
     for t in threads:

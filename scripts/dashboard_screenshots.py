@@ -24,16 +24,9 @@ from pathlib import Path
 import _bootstrap  # noqa: F401
 import httpx
 
-from runner.release.page import chromium
+from runner.release.page import CHROMIUM_FLAGS, chromium
 
 ROOT = Path(__file__).resolve().parents[1]
-FLAGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-]
 
 
 def free_port() -> int:
@@ -100,7 +93,7 @@ def main() -> None:
                     time.sleep(0.2)
             shots = pages(base)
             with sync_playwright() as p:
-                browser = p.chromium.launch(executable_path=exe, args=FLAGS)
+                browser = p.chromium.launch(executable_path=exe, args=CHROMIUM_FLAGS)
                 for width, scheme, names in (
                     (1400, "light", shots),
                     (390, "light", shots),

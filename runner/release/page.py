@@ -44,6 +44,17 @@ def html_page(markdown: str, title: str, plots_dir: Path) -> str:
     )
 
 
+# Headless, and nothing fetched on its own: the flags every use of Chromium here runs with
+# (the PDF printer, the dashboard's screenshots, the browser tests).
+CHROMIUM_FLAGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+]
+
+
 def chromium() -> str | None:
     for name in ("chromium", "chromium-browser", "google-chrome"):
         found = shutil.which(name)
@@ -63,8 +74,7 @@ def pdf_from_html(html_path: Path, pdf_path: Path, timeout_s: float = 120) -> st
     with tempfile.TemporaryDirectory() as profile:
         try:
             subprocess.run(
-                [exe, "--headless", "--no-sandbox", "--disable-gpu",
-                 "--disable-background-networking", "--disable-component-update",
+                [exe, *CHROMIUM_FLAGS,
                  f"--user-data-dir={profile}", "--no-pdf-header-footer",
                  f"--print-to-pdf={pdf_path}", html_path.resolve().as_uri()],
                 check=True, capture_output=True, timeout=timeout_s,

@@ -6,17 +6,11 @@ from pathlib import Path
 
 import pytest
 
+from runner.release.page import CHROMIUM_FLAGS as FLAGS
 from tests.conftest import ROOT
 from tests.runner.conftest import post_run, run_spec
 
 SHOTS = Path(os.environ.get("PAX_ARTIFACTS", ROOT / "test-artifacts")) / "screenshots"
-FLAGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-]
 
 
 def chromium() -> str | None:
