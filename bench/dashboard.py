@@ -55,7 +55,9 @@ def timed(client: httpx.Client, paths: list[str], n: int, headers: dict | None =
 def seed(base: str, runs: int, points: int) -> list[int]:
     h = {"Authorization": f"Bearer {ADMIN}"}
     with httpx.Client(base_url=base + "/api/v1", headers=h, timeout=60) as c:
-        ids = [c.post("/runs", json=SPEC).json()["id"] for _ in range(runs)]
+        # runs for workers: nothing trains here (a local run would need its data on disk)
+        new = {"config": SPEC, "launcher": "worker"}
+        ids = [c.post("/runs", json=new).json()["id"] for _ in range(runs)]
         for rid in ids:
             pts = [
                 {
@@ -87,6 +89,7 @@ def seed_sweep(base: str) -> int:
                 "training": {"tokens_seen": 65536},
                 "dev": {"token_ppl": ppl / 2, "word_ppl": ppl, "bits_per_byte": 1.1},
                 "latency": {"seq128": {"median_ms": rng.uniform(10, 30)}},
+                "provenance": {"sample": False},
             }
             c.post(f"/runs/{cell['run_id']}/result", json=doc).raise_for_status()
     return sid
@@ -95,7 +98,8 @@ def seed_sweep(base: str) -> int:
 def seed_long(base: str, points: int) -> int:
     h = {"Authorization": f"Bearer {ADMIN}"}
     with httpx.Client(base_url=base + "/api/v1", headers=h, timeout=120) as c:
-        rid = c.post("/runs", json={**SPEC, "name": "bench-long"}).json()["id"]
+        new = {"config": {**SPEC, "name": "bench-long"}, "launcher": "worker"}
+        rid = c.post("/runs", json=new).json()["id"]
         for lo in range(0, points, 10_000):
             pts = [
                 {"step": s, "tokens": s * 4096, "name": "train/loss", "value": 3 + 1 / (s + 1)}

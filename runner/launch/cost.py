@@ -253,7 +253,6 @@ def sweep_cost(
     pricing: Pricing | None = None,
     *,
     what_if: str | None = None,
-    t_now: float | None = None,
 ) -> dict:
     """Spent per run, phase and attempt, and the compute actually used; given the pricing, the
     forecast of the whole sweep on the service's own GPU, and what it would cost on a cloud GPU
@@ -276,7 +275,7 @@ def sweep_cost(
         "runs": runs,
         "attempts": queries.attempt_rows(engine, sweep_id=sweep_id),
     }
-    out["usage"] = usage_hours(out["attempts"], time.time() if t_now is None else t_now)
+    out["usage"] = usage_hours(out["attempts"], time.time())
     if pricing is not None:
         acc = pricing.accelerator
         tps = measured_tokens_per_s(engine, sweep_id, acc)

@@ -129,14 +129,15 @@ class MetricPoint(SQLModel, table=True):
 
 
 class MetricBucket(SQLModel, table=True):
-    """One metric's points in a span of BUCKET_STEPS steps (runner.ledger.series): count, and the
-    first, last, min and max point, so a long series is read at chart size without a scan."""
+    """One metric's points in a span of `level` steps (runner.ledger.series.LEVELS): count, and
+    the first, last, min and max point, so a long series is read at chart size without a scan."""
 
     __tablename__ = "metric_buckets"
     __table_args__ = {"sqlite_with_rowid": False}
     run_id: int = Field(foreign_key="runs.id", primary_key=True)
     name: str = Field(primary_key=True)
-    bucket: int = Field(primary_key=True)  # step // BUCKET_STEPS
+    level: int = Field(primary_key=True)  # steps per bucket
+    bucket: int = Field(primary_key=True)  # step // level
     n: int
     first_step: int
     first_tokens: int

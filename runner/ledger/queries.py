@@ -173,29 +173,34 @@ def run_list(
         conds.append(R.status == status)
     if sweep_id is not None:
         conds.append(R.sweep_id == sweep_id)
-    q = select(*(R[c] for c in PUBLIC_RUN)).where(*conds)
+    page = select(R.id).where(*conds)
     if after_id is not None:
-        q = q.where(R.id > after_id).order_by(R.id)
+        page = page.where(R.id > after_id).order_by(R.id)
     else:
         if before_id is not None:
-            q = q.where(R.id < before_id)
-        q = q.order_by(R.id.desc()).offset(offset if before_id is None else 0)
+            page = page.where(R.id < before_id)
+        page = page.order_by(R.id.desc()).offset(offset if before_id is None else 0)
+    page = page.limit(limit).subquery()
     with engine.connect() as conn:
-        rows = [dict(zip(PUBLIC_RUN, r, strict=True)) for r in conn.execute(q.limit(limit))]
-        ids = [r["id"] for r in rows]
-        latest: dict[int, dict] = {i: {} for i in ids}
-        if ids:
-            for rid, name, value in conn.execute(
-                select(L.run_id, L.name, L.value).where(L.run_id.in_(ids))
-            ):
-                latest[rid][name] = value
+        found = conn.execute(
+            select(*(R[c] for c in PUBLIC_RUN)).join(page, page.c.id == R.id)
+        ).all()
+        # the page's latest values joined in SQL: no id list to expand into parameters
+        latest_rows = conn.execute(
+            select(L.run_id, L.name, L.value).join(page, page.c.id == L.run_id)
+        ).all()
         total = (
             conn.execute(select(func.count()).select_from(Run.__table__).where(*conds)).scalar()
             if count
             else None
         )
+    latest: dict[int, dict] = {}
+    for rid, name, value in latest_rows:
+        latest.setdefault(rid, {})[name] = value
+    rows = [dict(zip(PUBLIC_RUN, r, strict=True)) for r in found]
+    rows.sort(key=lambda r: r["id"], reverse=after_id is None)
     for r in rows:
-        r["latest"] = latest[r["id"]]
+        r["latest"] = latest.get(r["id"], {})
         r["is_baseline"] = bool(r["is_baseline"])
     return rows, total
 

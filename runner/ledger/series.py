@@ -1,13 +1,14 @@
 """One metric's series, read at the size a chart needs, whatever its length.
 
 A run that logs every step for a long time has 100k+ points per metric; reading them all to
-draw 500 cost 0.4 s and 40 MiB per request. So every point also lands in a *bucket* of
-BUCKET_STEPS steps (`metric_buckets`: count, first, last, min and max point), kept at ingest by
-one upsert per touched bucket. A read of a long series groups those buckets (N / 64 rows) into
-about max_points / 3 spans and keeps each span's min, max and last point, plus the series'
-first point: the envelope of a spiky loss survives, memory stays small, and the first and last
-points are always there. A series short enough to read whole is read whole (and thinned the
-same way if it is still over max_points). The API and the dashboard both read through here.
+draw 500 cost 0.4 s and 40 MiB per request. So every point also lands in a *bucket* at two
+levels, of 64 and of 1,024 steps (`metric_buckets`: count, first, last, min and max point),
+kept at ingest by one upsert per touched bucket. A read of a long series takes the coarsest
+level that still has a bucket per span (a 200k-point series: 196 rows, not 200k), groups them
+into about max_points / 3 spans and keeps each span's min, max and last point, plus the
+series' first point: the envelope of a spiky loss survives, memory stays small, and the first
+and last points are always there. A short series is read whole (and thinned the same way if
+it is over max_points). The API and the dashboard both read through here.
 """
 
 from __future__ import annotations
@@ -18,7 +19,8 @@ from dataclasses import dataclass
 from sqlalchemy import text
 from sqlalchemy.engine import Connection, Engine
 
-BUCKET_STEPS = 64
+LEVELS = (64, 1024)  # steps per bucket, fine to coarse (migration 0007 froze the same)
+RAW_FACTOR = 8  # a series of up to 8 x max_points points is read whole: cheaper than buckets
 COLS = (
     "n",
     "first_step",
@@ -51,11 +53,11 @@ def _keep(old: str, new: str, cmp: str) -> str:
 
 
 _INSERT = (
-    "INSERT INTO metric_buckets (run_id, name, bucket, "
+    "INSERT INTO metric_buckets (run_id, name, level, bucket, "
     + ", ".join(COLS)
-    + ") VALUES (:run_id, :name, :bucket, "
+    + ") VALUES (:run_id, :name, :level, :bucket, "
     + ", ".join(f":{c}" for c in COLS)
-    + ") ON CONFLICT (run_id, name, bucket) DO UPDATE SET "
+    + ") ON CONFLICT (run_id, name, level, bucket) DO UPDATE SET "
 )
 # New points only: every field is a running min/max/count, so concurrent writers (PostgreSQL
 # replicas) each add theirs atomically.
@@ -88,20 +90,23 @@ def add_points(conn: Connection, run_id: int, rows: list[tuple], all_new: bool) 
     """Fold stored points (name, step, tokens, value) into their buckets, in the caller's
     transaction. `all_new`: every row was a new point; else the touched buckets are
     recomputed from the table (a repeated post must not count twice)."""
-    groups: dict[tuple[str, int], list[tuple[int, int, float]]] = {}
+    groups: dict[tuple[str, int, int], list[tuple[int, int, float]]] = {}
     for name, step, tokens, value in rows:
-        groups.setdefault((name, step // BUCKET_STEPS), []).append((step, tokens, value))
+        for level in LEVELS:
+            groups.setdefault((name, level, step // level), []).append((step, tokens, value))
     params = []
-    for (name, bucket), pts in sorted(groups.items()):
+    for (name, level, bucket), pts in sorted(groups.items()):
         if not all_new:
-            lo = bucket * BUCKET_STEPS
+            lo = bucket * level
             pts = conn.execute(
-                BUCKET_POINTS, {"run_id": run_id, "name": name, "lo": lo, "hi": lo + BUCKET_STEPS}
+                BUCKET_POINTS, {"run_id": run_id, "name": name, "lo": lo, "hi": lo + level}
             ).all()
             pts = [tuple(p) for p in pts]
         else:
             pts = sorted(set(pts))
-        params.append({"run_id": run_id, "name": name, "bucket": bucket, **summarize(pts)})
+        params.append(
+            {"run_id": run_id, "name": name, "level": level, "bucket": bucket, **summarize(pts)}
+        )
     if params:
         conn.execute(ADD_TO_BUCKET if all_new else SET_BUCKET, params)
 
@@ -157,9 +162,13 @@ def thin(points: list[tuple], max_points: int) -> list[tuple]:
     return _fill(make, len(points), max_points)
 
 
+SHAPE = text(
+    "SELECT level, count(*), sum(n) FROM metric_buckets "
+    "WHERE run_id = :run_id AND name = :name GROUP BY level"
+)
 BUCKETS = text(
     "SELECT bucket, " + ", ".join(COLS) + " FROM metric_buckets "
-    "WHERE run_id = :run_id AND name = :name ORDER BY bucket"
+    "WHERE run_id = :run_id AND name = :name AND level = :level ORDER BY bucket"
 )
 RAW = text(
     "SELECT step, tokens, value FROM metric_points WHERE run_id = :run_id AND name = :name "
@@ -173,6 +182,7 @@ def read(
     """At most `max_points` points of one metric (first and last kept, each span's min and
     max kept). `after_step`: only the points after that step (a live chart's new tail)."""
     max_points = max(2, max_points)
+    key = {"run_id": run_id, "name": name}
     with engine.connect() as conn:
         if after_step is not None:  # a live chart's tail: a few points since its last read
             rows = [
@@ -180,14 +190,16 @@ def read(
                 for r in conn.execute(RAW, {"run_id": run_id, "name": name, "after": after_step})
             ]
             return Series(thin(rows, max_points), len(rows))
-        buckets = [tuple(r) for r in conn.execute(BUCKETS, {"run_id": run_id, "name": name})]
-        total = sum(b[1] for b in buckets)
-        # buckets serve when there are enough of them to fill the chart (a span of one or
-        # more buckets gives 2-3 points); below that the series is at most 32 x max_points
-        # points, read whole
-        if total <= max_points or len(buckets) < max_points // 2:
-            rows = conn.execute(RAW, {"run_id": run_id, "name": name, "after": -(2**62)})
+        shape = {lv: (count, n) for lv, count, n in conn.execute(SHAPE, key)}
+        total = shape[LEVELS[0]][1] if shape else 0
+        spans = max(1, (max_points - 2) // 3)
+        # the coarsest level with a bucket per span; a short series (or one too sparse for
+        # even the fine level) is read whole
+        level = next((lv for lv in reversed(LEVELS) if shape.get(lv, (0,))[0] >= spans), None)
+        if total <= RAW_FACTOR * max_points or level is None:
+            rows = conn.execute(RAW, {**key, "after": -(2**62)})
             return Series(thin([tuple(r) for r in rows], max_points), total)
+        buckets = [tuple(r) for r in conn.execute(BUCKETS, {**key, "level": level})]
     return Series(_fill(lambda k: _group(buckets, k), len(buckets), max_points), total)
 
 

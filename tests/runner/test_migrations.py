@@ -66,8 +66,9 @@ def test_upgrading_an_old_ledger_keeps_its_data(tmp_path):
     c = sqlite3.connect(db)
     # 0007 summarized the stored points into their bucket (steps 0-63)
     assert c.execute(
-        "SELECT bucket, n, first_step, last_step, min_value, max_value FROM metric_buckets"
-    ).fetchall() == [(0, 1, 5, 5, 3.25, 3.25)]
+        "SELECT level, bucket, n, first_step, last_step, min_value, max_value "
+        "FROM metric_buckets ORDER BY level"
+    ).fetchall() == [(64, 0, 1, 5, 5, 3.25, 3.25), (1024, 0, 1, 5, 5, 3.25, 3.25)]
     assert c.execute(
         "SELECT name, status, gpu_hours, cost_usd, stop_reason FROM runs"
     ).fetchall() == [("old", "succeeded", 0.0, 0.0, None)]
@@ -117,12 +118,16 @@ def test_postgresql_upgrade_check_and_one_step_down_and_back(postgres):
     with eng.connect() as conn:
         rows = conn.execute(
             sa.text(
-                "SELECT bucket, n, first_step, last_step, min_step, max_step, max_value "
-                "FROM metric_buckets ORDER BY bucket"
+                "SELECT level, bucket, n, first_step, last_step, min_step, max_step, max_value "
+                "FROM metric_buckets ORDER BY level, bucket"
             )
         ).all()
     eng.dispose()
-    assert [tuple(r) for r in rows] == [(0, 64, 0, 63, 0, 63, 1.63), (1, 36, 64, 99, 64, 70, 9.0)]
+    assert [tuple(r) for r in rows] == [
+        (64, 0, 64, 0, 63, 0, 63, 1.63),
+        (64, 1, 36, 64, 99, 64, 70, 9.0),
+        (1024, 0, 100, 0, 99, 0, 70, 9.0),
+    ]
 
 
 def test_replicas_migrating_at_once_take_turns(postgres):

@@ -9,8 +9,8 @@ import pathlib
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, HTTPException, Path, Query, Request, Response
-from fastapi.responses import JSONResponse
 from pydantic import ValidationError
+from pydantic_core import to_json
 from starlette.concurrency import run_in_threadpool
 
 from runner.api.deps import (
@@ -130,15 +130,19 @@ def list_runs(
         count=count,
     )
     last = rows[-1]["id"] if len(rows) == limit else None
-    return JSONResponse(
-        {
-            "items": rows,
-            "total": total,
-            "limit": limit,
-            "offset": offset,
-            "next_before_id": last if after_id is None else None,
-            "next_after_id": last if after_id is not None else None,
-        }
+    # plain rows straight to JSON bytes (pydantic-core's encoder): no model per row
+    return Response(
+        to_json(
+            {
+                "items": rows,
+                "total": total,
+                "limit": limit,
+                "offset": offset,
+                "next_before_id": last if after_id is None else None,
+                "next_after_id": last if after_id is not None else None,
+            }
+        ),
+        media_type="application/json",
     )
 
 
