@@ -75,10 +75,11 @@ def seed(base: str, runs: int, points: int) -> list[int]:
 def seed_sweep(base: str) -> int:
     """The smoke plan as a sweep (its runs for workers: nothing trains here), every ranking
     cell given a result, so the sweep page draws its charts and tables."""
-    h = {"Authorization": f"Bearer {ADMIN}", "Content-Type": "application/yaml"}
+    h = {"Authorization": f"Bearer {ADMIN}"}
     plan = (ROOT / "configs" / "plan_smoke.yaml").read_text()
     with httpx.Client(base_url=base + "/api/v1", headers=h, timeout=60) as c:
-        sw = c.post("/sweeps", params={"launcher": "worker"}, content=plan)
+        yaml = {"Content-Type": "application/yaml"}
+        sw = c.post("/sweeps", params={"launcher": "worker"}, content=plan, headers=yaml)
         sw.raise_for_status()
         sid = sw.json()["id"]
         rng = random.Random(1)
@@ -91,7 +92,9 @@ def seed_sweep(base: str) -> int:
                 "latency": {"seq128": {"median_ms": rng.uniform(10, 30)}},
                 "provenance": {"sample": False},
             }
-            c.post(f"/runs/{cell['run_id']}/result", json=doc).raise_for_status()
+            r = c.post(f"/runs/{cell['run_id']}/result", json=doc)
+            if r.status_code != 200:
+                raise RuntimeError(f"result of run {cell['run_id']}: {r.status_code} {r.text}")
     return sid
 
 

@@ -223,6 +223,18 @@ def test_sweep_outlier_and_cost_forecast(service_factory, tokenized_dir, browser
     expect(page).to_have_url(re.compile(r"scale=linear"))
     assert "(linear)" in page.locator(f"{pareto} svg").text_content()
     assert page.get_by_role("link", name="compare this axis").count() == 2
+    # cells ticked in the ranking tables open the comparison of their runs
+    values = [b.get_attribute("value") for b in page.locator("input.pick").all()]
+    picked = list(dict.fromkeys(values))[:2]  # the baseline is listed on both axes
+    for v in picked:
+        page.locator(f'input.pick[value="{v}"]').first.check()
+    # the baseline's second box follows its first: one run, one tick
+    assert page.locator("input.pick:checked").count() == values.count(picked[0]) + values.count(
+        picked[1]
+    )
+    page.get_by_role("button", name=re.compile("Compare selected")).click()
+    expect(page).to_have_url(re.compile(r"/compare\?runs=" + ",".join(picked) + "$"))
+    assert page.locator("#compare-metrics tbody tr").count() == 2
 
     # the cost page forecasts the local sweep: spent $0, but what it would cost on a GPU
     page.goto(f"{svc.url}/cost")

@@ -39,6 +39,7 @@
     const ids = selection();
     if (box.checked) ids.add(box.value); else ids.delete(box.value);
     saveSelection(ids);
+    applySelection(document);  // a run listed twice (the baseline on each axis) ticks as one
   });
   document.addEventListener("submit", function (ev) {
     // the compare form sends the whole selection, also ticks on rows no longer listed
