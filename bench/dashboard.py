@@ -29,6 +29,7 @@ sys.path.insert(0, str(ROOT / "bench"))
 from ingest import ADMIN, SPEC, start_server  # noqa: E402
 
 POLL_S = 2.0  # live.js's period
+CHUNK = 500  # points per seeding post: under the body limit (PAX_MAX_BODY_BYTES)
 
 
 def timed(client: httpx.Client, paths: list[str], n: int, headers: dict | None = None) -> dict:
@@ -103,10 +104,10 @@ def seed_long(base: str, points: int) -> int:
     with httpx.Client(base_url=base + "/api/v1", headers=h, timeout=120) as c:
         new = {"config": {**SPEC, "name": "bench-long"}, "launcher": "worker"}
         rid = c.post("/runs", json=new).json()["id"]
-        for lo in range(0, points, 10_000):
+        for lo in range(0, points, CHUNK):
             pts = [
                 {"step": s, "tokens": s * 4096, "name": "train/loss", "value": 3 + 1 / (s + 1)}
-                for s in range(lo, min(points, lo + 10_000))
+                for s in range(lo, min(points, lo + CHUNK))
             ]
             pts += [
                 {
@@ -115,7 +116,7 @@ def seed_long(base: str, points: int) -> int:
                     "name": "dev/word_ppl",
                     "value": 100 + 1e4 / (s + 1),
                 }
-                for s in range(lo, min(points, lo + 10_000), 500)
+                for s in range(lo, min(points, lo + CHUNK), 100)
             ]
             c.post(f"/runs/{rid}/metrics", json={"points": pts}).raise_for_status()
     return rid
