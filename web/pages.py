@@ -117,11 +117,13 @@ def runs_fragment(request: Request):
     t = time.time() - SINCE_OVERLAP_S
     if since is not None:
         runs, total = queries.runs_page(engine, **f, since=since)
-        gone = sorted(set(queries.changed_runs(engine, since)) - {r["id"] for r in runs})
+        gone = []
+        if any(f.values()):  # without a filter no run can leave the list
+            gone = sorted(set(queries.changed_runs(engine, since)) - {r["id"] for r in runs})
         headers = {
             "X-Pax-Now": f"{t:.3f}",
             "X-Pax-Total": str(total),
-            "X-Pax-Gone": ",".join(map(str, gone)) if any(f.values()) else "",
+            "X-Pax-Gone": ",".join(map(str, gone)),
             "Cache-Control": "no-cache",
         }
         if not runs:

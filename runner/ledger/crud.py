@@ -162,28 +162,6 @@ def latest_for(engine: Engine, *, run_ids: list[int]) -> dict[int, dict[str, flo
     return out
 
 
-def list_runs(
-    engine: Engine,
-    *,
-    status: str | None = None,
-    sweep_id: int | None = None,
-    limit: int = 100,
-    offset: int = 0,
-) -> tuple[list[Run], int]:
-    q = select(Run)
-    count = select(func.count()).select_from(Run)
-    if status:
-        q = q.where(Run.status == status)
-        count = count.where(Run.status == status)
-    if sweep_id is not None:
-        q = q.where(Run.sweep_id == sweep_id)
-        count = count.where(Run.sweep_id == sweep_id)
-    with Session(engine) as s:
-        rows = s.exec(q.order_by(col(Run.id).desc()).offset(offset).limit(limit)).all()
-        total = s.exec(count).one()
-    return list(rows), int(total)
-
-
 def active_runs(engine: Engine) -> list[Run]:
     with Session(engine) as s:
         return list(s.exec(select(Run).where(col(Run.status).in_(ACTIVE))).all())

@@ -386,13 +386,6 @@ def series_points(
     return series_store.read(engine, run_id, name, max_points).points
 
 
-def series(
-    engine: Engine, run_id: int, name: str, max_points: int = 400
-) -> list[tuple[float, float]]:
-    """(tokens, value) of one metric by step, thinned like `series_points`."""
-    return [(float(t), v) for _, t, v in series_points(engine, run_id, name, max_points)]
-
-
 def version(engine: Engine, run_id: int) -> tuple:
     """Changes whenever a new point or a state change arrives: the chart cache's key."""
     with engine.connect() as conn:

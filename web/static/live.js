@@ -10,6 +10,7 @@
 (function () {
   "use strict";
   const PERIOD_MS = 2000;
+  const PAGE_ROWS = 200;  // the overview lists the newest 200: an older changed run stays off it
   const TOKEN_KEY = "pax.adminToken";
   const MSG_KEY = "pax.actionMessage";
 
@@ -183,7 +184,8 @@
         const after = [...el.querySelectorAll("tr[data-run]")].find(function (x) {
           return Number(x.dataset.run) < id;
         });
-        if (after) el.insertBefore(tr, after); else el.appendChild(tr);
+        if (after) el.insertBefore(tr, after);
+        else if (el.querySelectorAll("tr[data-run]").length < PAGE_ROWS) el.appendChild(tr);
         const empty = el.querySelector("tr:not([data-run])");
         if (empty) empty.remove();
       });
