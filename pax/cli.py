@@ -482,6 +482,13 @@ def sweep_submit(
     ],
     url: UrlOpt = "http://127.0.0.1:8000",
     token: TokenOpt = None,
+    launcher: Annotated[
+        str | None,
+        typer.Option(
+            help="Where its runs train: local, docker, skypilot or worker (default: the plan's "
+            "`launcher:`, else the service's own)."
+        ),
+    ] = None,
 ) -> None:
     """Submit a plan: its cells are queued at once; promotion follows by itself."""
     import httpx
@@ -492,6 +499,7 @@ def sweep_submit(
     try:
         r = httpx.post(
             f"{url.rstrip('/')}/api/v1/sweeps",
+            params={"launcher": launcher} if launcher else None,
             content=file.read_bytes(),
             headers={
                 "Authorization": f"Bearer {_admin_token(token)}",

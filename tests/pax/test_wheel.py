@@ -98,7 +98,7 @@ def test_the_wheel_alone_migrates_serves_and_trains(installed, tmp_path, tokeniz
 
     r = pax(installed, empty, "db", "upgrade", "--db", "var/pax.db")
     assert r.returncode == 0, r.stderr
-    assert json.loads(r.stdout.splitlines()[-1])["revision"] == "0006"
+    assert json.loads(r.stdout.splitlines()[-1])["revision"] == "0007"
 
     port = free_port()
     env = {
@@ -128,12 +128,12 @@ def test_the_wheel_alone_migrates_serves_and_trains(installed, tmp_path, tokeniz
 
         wait_until(up, 60, "the installed `pax serve` answering /healthz")
         assert httpx.get(url + "/").status_code == 200  # the dashboard's templates shipped
-        # the shipped plans are found by their documented names, from any folder
-        r = pax(
-            installed,
-            empty,
-            "sweep", "submit", "configs/embed_ratio.yaml", "--url", url, "--token", ADMIN,
-        )  # fmt: skip
+        # the shipped plans are found by their documented names, from any folder; a local
+        # launch without its data is refused with the command that makes it
+        submit = ("sweep", "submit", "configs/embed_ratio.yaml", "--url", url, "--token", ADMIN)
+        r = pax(installed, empty, *submit)
+        assert r.returncode != 0 and "scripts/preprocess_lm.py" in r.stderr, r.stderr
+        r = pax(installed, empty, *submit, "--launcher", "worker")
         assert r.returncode == 0, r.stderr
         assert httpx.get(f"{url}/api/v1/runs").json()["total"] == 3
     finally:

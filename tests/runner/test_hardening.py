@@ -45,7 +45,7 @@ def raw_post(url: str, path: str, headers: dict, first_body_bytes: bytes = b"") 
 @pytest.mark.slow
 def test_oversized_bodies_are_refused_before_they_are_read(service_factory):
     svc = service_factory()
-    run = post_run(svc, tiny_raw(Path("/tmp")))
+    run = post_run(svc, tiny_raw(Path("/tmp")), launcher="worker")  # no data: not local
     server = psutil.Process(svc.proc.pid)
     baseline = server.memory_info().rss
     big = str(57 * MB)

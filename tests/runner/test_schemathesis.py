@@ -29,15 +29,14 @@ EXAMPLES = 60  # per operation: about 1,000 cases over the API's operations
 def live(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("schemathesis")
     svc = start_service(tmp, tmp / "pax.db", concurrency=0)
-    svc.post(
-        "/runs",
-        json={
-            "name": "seed",
-            "max_tokens": 4096,
-            "model": {"total_params": 60000, "vocab_size": 512},
-            "data": {"seq_len": 64, "batch_size": 8},
-        },
-    ).raise_for_status()
+    seed = {
+        "name": "seed",
+        "max_tokens": 4096,
+        "model": {"total_params": 60000, "vocab_size": 512},
+        "data": {"seq_len": 64, "batch_size": 8},
+    }
+    # for a worker: no data here, and a local launch would be refused at submission
+    svc.post("/runs", json={"config": seed, "launcher": "worker"}).raise_for_status()
     yield svc
     svc.proc.terminate()
     svc.proc.wait(timeout=30)
