@@ -268,6 +268,8 @@ def _baseline_of(engine, run: dict) -> int | None:
 
 
 def _run_version(engine, run: dict) -> tuple[tuple, int | None]:
+    """The run's (and its baseline's) version, and its baseline: read once per request, for
+    both the live fragment's ETag and the chart cache's key."""
     base = _baseline_of(engine, run)
     return (
         queries.version(engine, run["id"]),
@@ -275,10 +277,15 @@ def _run_version(engine, run: dict) -> tuple[tuple, int | None]:
     ), base
 
 
-def run_charts(engine, cache: ChartCache, series: SeriesCache, run: dict) -> dict:
+def _live_etag(version: tuple, run: dict) -> str:
+    return etag_of(version, run["status"], run["tokens_seen"])
+
+
+def run_charts(
+    engine, cache: ChartCache, series: SeriesCache, run: dict, version: tuple, base: int | None
+) -> dict:
     """Cached per run; the key is the run's (and its baseline's) version, so a new point or a
     state change re-renders them (from curves that read only their new points)."""
-    version, base = _run_version(engine, run)
     return cache.get(
         (run["id"], base), version, lambda: _render_run_charts(engine, series, run["id"], base)
     )
@@ -315,17 +322,19 @@ def param_table(plan: dict | None) -> list[tuple[str, int, float]] | None:
     return rows + [("total", int(plan["total"]), 1.0)]
 
 
-def _run_context(request: Request, run: dict) -> dict:
+def _run_context(request: Request, run: dict, versioned=None) -> dict:
+    """`versioned`: the (version, baseline) the caller already read."""
     engine = engine_of(request)
     result = run["result"] if isinstance(run["result"], dict) else {}
     plan = run["plan"] or result.get("plan")
-    version, base = _run_version(engine, run)
+    version, base = versioned or _run_version(engine, run)
+    charts_ = run_charts(engine, _chart_cache(request), _series_cache(request), run, version, base)
     return {
-        "live_etag": etag_of(version, run["status"], run["tokens_seen"]),
+        "live_etag": _live_etag(version, run),
         "run": run,
         "plan": plan,
         "param_table": param_table(plan),
-        "charts": run_charts(engine, _chart_cache(request), _series_cache(request), run),
+        "charts": charts_,
         "events": queries.event_dicts(engine, run_id=run["id"]),
         "log": _log_tail(run),
         "baseline": base,
@@ -341,15 +350,15 @@ def run_fragment(request: Request, run_id: Id):
     run = queries.run_detail(engine, run_id)
     if run is None:
         raise HTTPException(404, f"no run {run_id}")
-    etag = etag_of(_run_version(engine, run)[0], run["status"], run["tokens_seen"])
+    versioned = _run_version(engine, run)
+    etag = _live_etag(versioned[0], run)
     if (cached := fresh(request, etag)) is not None:
         return cached
-    ctx = _run_context(request, run)
     return templates.TemplateResponse(
         request,
         "_run_live.html",
-        ctx,
-        headers={"ETag": ctx["live_etag"], "Cache-Control": "no-cache"},
+        _run_context(request, run, versioned),
+        headers={"ETag": etag, "Cache-Control": "no-cache"},
     )
 
 
