@@ -39,6 +39,8 @@ from pathlib import Path
 import httpx
 import psutil
 
+from runner.ledger.runs import create_run
+
 ROOT = Path(__file__).resolve().parents[1]
 ADMIN = "bench-admin-token-0123456789"
 SPEC = {"name": "bench", "max_tokens": 5_000_000}
@@ -282,14 +284,13 @@ def start_server(ledger: str, cwd: Path) -> tuple[subprocess.Popen, int]:
 
 def queue_runs(ledger: str, n: int, name: str = "bench") -> list[int]:
     """`n` queued runs, written through the ledger's own code (submission is not measured)."""
-    from runner.ledger import crud
     from runner.ledger.db import make_engine
     from trainer.config import validate
 
     engine = make_engine(ledger)
     try:
         cfg = validate({**SPEC, "name": name})
-        return [crud.create_run(engine, cfg=cfg).id for _ in range(n)]
+        return [create_run(engine, cfg=cfg).id for _ in range(n)]
     finally:
         engine.dispose()
 

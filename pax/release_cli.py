@@ -12,6 +12,8 @@ from typing import Annotated
 import typer
 
 from pax.console import err, fail
+from runner.ledger.runs import get_run
+from runner.ledger.sweeps import get_sweep, list_sweeps
 
 SweepOpt = Annotated[int, typer.Option("--sweep", help="The sweep's id.", min=1)]
 DbOpt = Annotated[Path | None, typer.Option("--db", help="Ledger file \\[env PAX_DB; var/pax.db].")]
@@ -49,12 +51,11 @@ def open_ledger(db: Path | None, database_url: str | None):
 
 
 def _sweep_or_fail(engine, sweep_id: int) -> None:
-    from runner.ledger import crud
 
     try:
-        crud.get_sweep(engine, sweep_id=sweep_id)
+        get_sweep(engine, sweep_id=sweep_id)
     except LookupError:
-        known = ", ".join(str(s.id) for s in crud.list_sweeps(engine)) or "none"
+        known = ", ".join(str(s.id) for s in list_sweeps(engine)) or "none"
         fail(f"--sweep {sweep_id}: no such sweep in this ledger (sweeps: {known})")
 
 
@@ -126,10 +127,9 @@ def reproduce_cmd(
 def _run_dir(run: str, db: Path | None, database_url: str | None) -> Path:
     if not run.isdigit():
         return Path(run)
-    from runner.ledger import crud
 
     try:
-        r = crud.get_run(open_ledger(db, database_url), run_id=int(run))
+        r = get_run(open_ledger(db, database_url), run_id=int(run))
     except LookupError:
         fail(f"--run {run}: no such run in the ledger")
     if not r.run_dir:
@@ -170,9 +170,8 @@ def release_cmd(
 ) -> None:
     """Check the tree is clean and the bundle reproduces, write the release notes from
     RESULTS.md and create the annotated tag locally (never pushed)."""
-    from runner.release.tag import ReleaseError, release
-
     from runner.release.bundle import BundleError
+    from runner.release.tag import ReleaseError, release
     from trainer.reproduce import ReproduceError
 
     if not TAG.match(tag):

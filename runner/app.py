@@ -23,7 +23,6 @@ from runner.api.guard import Guard
 from runner.api.headers import SecurityHeaders
 from runner.api.routes import health, results, runs, sky, sweeps, workers
 from runner.api.schemas import ErrorBody
-from runner.launch.bucket import BucketReader
 from runner.launch.cost import Pricing
 from runner.ledger.ingest import GroupWriter
 from runner.settings import Settings
@@ -88,7 +87,6 @@ def create_app(
                 launchers,
                 pricing,
                 on_tick=lambda: study_sweeps.advance(engine, pricing),
-                bucket=BucketReader(settings.sky_bucket_path) if settings.sky_bucket_path else None,
                 capacity={lr.name: launcher_capacity(settings, lr) for lr in launchers},
             )
             sched.start()
@@ -167,7 +165,7 @@ def launcher_capacity(settings: Settings, launcher) -> int:
         return settings.sky_concurrency
     if settings.concurrency == 0:
         return 0
-    return getattr(launcher, "capacity", None) or settings.concurrency
+    return launcher.capacity or settings.concurrency
 
 
 def make_launchers(settings: Settings, pricing: Pricing, engine) -> list:
@@ -198,7 +196,7 @@ def make_launchers(settings: Settings, pricing: Pricing, engine) -> list:
         )
     if settings.sky or settings.launcher == "skypilot":
         from runner.launch.skypilot import SkyOptions, SkyPilotLauncher
-        from runner.ledger.queries import ledger_id
+        from runner.ledger.db import ledger_id
 
         bucket = f"pax-{(ledger_id(engine) or 'ledger')[:16]}"  # unique to this ledger
         out.append(
@@ -206,6 +204,7 @@ def make_launchers(settings: Settings, pricing: Pricing, engine) -> list:
                 SkyOptions.from_settings(settings, bucket),
                 pricing=pricing,
                 takes_unassigned=settings.launcher == "skypilot",
+                bucket_path=settings.sky_bucket_path,
             )
         )
     return out

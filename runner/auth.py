@@ -1,12 +1,16 @@
-"""The service's tokens: the admin token (every mutating user route) and the worker token
-(`/claim` only). Each is PAX_ADMIN_TOKEN / PAX_WORKER_TOKEN, or a file beside the ledger that
-the first start generates (mode 0600, written under a temporary name and renamed, so a crash
-never leaves an empty file). A token file that is empty, short or readable by others is refused
-at start-up with what to do, never used.
+"""The service's tokens and who a token makes its caller: the admin token (every mutating
+user route), the worker token (`/claim` only) and each run's own token (its trainer-facing
+routes; only its hash is stored). The admin token is PAX_ADMIN_TOKEN and the worker token
+PAX_WORKER_TOKEN, or each a file beside the ledger that the first start generates (mode 0600,
+written under a temporary name and renamed, so a crash never leaves an empty file). A token
+file that is empty, short or readable by others is refused at start-up with what to do, never
+used.
 """
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import os
 import secrets
 import stat
@@ -14,6 +18,7 @@ import sys
 from pathlib import Path
 
 MIN_TOKEN = 16
+ADMIN, WORKER, RUN = "admin", "worker", "run"
 
 
 class TokenError(ValueError):
@@ -82,3 +87,32 @@ def load_or_create_token(db: Path | str, configured: str | None, kind: str = "ad
         flush=True,
     )
     return token
+
+
+def hash_token(token: str) -> str:
+    return hashlib.sha256(token.encode("utf-8", "surrogatepass")).hexdigest()
+
+
+def tokens_equal(a: str, b: str) -> bool:
+    """Constant-time comparison of two tokens as bytes (any characters, never an exception)."""
+    return hmac.compare_digest(
+        a.encode("utf-8", "surrogatepass"), b.encode("utf-8", "surrogatepass")
+    )
+
+
+def role_of(
+    token: str,
+    *,
+    admin_token: str,
+    worker_token: str | None = None,
+    run_token_hash: str | None = None,
+) -> str | None:
+    """Who `token` makes its caller: the admin, the worker (when a worker token is asked
+    about), a run's own trainer (when its hash is given), or nobody (None)."""
+    if tokens_equal(token, admin_token):
+        return ADMIN
+    if worker_token is not None and tokens_equal(token, worker_token):
+        return WORKER
+    if run_token_hash and hmac.compare_digest(hash_token(token), run_token_hash):
+        return RUN
+    return None

@@ -38,7 +38,7 @@ from trainer.progress import Progress
 from trainer.reporting import reporters_for
 from trainer.reporting.base import Reporter, Reporters
 from trainer.run_guard import RunLock, StopSignal
-from trainer.runs import write_json
+from trainer.runs import METRICS, write_json
 from trainer.runtime import build_optimizer, place_model, precision, prepare
 from trainer.schedule import lr_at, wsd_decay
 
@@ -678,7 +678,7 @@ def finish(run: Run, metrics: dict, t_start: float) -> tuple[int, dict]:
     run_info["finished_at"] = time.time()
     run_info["total_wall_time_s"] = time.time() - t_start
     if run_info["status"] != "preempted":
-        write_json(run.run_dir / "metrics.json", metrics)
+        write_json(run.run_dir / METRICS, metrics)
         run.report.result(metrics)
     run.report.log(
         {

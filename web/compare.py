@@ -15,7 +15,8 @@ import json
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse
 
-from runner.ledger import queries
+from runner.ledger import series
+from runner.ledger.runs import run_detail
 from web import charts
 from web.render import an_id, bad_request, engine_of, number, templates
 
@@ -133,7 +134,7 @@ def metrics_table(runs: list[dict]) -> tuple[list[str], list[list[dict]]]:
 def _wall_of(engine, run: dict) -> tuple[callable | None, bool]:
     """tokens -> training seconds for one run (None when the run has no way to tell), and
     whether it is estimated."""
-    el = queries.series_points(engine, run["id"], "train/elapsed_s", 2000)
+    el = series.read(engine, run["id"], "train/elapsed_s", 2000).points
     if el:
         toks = [t for _, t, _ in el]
         secs = [v for _, _, v in el]
@@ -167,14 +168,14 @@ def curves(engine, runs: list[dict], x: str, smooth: float) -> tuple[dict, bool]
     unknown = [f"#{i}" for i, w in walls.items() if w is None]
     out = {}
     for name, label, ylog in CURVES:
-        series = []
+        lines = []
         for r in runs:
             if x == "wall" and walls[r["id"]] is None:
                 continue
-            pts = queries.series_points(engine, r["id"], name, 600)
+            pts = series.read(engine, r["id"], name, 600).points
             xs = [s if x == "steps" else walls[r["id"]](t) if x == "wall" else t for s, t, _ in pts]
             ys = ema([v for _, _, v in pts], smooth)
-            series.append((f"#{r['id']} {r['cell'] or r['name']}", list(zip(xs, ys, strict=True))))
+            lines.append((f"#{r['id']} {r['cell'] or r['name']}", list(zip(xs, ys, strict=True))))
         note = f"smoothed (EMA {smooth:g})" if smooth else ""
         if estimated:
             note = (note + "; " if note else "") + "wall time estimated from tokens/s"
@@ -182,7 +183,7 @@ def curves(engine, runs: list[dict], x: str, smooth: float) -> tuple[dict, bool]
             note += f"; no wall time for {', '.join(unknown)}"
         svg = charts.lines(
             label,
-            series,
+            lines,
             xlabel=XS[x],
             ylabel=label + (" (log)" if ylog else ""),
             ylog=ylog,
@@ -190,7 +191,7 @@ def curves(engine, runs: list[dict], x: str, smooth: float) -> tuple[dict, bool]
             canvas=charts.Canvas(w=960, h=380),
         )
         slug = name.replace("/", "-")
-        table = charts.lines_table(series, xlabel=XS[x], ylabel=label)
+        table = charts.lines_table(lines, xlabel=XS[x], ylabel=label)
         out[name] = {"svg": svg, "table": table, "slug": f"compare-{slug}"}
     return out, estimated
 
@@ -202,7 +203,7 @@ def compare(request: Request):
     if why or why_view:
         return bad_request(request, why or why_view)
     engine = engine_of(request)
-    runs = [r for r in (queries.run_detail(engine, i) for i in ids) if r is not None]
+    runs = [r for r in (run_detail(engine, run_id=i) for i in ids) if r is not None]
     missing = [i for i in ids if i not in {r["id"] for r in runs}]
     charts_, _ = curves(engine, runs, x, smooth) if runs else ({}, False)
     columns, rows = metrics_table(runs)

@@ -18,9 +18,21 @@ from fastapi import APIRouter, HTTPException, Request
 from fastapi.responses import FileResponse, HTMLResponse, Response
 
 from runner.launch.cost import sweep_cost, what_if_accelerator
-from runner.ledger import crud, queries
-from runner.ledger.crud import REQUEUABLE
+from runner.ledger.attempts import cost_overview
+from runner.ledger.errors import NotFound
+from runner.ledger.events import events
+from runner.ledger.lifecycle import REQUEUABLE
 from runner.ledger.models import ACTIVE, STATUSES
+from runner.ledger.results import has_sample_results, results_for
+from runner.ledger.runs import (
+    baseline_runs,
+    changed_runs,
+    run_detail,
+    run_list,
+    runs_version,
+    version,
+)
+from runner.ledger.sweeps import get_sweep, sweep_runs, sweeps_overview
 from runner.study import promotion
 from runner.study.plan_spec import PHASE1
 from runner.study.results import ledger_rows
@@ -71,11 +83,32 @@ def _selected(request: Request) -> list[int]:
     return [int(p) for p in raw if an_id(p.strip())][: compare.MAX_RUNS]
 
 
+def run_rows(engine, f: dict, since: float | None = None) -> tuple[list[dict], int]:
+    """The overview's rows: a page of the ledger's run list, with what the table shows of each
+    (progress, speed, ETA, dev PPL, train loss)."""
+    rows, total = run_list(
+        engine, sweep_id=f["sweep"], phase=f["phase"], status=f["status"], since=since, limit=200
+    )
+    for r in rows:
+        seen, mx, latest = r["tokens_seen"], r["max_tokens"], r["latest"]
+        tps = latest.get("train/tokens_per_s")
+        running = r["status"] == "running" and tps and mx > seen
+        r.update(
+            cell=r["cell"] or r["name"],
+            progress=min(1.0, seen / mx) if mx else 0.0,
+            tokens_per_s=tps,
+            eta_s=(mx - seen) / tps if running else None,
+            dev_ppl=latest.get("dev/word_ppl"),
+            train_loss=latest.get("train/loss"),
+        )
+    return rows, total
+
+
 @router.get("/", response_class=HTMLResponse)
 def overview(request: Request):
     engine = engine_of(request)
     f = _filters(request)
-    runs, total = queries.runs_page(engine, **f)
+    runs, total = run_rows(engine, f)
     return templates.TemplateResponse(
         request,
         "overview.html",
@@ -83,11 +116,11 @@ def overview(request: Request):
             "since": f"{time.time() - SINCE_OVERLAP_S:.3f}",
             "runs": runs,
             "total": total,
-            "sweeps": queries.sweeps_overview(engine),
+            "sweeps": sweeps_overview(engine),
             "filters": f,
             "statuses": STATUSES,
             "selected": _selected(request),
-            "sample": queries.has_sample_results(engine),
+            "sample": has_sample_results(engine),
             "api": str(request.base_url).rstrip("/") + "/api/v1",
         },
     )
@@ -116,10 +149,10 @@ def runs_fragment(request: Request):
     since = _since(request)
     t = time.time() - SINCE_OVERLAP_S
     if since is not None:
-        runs, total = queries.runs_page(engine, **f, since=since)
+        runs, total = run_rows(engine, f, since=since)
         gone = []
         if any(f.values()):  # without a filter no run can leave the list
-            gone = sorted(set(queries.changed_runs(engine, since)) - {r["id"] for r in runs})
+            gone = sorted(set(changed_runs(engine, since=since)) - {r["id"] for r in runs})
         headers = {
             "X-Pax-Now": f"{t:.3f}",
             "X-Pax-Total": str(total),
@@ -134,10 +167,10 @@ def runs_fragment(request: Request):
             {"runs": runs, "total": total, "selected": _selected(request), "partial": True},
             headers=headers,
         )
-    etag = etag_of(queries.runs_version(engine), str(request.query_params))
+    etag = etag_of(runs_version(engine), str(request.query_params))
     if (cached := fresh(request, etag)) is not None:
         return cached
-    runs, total = queries.runs_page(engine, **f)
+    runs, total = run_rows(engine, f)
     return templates.TemplateResponse(
         request,
         "_runs_rows.html",
@@ -156,15 +189,15 @@ def _view(request: Request) -> tuple[bool, bool]:
 def sweep_page(request: Request, sweep_id: Id):
     engine = engine_of(request)
     try:
-        sw = crud.get_sweep(engine, sweep_id=sweep_id)
-    except crud.NotFound:
+        sw = get_sweep(engine, sweep_id=sweep_id)
+    except NotFound:
         return not_found(request, f"There is no sweep {sweep_id}.")
-    runs = crud.sweep_runs(engine, sweep_id=sweep_id)
+    runs = sweep_runs(engine, sweep_id=sweep_id)
     p1 = [r for r in runs if r.phase in PHASE1]
-    ranked = promotion.rank_cells(p1, crud.results_for(engine, run_ids=[r.id for r in p1]))
+    ranked = promotion.rank_cells(p1, results_for(engine, run_ids=[r.id for r in p1]))
     axes = {axis: promotion.axis_cells(ranked, axis) for axis in promotion.AXES}
     fin = finalist_stats(ledger_rows(engine, sweep_id))
-    evs = queries.event_dicts(engine, sweep_id=sweep_id)
+    evs = events(engine, sweep_id=sweep_id)
     decisions = [
         e for e in evs if e["kind"] in ("promotion", "infeasible", "sweep", "report", "budget")
     ]
@@ -194,7 +227,7 @@ def sweep_page(request: Request, sweep_id: Id):
             "ylog": ylog,
             "show_all": show_all,
             "max_compare": compare.MAX_RUNS,
-            "sample": queries.has_sample_results(engine),
+            "sample": has_sample_results(engine),
         },
     )
 
@@ -264,7 +297,8 @@ def _render_run_charts(engine, series: SeriesCache, run_id: int, baseline_id: in
 def _baseline_of(engine, run: dict) -> int | None:
     if run["is_baseline"]:
         return None
-    return queries.baseline_run(engine, sweep_id=run["sweep_id"], phase=run["phase"])
+    bases = baseline_runs(engine, sweep_id=run["sweep_id"], phase=run["phase"])
+    return bases[0] if bases else None
 
 
 def _run_version(engine, run: dict) -> tuple[tuple, int | None]:
@@ -272,8 +306,8 @@ def _run_version(engine, run: dict) -> tuple[tuple, int | None]:
     both the live fragment's ETag and the chart cache's key."""
     base = _baseline_of(engine, run)
     return (
-        queries.version(engine, run["id"]),
-        queries.version(engine, base) if base is not None else None,
+        version(engine, run_id=run["id"]),
+        version(engine, run_id=base) if base is not None else None,
     ), base
 
 
@@ -305,7 +339,7 @@ def _log_tail(run: dict, lines: int = 40) -> str:
 @router.get("/runs/{run_id}", response_class=HTMLResponse)
 def run_page(request: Request, run_id: Id):
     engine = engine_of(request)
-    run = queries.run_detail(engine, run_id)
+    run = run_detail(engine, run_id=run_id)
     if run is None:
         return not_found(request, f"There is no run {run_id}.")
     return templates.TemplateResponse(request, "run.html", _run_context(request, run))
@@ -335,7 +369,7 @@ def _run_context(request: Request, run: dict, versioned=None) -> dict:
         "plan": plan,
         "param_table": param_table(plan),
         "charts": charts_,
-        "events": queries.event_dicts(engine, run_id=run["id"]),
+        "events": events(engine, run_id=run["id"]),
         "log": _log_tail(run),
         "baseline": base,
         "can_cancel": run["status"] in (*ACTIVE, "queued"),
@@ -347,7 +381,7 @@ def _run_context(request: Request, run: dict, versioned=None) -> dict:
 @router.get("/fragments/runs/{run_id}", response_class=HTMLResponse)
 def run_fragment(request: Request, run_id: Id):
     engine = engine_of(request)
-    run = queries.run_detail(engine, run_id)
+    run = run_detail(engine, run_id=run_id)
     if run is None:
         raise HTTPException(404, f"no run {run_id}")
     versioned = _run_version(engine, run)
@@ -370,7 +404,7 @@ def cost_page(request: Request):
         acc = what_if_accelerator(pricing, request.query_params.get("what_if") or None)
     except ValueError as e:
         return bad_request(request, f"what_if: {e}")
-    sweeps = queries.sweeps_overview(engine)
+    sweeps = sweeps_overview(engine)
     per_sweep = [
         {"sweep": s, "cost": sweep_cost(engine, s["id"], pricing, what_if=acc)} for s in sweeps
     ]
@@ -378,11 +412,11 @@ def cost_page(request: Request):
         request,
         "cost.html",
         {
-            "cost": queries.cost_overview(engine),
+            "cost": cost_overview(engine),
             "sweeps": per_sweep,
             "what_if": acc,
             "accelerators": sorted(pricing.table["accelerators"]),
             "pricing": pricing,
-            "sample": queries.has_sample_results(engine),
+            "sample": has_sample_results(engine),
         },
     )

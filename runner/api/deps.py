@@ -11,8 +11,8 @@ from fastapi import Depends, HTTPException, Request
 from sqlalchemy.engine import Engine
 
 from runner.launch.cost import Pricing
-from runner.ledger.crud import RunRef
 from runner.ledger.ingest import GroupWriter
+from runner.ledger.runs import RunRef
 from runner.settings import Settings
 from runner.study.killrule import KillRule
 
@@ -37,31 +37,19 @@ async def get_kill_rule(request: Request) -> KillRule:
     return request.app.state.kill_rule
 
 
-def caller(request: Request) -> dict:
-    """Who is calling, as the gate (runner/api/guard.py) decided before the body was read."""
+async def caller(request: Request) -> dict:
+    """Who is calling, as the gate (runner/api/guard.py) decided before the body was read: it
+    alone checks roles, by route. A route the gate does not see is refused here, never open."""
     found = request.scope.get("state", {}).get("caller")
-    if found is None:  # a route the gate does not see (it guards every mutating API route)
+    if found is None:
         raise HTTPException(401, "missing token: send `Authorization: Bearer <token>`")
     return found
 
 
-async def require_admin(request: Request) -> None:
-    if caller(request)["role"] != "admin":
-        raise HTTPException(403, "this route needs the admin token")
-
-
-async def require_worker(request: Request) -> str:
-    """The admin or the worker token (POST /claim)."""
-    role = caller(request)["role"]
-    if role not in ("admin", "worker"):
-        raise HTTPException(403, "this route needs the worker (or admin) token")
-    return role
-
-
 async def run_caller(request: Request):
-    """A run's trainer-facing routes: the run (crud.RunRef), posted to with its own token or
-    the admin's."""
-    return caller(request)["run"]
+    """A run's trainer-facing routes: the run (RunRef), posted to with its own token or the
+    admin's."""
+    return (await caller(request))["run"]
 
 
 EngineDep = Annotated[Engine, Depends(get_engine)]
@@ -69,8 +57,8 @@ SettingsDep = Annotated[Settings, Depends(get_settings)]
 PricingDep = Annotated[Pricing, Depends(get_pricing)]
 WriterDep = Annotated[GroupWriter, Depends(get_writer)]
 KillRuleDep = Annotated[KillRule, Depends(get_kill_rule)]
-AdminDep = Annotated[None, Depends(require_admin)]
-WorkerDep = Annotated[str, Depends(require_worker)]
+# the gate decided the role by route: the admin's for user routes, the worker's for /claim
+GuardedDep = Annotated[dict, Depends(caller)]
 RunCallerDep = Annotated[RunRef, Depends(run_caller)]
 
 

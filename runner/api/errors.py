@@ -8,7 +8,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
-from runner.ledger.crud import Conflict, NotFound
+from runner.ledger.errors import Conflict, NotFound
 from trainer.config import ConfigError, describe_errors
 
 

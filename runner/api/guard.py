@@ -17,8 +17,9 @@ from __future__ import annotations
 import json
 import re
 
-from runner.auth import MIN_TOKEN
-from runner.ledger import crud
+from runner.auth import ADMIN, MIN_TOKEN, RUN, WORKER, role_of
+from runner.ledger.errors import NotFound
+from runner.ledger.runs import run_ref
 
 API = "/api/v1"
 RUN_ROUTE = re.compile(rf"^{API}/runs/([^/]+)/(metrics|heartbeat|result|exit)$")
@@ -112,28 +113,33 @@ class Guard:
             )
         if len(token) < MIN_TOKEN:
             return 401, f"malformed token: tokens are at least {MIN_TOKEN} characters"
-        admin = crud.tokens_equal(token, state.admin_token)
-        caller = {"role": "admin" if admin else None, "run": None}
         run_route = RUN_ROUTE.match(path)
+        run = None
         if run_route:
             raw = run_route.group(1)
             if not (raw.isascii() and raw.isdigit() and 1 <= int(raw) <= 2**62):
                 return 422, f"run id {raw[:30]!r}: must be an integer from 1 to 2^62"
             try:
-                caller["run"] = crud.run_ref(state.engine, run_id=int(raw))
-            except crud.NotFound as e:
+                run = run_ref(state.engine, run_id=int(raw))
+            except NotFound as e:
                 return 404, str(e)
-            if not admin and crud.token_matches(token, caller["run"].token_hash):
-                caller["role"] = "run"
-            if caller["role"] is None:
+        role = role_of(
+            token,
+            admin_token=state.admin_token,
+            worker_token=state.worker_token if path == f"{API}/claim" else None,
+            run_token_hash=run.token_hash if run is not None else None,
+        )
+        # what each route needs: a run's routes its own token, /claim the worker's, the rest
+        # the admin's (the admin's opens everything)
+        needed = {RUN} if run_route else {WORKER} if path == f"{API}/claim" else set()
+        if role != ADMIN and role not in needed:
+            if run_route:
                 return (
                     403,
                     f"this token may not post to run {raw}: a run token posts to its own run only",
                 )
-        elif path == f"{API}/claim" and crud.tokens_equal(token, state.worker_token):
-            caller["role"] = "worker"
-        elif not admin:
             return 403, "this route needs the admin token"
+        caller = {"role": role, "run": run}
         scope.setdefault("state", {})["caller"] = caller
         return None
 

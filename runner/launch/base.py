@@ -1,12 +1,12 @@
-"""The launcher interface: start / observe / stop (plus alive / exited for launchers that
-track processes), the state a launcher reports of a job, and the trainer's command line and
+"""The launcher interface (start / observe / stop, and the defaults of everything else the
+scheduler asks), the state a launcher reports of a job, and the trainer's command line and
 environment, which every launcher uses."""
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
 
 from runner.ledger.attempts import Placement, Usage
 
@@ -95,25 +95,57 @@ def trainer_args(config_path: Path | str, run_dir: Path | str) -> list[str]:
     ]
 
 
-class Launcher(Protocol):
+class Launcher(ABC):
+    """What the scheduler uses of a launcher. Each launcher starts, observes and stops its own
+    jobs; everything else has a default here that a launcher overrides when it differs."""
+
     name: str  # what the ledger records as the run's launcher
     kinds: tuple[str, ...]  # the `launcher` values of the runs it takes ("local", "skypilot")
-    takes_unassigned: bool  # and runs that ask for none (the service's default launcher)
+    takes_unassigned: bool = False  # and runs that ask for none (the service's default launcher)
+    # alive() / exited() know its trainers (local processes, containers); a launcher that does
+    # not track them has a run cancelled in the ledger cancelled where its job runs instead
+    tracks_processes: bool = False
+    # its trainers may not reach the service (a cloud job without inbound access): their
+    # folders are read every tick, heartbeats included
+    heard_through_files: bool = False
 
-    def placement(self) -> Placement:
-        """Where its runs train, as far as it knows before launching (GPU, spot, share)."""
-
+    @abstractmethod
     def start(self, spec: LaunchSpec) -> str:
         """Start the trainer; return the backend id (pid, container id, job id)."""
 
+    @abstractmethod
     def observe(self, backend_ids: list[str]) -> dict[str, JobState]:
         """The state of each job, in one call per scheduler tick (a cloud is asked once)."""
 
+    @abstractmethod
     def stop(self, backend_id: str, grace_s: float) -> None:
         """Ask the trainer to stop (SIGTERM: it checkpoints), force it after `grace_s`."""
 
+    def placement(self) -> Placement:
+        """Where its runs train, as far as it knows before launching (GPU, spot, share)."""
+        return Placement()
+
+    @property
+    def capacity(self) -> int | None:
+        """Runs at once that it can hold itself (None: the service's PAX_CONCURRENCY)."""
+        return None
+
     def alive(self) -> list[str]:
         """Backend ids this launcher tracks that still run ([] when it tracks none)."""
+        return []
 
     def exited(self) -> list[str]:
         """Backend ids this launcher tracks that have exited but were not polled yet."""
+        return []
+
+    def costliest(self) -> str | None:
+        """The dearest GPU a run might get, for budget caps (None: its placement's)."""
+        return None
+
+    def device_of(self, backend_id: str) -> str | None:
+        """host:gpuN of a job that shares a GPU with others (its cost is split by time)."""
+        return None
+
+    def run_dir_url(self, run_id: int, local: Path) -> str:
+        """Where the service reads the run's folder (a local path, or a bucket's URL)."""
+        return str(local)

@@ -19,7 +19,7 @@ from pathlib import Path
 import yaml
 from sqlalchemy.engine import Engine
 
-from runner.ledger import queries
+from runner.ledger import attempts
 from runner.ledger.models import ACTIVE, FINISHED
 from trainer.prep.fetch import atomic_write_text
 
@@ -168,9 +168,9 @@ def measured_tokens_per_s(
 ) -> float | None:
     """The training speed measured on `accelerator`: in this sweep, else anywhere in the ledger,
     else None (a forecast then uses the table's prior for that GPU)."""
-    return queries.measured_tokens_per_s(
+    return attempts.measured_tokens_per_s(
         engine, accelerator=accelerator, sweep_id=sweep_id
-    ) or queries.measured_tokens_per_s(engine, accelerator=accelerator)
+    ) or attempts.measured_tokens_per_s(engine, accelerator=accelerator)
 
 
 def what_if_accelerator(pricing: Pricing, asked: str | None = None) -> str:
@@ -258,7 +258,7 @@ def sweep_cost(
     forecast of the whole sweep on the service's own GPU, and what it would cost on a cloud GPU
     (`what_if`, default `what_if_accelerator`) against its budget (one function, so the API,
     COST_SUMMARY.json and the dashboard agree)."""
-    runs, budget = queries.sweep_cost_rows(engine, sweep_id=sweep_id)
+    runs, budget = attempts.sweep_cost_rows(engine, sweep_id=sweep_id)
     phases: dict[str, dict] = {}
     for r in runs:
         p = phases.setdefault(r["phase"] or "-", {"runs": 0, "gpu_hours": 0.0, "cost_usd": 0.0})
@@ -273,7 +273,7 @@ def sweep_cost(
         "gpu_hours": sum(r["gpu_hours"] for r in runs),
         "phases": phases,
         "runs": runs,
-        "attempts": queries.attempt_rows(engine, sweep_id=sweep_id),
+        "attempts": attempts.attempt_rows(engine, sweep_id=sweep_id),
     }
     out["usage"] = usage_hours(out["attempts"], time.time())
     if pricing is not None:

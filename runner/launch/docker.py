@@ -17,6 +17,7 @@ from runner.launch.base import (
     EXITED,
     NOT_OURS,
     JobState,
+    Launcher,
     LaunchSpec,
     trainer_args,
     trainer_env,
@@ -79,7 +80,7 @@ def engine_available() -> bool:
         return False
 
 
-class DockerLauncher:
+class DockerLauncher(Launcher):
     name = "docker"
     kinds = ("docker", "local")
     takes_unassigned = True
@@ -126,9 +127,3 @@ class DockerLauncher:
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )
-
-    def alive(self) -> list[str]:
-        return []  # containers are polled one by one; nothing is tracked in memory
-
-    def exited(self) -> list[str]:
-        return []

@@ -16,6 +16,7 @@ from runner.launch.base import (
     EXITED,
     NOT_OURS,
     JobState,
+    Launcher,
     LaunchSpec,
     trainer_args,
     trainer_env,
@@ -23,7 +24,7 @@ from runner.launch.base import (
 from runner.ledger.attempts import Placement
 
 
-class LocalLauncher:
+class LocalLauncher(Launcher):
     name = "local"
     kinds = ("local",)
     takes_unassigned = True

@@ -3,9 +3,9 @@
 One loop, every `tick_s`:
   1) observe every active run's job, one call per launcher (a cloud is asked once per tick)
   2) judge each run by what its launcher sees, never by a lease alone:
-     - exited: take in what the trainer left (outbox, metrics.json, exit.json), then
-       `apply_exit`: succeeded / killed / failed, or requeued (crash, preemption); a job
-       cancelled outside pax is `cancelled`
+     - exited: take in what the trainer left in its folder (runner.launch.run_dir), then
+       `lifecycle.apply_exit`: succeeded / killed / failed, or requeued (crash, preemption); a
+       job cancelled outside pax is `cancelled`
      - recovered onto new machines by the platform: a new attempt, with its own start time
      - waiting for machines or recovering: nothing is judged (no lease, no cancel)
      - running: time and cost limits, then the lease (start-up grace counts from running);
@@ -43,113 +43,28 @@ from runner.launch.base import (
     LaunchSpec,
     run_dir_under,
 )
-from runner.launch.bucket import BucketReader
 from runner.launch.cost import Pricing, budget_refusal
-from runner.ledger import crud
+from runner.launch.run_dir import RunDirs
+from runner.ledger import attempts, lifecycle
 from runner.ledger.attempts import Usage
-from runner.ledger.ingest import ingest
 from runner.ledger.leader import Leadership
 from runner.ledger.models import ACTIVE, FINISHED, Run
+from runner.ledger.results import get_result
+from runner.ledger.runs import (
+    active_count,
+    active_runs,
+    cancelled_with_jobs,
+    get_run,
+    runs_by_backend,
+)
 from runner.settings import Settings
-from trainer.exits import EXIT_BAD_CONFIG, EXIT_KILLED, EXIT_OK, EXIT_PREEMPTED
+from trainer.exits import EXIT_OK
 
 log = logging.getLogger("pax.scheduler")
-OUTBOX, EXIT_FILE = "outbox.jsonl", "exit.json"
 
 
 def run_dir_for(settings: Settings, run: Run) -> Path:
     return run_dir_under(settings.runs_root, run.id, run.name)
-
-
-def reconcile_outbox(engine: Engine, run: Run, run_dir: Path) -> int:
-    """Ingest every point the trainer buffered (idempotent: repeats are ignored)."""
-    path = run_dir / OUTBOX
-    if not path.is_file():
-        return 0
-    points = []
-    for line in path.read_text().splitlines():
-        try:
-            p = json.loads(line)
-            points.append((p["name"], int(p["step"]), int(p["tokens"]), float(p["value"])))
-        except (ValueError, KeyError, TypeError):
-            continue  # a torn last line
-    return sum(ingest(engine, run.id, points[i : i + 5000]) for i in range(0, len(points), 5000))
-
-
-def reconcile_result(engine: Engine, run: Run, run_dir: Path) -> dict | None:
-    path = run_dir / "metrics.json"
-    if not path.is_file():
-        return crud.get_result(engine, run_id=run.id)
-    metrics = json.loads(path.read_text())
-    if crud.get_result(engine, run_id=run.id) is None:
-        crud.store_result(engine, run_id=run.id, metrics=metrics)
-    return metrics
-
-
-def reported_exit(run_dir: Path) -> int | None:
-    """The exit code the run script wrote beside the run (`pax report-exit`), if any."""
-    try:
-        return int(json.loads((run_dir / EXIT_FILE).read_text())["code"])
-    except (OSError, ValueError, KeyError, TypeError):
-        return None
-
-
-def apply_exit(
-    engine: Engine,
-    pricing: Pricing | None,
-    run_id: int,
-    code: int,
-    max_attempts: int,
-    *,
-    log: str,
-    metrics: dict | None = None,
-    usage: Usage | None = None,
-) -> None:
-    """The run's next state from its trainer's exit code (the documented codes): the one place
-    an exit becomes a state, whoever reports it (local launcher, worker, cloud job, import)."""
-    run = crud.get_run(engine, run_id=run_id)
-    if code == EXIT_PREEMPTED:
-        crud.requeue_or_fail(
-            engine,
-            run_id=run_id,
-            max_attempts=max_attempts,
-            pricing=pricing,
-            usage=usage,
-            outcome="preempted",
-            reason="preempted (exit 75; checkpoint written)",
-        )
-    elif code == EXIT_OK:
-        status = ((metrics or {}).get("run") or {}).get("status", "succeeded")
-        status = status if status in FINISHED else "succeeded"
-        reason = ((metrics or {}).get("run") or {}).get("exit_reason") or "trainer exited 0"
-        _finish(engine, pricing, run, status, reason, usage)
-    elif code == EXIT_KILLED:
-        reason = run.stop_reason or "stopped by the kill rule (exit 3)"
-        _finish(engine, pricing, run, "killed", reason, usage)
-    elif code == EXIT_BAD_CONFIG:
-        _finish(engine, pricing, run, "failed", f"bad config or input (exit 2); see {log}", usage)
-    else:
-        crud.requeue_or_fail(
-            engine,
-            run_id=run_id,
-            max_attempts=max_attempts,
-            pricing=pricing,
-            usage=usage,
-            reason=f"trainer crashed (exit {code}); see {log}",
-        )
-
-
-def _finish(engine, pricing, run: Run, status: str, reason: str, usage=None) -> None:
-    # a queued run may be finished too: a result imported for a run trained elsewhere
-    crud.set_status(
-        engine,
-        run_id=run.id,
-        to=status,
-        reason=reason,
-        pricing=pricing,
-        usage=usage,
-        only_from=(*ACTIVE, "queued"),
-    )
 
 
 class Scheduler:
@@ -162,7 +77,6 @@ class Scheduler:
         on_tick: Callable[[], None] | None = None,
         clock: Callable[[], float] = time.time,
         capacity: dict[str, int] | None = None,
-        bucket: BucketReader | None = None,
     ):
         launchers = launchers if isinstance(launchers, list) else [launchers]
         self.engine = engine
@@ -171,7 +85,7 @@ class Scheduler:
         self.pricing = pricing
         self.on_tick = on_tick
         self.clock = clock
-        self.bucket = bucket  # where cloud jobs are heard when they cannot post
+        self.dirs = RunDirs()  # what was taken in from each run's folder
         # runs at once per launcher: the local one by PAX_CONCURRENCY, a cloud by its own
         self.capacity = capacity or {name: settings.concurrency for name in self.launchers}
         self.stop_event = threading.Event()
@@ -223,7 +137,7 @@ class Scheduler:
     # ------------------------------------------------------------ one pass
 
     def tick(self) -> None:
-        active = crud.active_runs(self.engine)
+        active = active_runs(self.engine)
         states = self._observe(active)
         for run in active:
             try:
@@ -254,12 +168,18 @@ class Scheduler:
         return out
 
     def _judge(self, run: Run, st: JobState, now: float) -> None:
-        if self.bucket is not None and run.launcher == "skypilot":
-            self.bucket.sync(self.engine, run, now)  # a job without inbound access speaks here
-            run = crud.get_run(self.engine, run_id=run.id)
-        recorded = crud.recoveries_recorded(self.engine, run_id=run.id, backend_id=run.backend_id)
+        launcher = self.launchers.get(run.launcher or "")
+        if launcher is not None and launcher.heard_through_files and run.run_dir:
+            # a job without inbound access speaks through its folder
+            self.dirs.take_in(
+                self.engine, run, run.run_dir, now=now, heartbeats=True, pricing=self.pricing
+            )
+            run = get_run(self.engine, run_id=run.id)
+        recorded = attempts.recoveries_recorded(
+            self.engine, run_id=run.id, backend_id=run.backend_id
+        )
         if st.recoveries > recorded:
-            crud.record_recovery(
+            attempts.record_recovery(
                 self.engine,
                 run_id=run.id,
                 attempt=run.attempt + st.recoveries - recorded,
@@ -269,7 +189,7 @@ class Scheduler:
                 prior_seconds=st.prior_seconds,
                 t=now,
             )
-            run = crud.get_run(self.engine, run_id=run.id)
+            run = get_run(self.engine, run_id=run.id)
         if st.usage is not None and st.phase != EXITED:
             # after any recovery: what the cloud reports now is the new attempt's GPU
             self._note_usage(run, st.usage)
@@ -284,12 +204,12 @@ class Scheduler:
         if st.phase in (PENDING, RECOVERING):
             return  # waiting for machines, or being moved: the platform's job, not a lease's
         if st.phase == RUNNING and run.running_since is None:
-            crud.mark_running(self.engine, run_id=run.id, since=now)
+            lifecycle.mark_running(self.engine, run_id=run.id, since=now)
             run.running_since = now
         if (
             st.phase == UNKNOWN
             and run.launcher in self.launchers
-            and (result := crud.get_result(self.engine, run_id=run.id))
+            and (result := get_result(self.engine, run_id=run.id))
         ):
             # our launcher's run, but an earlier service instance started its process, so its
             # exit cannot be watched; it has ended, and its result says how
@@ -304,12 +224,12 @@ class Scheduler:
         key = (run.id, run.attempt)
         seen = self.observed.get(key)
         if seen is None or (seen.accelerator, seen.spot) != (usage.accelerator, usage.spot):
-            crud.observe_attempt(self.engine, run_id=run.id, usage=usage, pricing=self.pricing)
+            attempts.observe_attempt(self.engine, run_id=run.id, usage=usage, pricing=self.pricing)
             self.observed[key] = usage
 
     def _end(self, run: Run, to: str, reason: str, usage: Usage | None = None) -> None:
         """Settle an active run the scheduler itself decided about (limits, leases, launches)."""
-        crud.set_status(
+        lifecycle.set_status(
             self.engine,
             run_id=run.id,
             to=to,
@@ -333,7 +253,7 @@ class Scheduler:
         if run.stop_reason:  # told to stop, and silent since: the decision stands
             self._end(run, "killed", f"{run.stop_reason}; the trainer did not exit ({why})")
             return
-        crud.requeue_or_fail(
+        lifecycle.requeue_or_fail(
             self.engine,
             run_id=run.id,
             max_attempts=s.max_attempts,
@@ -351,7 +271,10 @@ class Scheduler:
             return None
         if s.max_run_hours and now - since > 3600 * s.max_run_hours:
             return f"time limit: running {(now - since) / 3600:.2f} h > {s.max_run_hours} h"
-        if s.max_run_usd and crud.running_cost(self.engine, run_id=run.id, t=now) > s.max_run_usd:
+        if (
+            s.max_run_usd
+            and attempts.running_cost(self.engine, run_id=run.id, t=now) > s.max_run_usd
+        ):
             return f"cost limit: over ${s.max_run_usd:.2f} (PAX_MAX_RUN_USD)"
         return None
 
@@ -372,37 +295,35 @@ class Scheduler:
         its final evaluation; it is not signalled.) Processes of runs that are no longer active
         are reaped, and what they left in their run directory is taken in."""
         for launcher in self.launchers.values():
-            for run in crud.runs_by_backend(self.engine, backend_ids=launcher.alive()):
+            for run in runs_by_backend(self.engine, backend_ids=launcher.alive()):
                 if run.status == "cancelled" and run.backend_id not in self.stopping:
                     self.stopping.add(run.backend_id)
                     launcher.stop(run.backend_id, self.settings.stop_grace_s)
-            for run in crud.runs_by_backend(self.engine, backend_ids=launcher.exited()):
+            for run in runs_by_backend(self.engine, backend_ids=launcher.exited()):
                 if run.status in FINISHED:  # active runs are settled by the tick's judgement
                     launcher.observe([run.backend_id])  # reaps it
-                    if run.run_dir:
-                        reconcile_outbox(self.engine, run, Path(run.run_dir))
-                        reconcile_result(self.engine, run, Path(run.run_dir))
-            if not getattr(launcher, "tracks_processes", False):
+                    if run.run_dir:  # what it left after its run was finished
+                        self.dirs.take_in(
+                            self.engine, run, run.run_dir, now=self.clock(), heartbeats=False
+                        )
+            if not launcher.tracks_processes:
                 # a run cancelled in the ledger is cancelled where its job runs too (once)
                 since = self.clock() - 3600
-                for run in crud.cancelled_with_jobs(
-                    self.engine, launcher=launcher.name, since=since
-                ):
+                for run in cancelled_with_jobs(self.engine, launcher=launcher.name, since=since):
                     if run.backend_id not in self.cancelled_by_us:
                         self._stop(run)
 
     # ------------------------------------------------------------ launching
 
     def _claim_and_launch(self, launcher: Launcher) -> None:
-        free = self.capacity.get(launcher.name, 0) - crud.active_count(
+        free = self.capacity.get(launcher.name, 0) - active_count(
             self.engine, launcher=launcher.name
         )
         if free <= 0:
             return
-        costliest = getattr(launcher, "costliest", None)
-        cap_on = costliest() if costliest is not None else None  # a cloud: its dearest GPU
+        cap_on = launcher.costliest()  # a cloud: its dearest GPU
         try:
-            claimed = crud.claim_queued(
+            claimed = lifecycle.claim_queued(
                 self.engine,
                 limit=free,
                 launcher=launcher.name,
@@ -422,7 +343,9 @@ class Scheduler:
 
     def launch(self, run: Run, token: str, launcher: Launcher | None = None) -> None:
         launcher = launcher or next(iter(self.launchers.values()))
-        run_dir = Path(run.run_dir) if run.run_dir else run_dir_for(self.settings, run)
+        # the local folder the launcher starts from (a cloud's own folder is in its bucket,
+        # run_dir_url below): always the same one for a run, so a retry resumes there
+        run_dir = run_dir_for(self.settings, run)
         run_dir.mkdir(parents=True, exist_ok=True)
         config_path = run_dir / "spec.yaml"
         config_path.write_text(yaml.safe_dump({"base": json.loads(run.spec_json)}))
@@ -443,15 +366,14 @@ class Scheduler:
         except Exception as e:  # missing credentials, quota, a bad image: this run fails
             self._end(run, "failed", f"{launcher.name} launcher could not start the trainer: {e}")
             return
-        if launcher.name == "skypilot" and self.bucket is not None:
-            # the run lives in the checkpoint bucket (/pax/runs/<id> in the job): where this
-            # host reads it, so the job's outbox, heartbeat, result and exit are taken in
-            run_dir = f"{self.bucket.root}/runs/{run.id}"
-        device = getattr(launcher, "device_of", lambda _: None)(backend_id)  # slots on a GPU
-        crud.record_launch(
-            self.engine, run_id=run.id, backend_id=backend_id, run_dir=str(run_dir), device=device
+        attempts.record_launch(
+            self.engine,
+            run_id=run.id,
+            backend_id=backend_id,
+            run_dir=launcher.run_dir_url(run.id, run_dir),
+            device=launcher.device_of(backend_id),  # slots on a GPU
         )
-        crud.set_status(
+        lifecycle.set_status(
             self.engine,
             run_id=run.id,
             to="running",
@@ -461,26 +383,24 @@ class Scheduler:
         )
 
     def settle(self, run: Run, code: int, usage: Usage | None = None) -> None:
-        """The trainer exited with `code`: reconcile its files, then decide the run's state."""
-        if self.bucket is not None and run.launcher == "skypilot":
-            self.bucket.sync(self.engine, run, self.clock())
-            metrics = crud.get_result(self.engine, run_id=run.id)
-            reported = self.bucket.exit_code(run.id)
-            run_dir = run.run_dir
-        else:
-            run_dir = Path(run.run_dir or run_dir_for(self.settings, run))
-            reconcile_outbox(self.engine, run, run_dir)
-            metrics = reconcile_result(self.engine, run, run_dir)
-            reported = reported_exit(run_dir)
+        """The trainer exited with `code`: take in what it left in its folder, then decide
+        the run's state (the same path for every launcher)."""
+        url = run.run_dir or str(run_dir_for(self.settings, run))
+        launcher = self.launchers.get(run.launcher or "")
+        heard = launcher is not None and launcher.heard_through_files
+        self.dirs.take_in(
+            self.engine, run, url, now=self.clock(), heartbeats=heard, pricing=self.pricing
+        )
+        reported = self.dirs.exit_code(url)
         if code == EXIT_OK and reported is not None:
             code = reported  # a cloud job ends clean after reporting 2 or 3 (no restarts)
-        apply_exit(
+        lifecycle.apply_exit(
             self.engine,
-            self.pricing,
-            run.id,
-            code,
-            self.settings.max_attempts,
-            log=f"{run_dir}/train.log",
-            metrics=metrics,
+            run_id=run.id,
+            code=code,
+            max_attempts=self.settings.max_attempts,
+            pricing=self.pricing,
+            log=f"{url}/train.log",
+            metrics=get_result(self.engine, run_id=run.id),
             usage=usage,
         )

@@ -27,6 +27,7 @@ from runner.launch.base import (
     RECOVERING,
     RUNNING,
     JobState,
+    Launcher,
     LaunchSpec,
 )
 from runner.launch.sky_adapter import SkyAdapter
@@ -227,7 +228,7 @@ def _segment_seconds(rec: dict) -> float | None:
     return max(0.0, float(end) - float(start)) if end else None
 
 
-class SkyPilotLauncher:
+class SkyPilotLauncher(Launcher):
     name = "skypilot"
     kinds = ("skypilot",)
 
@@ -237,11 +238,19 @@ class SkyPilotLauncher:
         adapter: SkyAdapter | None = None,
         pricing=None,
         takes_unassigned: bool = False,
+        bucket_path: str | None = None,
     ):
         self.opts = opts
         self.adapter = adapter or SkyAdapter()
         self.pricing = pricing
         self.takes_unassigned = takes_unassigned
+        # where this host reads the checkpoint bucket (a mount, or s3://...): each job's run
+        # folder is /pax/runs/<id> in the job and <bucket_path>/runs/<id> here
+        self.bucket_path = str(bucket_path).rstrip("/") if bucket_path else None
+        self.heard_through_files = self.bucket_path is not None
+
+    def run_dir_url(self, run_id: int, local) -> str:
+        return f"{self.bucket_path}/runs/{run_id}" if self.bucket_path else str(local)
 
     def placement(self) -> Placement:
         # which GPU SkyPilot provisions is known once the job runs (observe reports it)
@@ -285,9 +294,3 @@ class SkyPilotLauncher:
             self.adapter.down(backend_id.split(":")[1])  # a plain cluster: tear it down
         else:
             self.adapter.cancel(int(backend_id))  # managed jobs tear their cluster down
-
-    def alive(self) -> list[str]:
-        return []  # jobs are observed in the ledger's active runs; nothing is tracked here
-
-    def exited(self) -> list[str]:
-        return []

@@ -160,3 +160,14 @@ def lock_run(s: Session, run_id: int):
     from runner.ledger.models import Run
 
     return s.get(Run, run_id, with_for_update=True, populate_existing=True)
+
+
+def ledger_id(engine: Engine) -> str | None:
+    """This ledger's own id (made by migration 0005): names its bucket, shown by /healthz."""
+    from sqlalchemy import select
+
+    from runner.ledger.models import LedgerInfo
+
+    t = LedgerInfo.__table__.c
+    with engine.connect() as conn:
+        return conn.execute(select(t.value).where(t.key == "ledger_id")).scalar()

@@ -8,7 +8,8 @@ level that still has a bucket per span (a 200k-point series: 196 rows, not 200k)
 into about max_points / 3 spans and keeps each span's min, max and last point, plus the
 series' first point: the envelope of a spiky loss survives, memory stays small, and the first
 and last points are always there. A short series is read whole (and thinned the same way if
-it is over max_points). The API and the dashboard both read through here.
+it is over max_points). The API and the dashboard both read through here; the kill rule
+and the reports read whole curves by tokens (`curve`, `curves`).
 """
 
 from __future__ import annotations
@@ -16,8 +17,10 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from sqlalchemy import text
+from sqlalchemy import select, text
 from sqlalchemy.engine import Connection, Engine
+
+from runner.ledger.models import MetricPoint, Run
 
 LEVELS = (64, 1024)  # steps per bucket, fine to coarse (migration 0007 froze the same)
 RAW_FACTOR = 8  # a series of up to 8 x max_points points is read whole: cheaper than buckets
@@ -217,3 +220,33 @@ def _group(buckets: list[tuple], spans: int) -> list[tuple]:
         keep.add(max((g[3] for g in group), key=lambda p: (p[2], -p[0])))
         keep.add(group[-1][1])
     return sorted(keep)
+
+
+P = MetricPoint.__table__.c
+
+
+def curve(engine: Engine, run_id: int, name: str) -> list[tuple[int, float]]:
+    """(tokens, value) of one metric of one run, whole, by tokens."""
+    with engine.connect() as conn:
+        rows = conn.execute(
+            select(P.tokens, P.value).where(P.run_id == run_id, P.name == name).order_by(P.tokens)
+        ).all()
+    return [(int(t), float(v)) for t, v in rows]
+
+
+def curves(engine: Engine, *, name: str, sweep_id: int | None = None) -> dict[int, list]:
+    """{run id: [(tokens, value), ...]} of one metric, for the runs of a sweep (or all)."""
+    R = Run.__table__.c
+    q = (
+        select(P.run_id, P.tokens, P.value)
+        .select_from(MetricPoint.__table__.join(Run.__table__, R.id == P.run_id))
+        .where(P.name == name)
+        .order_by(P.run_id, P.tokens)
+    )
+    if sweep_id is not None:
+        q = q.where(R.sweep_id == sweep_id)
+    out: dict[int, list] = {}
+    with engine.connect() as conn:
+        for rid, t, v in conn.execute(q):
+            out.setdefault(rid, []).append((int(t), float(v)))
+    return out

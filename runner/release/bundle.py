@@ -20,7 +20,9 @@ from pathlib import Path
 import yaml
 from sqlalchemy.engine import Engine
 
-from runner.ledger import crud, queries
+from runner.ledger.events import events
+from runner.ledger.results import results_for
+from runner.ledger.sweeps import get_sweep, sweep_runs
 from runner.release.model_card import best_run
 from runner.release.report import pax_version
 from runner.study.decisions import report_dir
@@ -122,7 +124,7 @@ def write_bundle(
     path, SHA-256, size and what it holds."""
     from trainer.export import export_hf
 
-    sw = crud.get_sweep(engine, sweep_id=sweep_id)
+    sw = get_sweep(engine, sweep_id=sweep_id)
     git = git_state(repo)
     if git["dirty"] is None and not allow_dirty:
         raise BundleError(
@@ -134,8 +136,8 @@ def write_bundle(
             "the work tree has uncommitted changes, so the git SHA would not name the code; "
             "commit them, or pass --allow-dirty (recorded in the bundle)"
         )
-    runs = crud.sweep_runs(engine, sweep_id=sweep_id)
-    results = crud.results_for(engine, run_ids=[r.id for r in runs])
+    runs = sweep_runs(engine, sweep_id=sweep_id)
+    results = results_for(engine, run_ids=[r.id for r in runs])
     name = f"pax-bundle-sweep-{sweep_id:04d}"
     out = Path(out) if out else report_dir(sw) / f"{name}.tar.gz"
     with tempfile.TemporaryDirectory() as tmp:
@@ -165,8 +167,8 @@ def write_bundle(
         ledger.mkdir()
         rows = ledger_rows(engine, sweep_id)
         (ledger / "results.csv").write_text(to_csv(rows))
-        events = queries.event_dicts(engine, sweep_id=sweep_id)
-        (ledger / "events.jsonl").write_text("".join(json.dumps(e) + "\n" for e in events))
+        history = events(engine, sweep_id=sweep_id)
+        (ledger / "events.jsonl").write_text("".join(json.dumps(e) + "\n" for e in history))
         (stage / "env").mkdir()
         (stage / "env" / "pip-freeze.txt").write_text(pip_freeze())
         weights = _best_weights(rows, entries, stage, export_hf)

@@ -10,7 +10,9 @@ from collections import Counter
 from sqlalchemy.engine import Engine
 
 from runner.launch.cost import Pricing, measured_tokens_per_s, sweep_cost
-from runner.ledger import crud, queries
+from runner.ledger import events, series
+from runner.ledger.results import has_sample_results, results_for
+from runner.ledger.sweeps import get_sweep, sweep_runs
 from runner.study.promotion import AXES, on_axis
 from runner.study.results import ledger_rows
 from runner.study.stats import finalist_stats, mean_ci, pareto_front
@@ -61,13 +63,13 @@ def ranking(rows: list[dict]) -> dict[str, list[dict]]:
 
 def kills(engine: Engine, sweep_id: int, names: dict[int, str]) -> list[dict]:
     out = []
-    for e in crud.events(engine, sweep_id=sweep_id, kinds=("kill",), limit=100_000):
-        d = json.loads(e.data_json) if e.data_json else {}
+    for e in events.events(engine, sweep_id=sweep_id, kinds=("kill",)):
+        d = e["data"] or {}
         out.append(
             {
-                "run_id": e.run_id,
-                "name": names.get(e.run_id, "?"),
-                "reason": e.reason,
+                "run_id": e["run_id"],
+                "name": names.get(e["run_id"], "?"),
+                "reason": e["reason"],
                 "gap_relative": d.get("gap_relative"),
                 "gap_sigmas": d.get("gap_sigmas"),
                 "margin_used": d.get("margin_used"),
@@ -81,8 +83,8 @@ def kills(engine: Engine, sweep_id: int, names: dict[int, str]) -> list[dict]:
 
 def promotion(engine: Engine, sweep_id: int) -> dict | None:
     """The last promotion decision (automatic or manual) with the ablation's findings."""
-    evs = crud.events(engine, sweep_id=sweep_id, kinds=("promotion",), limit=100_000)
-    return json.loads(evs[-1].data_json) if evs else None
+    evs = events.events(engine, sweep_id=sweep_id, kinds=("promotion",))
+    return evs[-1]["data"] if evs else None
 
 
 def cost(engine: Engine, sweep_id: int, pricing: Pricing) -> dict:
@@ -130,14 +132,14 @@ def pareto(finalists: list[dict]) -> list[dict]:
 
 
 def gather(engine: Engine, sweep_id: int, pricing: Pricing, ngram: dict | None) -> dict:
-    sw = crud.get_sweep(engine, sweep_id=sweep_id)
+    sw = get_sweep(engine, sweep_id=sweep_id)
     rows = sorted(ledger_rows(engine, sweep_id), key=lambda r: r["run_id"])
-    runs = crud.sweep_runs(engine, sweep_id=sweep_id)
+    runs = sweep_runs(engine, sweep_id=sweep_id)
     names = {r.id: r.name for r in runs}
     fins = finalist_stats(rows)
     fin_rows = [r for r in rows if r["phase"] == "finalists" and r["status"] == "succeeded"]
-    results = crud.results_for(engine, run_ids=[r["run_id"] for r in fin_rows])
-    curves = queries.curves(engine, name="dev/word_ppl", sweep_id=sweep_id)
+    results = results_for(engine, run_ids=[r["run_id"] for r in fin_rows])
+    curves = series.curves(engine, name="dev/word_ppl", sweep_id=sweep_id)
     return {
         "sweep": {
             "id": sw.id,
@@ -147,7 +149,7 @@ def gather(engine: Engine, sweep_id: int, pricing: Pricing, ngram: dict | None) 
             "status": sw.status,
         },
         "plan": json.loads(sw.spec_json or "{}"),
-        "sample": queries.has_sample_results(engine, sweep_id),
+        "sample": has_sample_results(engine, sweep_id=sweep_id),
         "rows": rows,
         "ranking": ranking(rows),
         "finalists": fins,

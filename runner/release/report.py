@@ -15,7 +15,7 @@ from pathlib import Path
 from sqlalchemy.engine import Engine
 
 from runner.launch.cost import Pricing
-from runner.ledger import crud
+from runner.ledger.sweeps import get_sweep
 from runner.release.facts import gather
 from runner.release.markdown import results_md, summary_md
 from runner.release.model_card import model_cards
@@ -78,7 +78,7 @@ def write_release_report(
 
 def _write_release_report(engine, sweep_id, pricing, html, pdf, hf_dirs, now) -> dict:
     pricing = pricing or Pricing()
-    out = report_dir(crud.get_sweep(engine, sweep_id=sweep_id))  # unknown: a LookupError
+    out = report_dir(get_sweep(engine, sweep_id=sweep_id))  # unknown: a LookupError
     files = write_report(engine, sweep_id, pricing)
     facts = gather(engine, sweep_id, pricing, sweep_ngram(engine, sweep_id))
     plots = figure_names(files["plots"])

@@ -9,7 +9,9 @@ from pathlib import Path
 
 from sqlalchemy.engine import Engine
 
-from runner.ledger import crud, queries
+from runner.ledger.events import events
+from runner.ledger.results import has_sample_results
+from runner.ledger.sweeps import get_sweep
 from runner.study.killrule import KillRuleSpec
 from trainer.prep.fetch import atomic_write_text
 
@@ -21,15 +23,15 @@ def report_dir(sweep) -> Path:
 def render_decisions(engine: Engine, sweep_id: int) -> str:
     """The sweep's decisions in prose, from its events: infeasible cells, kills with their
     evidence, promotions with their rankings, the micro-ablation."""
-    sw = crud.get_sweep(engine, sweep_id=sweep_id)
-    evs = crud.events(engine, sweep_id=sweep_id, limit=100_000)
+    sw = get_sweep(engine, sweep_id=sweep_id)
+    evs = events(engine, sweep_id=sweep_id)
     lines = [
         f"# Decisions: sweep {sw.id} ({sw.name})",
         "",
         f"Kind: {sw.kind}. Phase: {sw.phase}. Status: {sw.status}.",
         "",
     ]
-    if queries.has_sample_results(engine, sweep_id):
+    if has_sample_results(engine, sweep_id=sweep_id):
         lines += [
             "**SAMPLE data**: these runs trained on a stand-in corpus (see the data manifest);",
             "nothing here is a WikiText-2 result.",
@@ -39,16 +41,16 @@ def render_decisions(engine: Engine, sweep_id: int) -> str:
     if plan.get("ranking"):
         lines += READING_THE_AXES
     lines += kill_rule_section(plan)
-    inf = [e for e in evs if e.kind == "infeasible"]
+    inf = [e for e in evs if e["kind"] == "infeasible"]
     if inf:
         lines += ["## Infeasible cells (refused by the planner)", ""]
-        lines += [f"- `{json.loads(e.data_json)['cell']}`: {e.reason}" for e in inf] + [""]
-    kills = [e for e in evs if e.kind == "kill"]
+        lines += [f"- `{e['data']['cell']}`: {e['reason']}" for e in inf] + [""]
+    kills = [e for e in evs if e["kind"] == "kill"]
     if kills:
         lines += ["## Kills", ""]
         for e in kills:
-            d = json.loads(e.data_json) if e.data_json else {}
-            lines.append(f"- run {e.run_id}: {e.reason}")
+            d = e["data"] or {}
+            lines.append(f"- run {e['run_id']}: {e['reason']}")
             if d.get("gap_relative") is not None:
                 sig = d.get("gap_sigmas")
                 lines.append(
@@ -63,13 +65,13 @@ def render_decisions(engine: Engine, sweep_id: int) -> str:
                     " (tokens, dev PPL)"
                 )
         lines.append("")
-    budget = [e for e in evs if e.kind == "budget"]
+    budget = [e for e in evs if e["kind"] == "budget"]
     if budget:
-        lines += ["## Budget", ""] + [f"- {e.reason}" for e in budget] + [""]
+        lines += ["## Budget", ""] + [f"- {e['reason']}" for e in budget] + [""]
     for e in evs:
-        if e.kind != "promotion":
+        if e["kind"] != "promotion":
             continue
-        d = json.loads(e.data_json)
+        d = e["data"]
         lines += [f"## Promotion ({d['who']})", ""]
         for axis, a in d["axes"].items():
             lines += [
@@ -134,7 +136,7 @@ def kill_rule_section(plan: dict) -> list[str]:
 def write_decisions(engine: Engine, sweep_id: int) -> Path:
     """decisions.md in the sweep's report folder, written atomically whenever a decision is
     recorded (submission, a kill, a promotion, the end of a phase or of the sweep)."""
-    out = report_dir(crud.get_sweep(engine, sweep_id=sweep_id))
+    out = report_dir(get_sweep(engine, sweep_id=sweep_id))
     out.mkdir(parents=True, exist_ok=True)
     atomic_write_text(out / "decisions.md", render_decisions(engine, sweep_id))
     return out / "decisions.md"

@@ -29,7 +29,10 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy.engine import Engine
 
-from runner.ledger import crud, queries
+from runner.ledger.lifecycle import request_stop, stop_answer
+from runner.ledger.runs import RunRef, baseline_runs
+from runner.ledger.series import curve
+from runner.ledger.sweeps import get_sweep
 from trainer.config import Count
 
 JUDGED_PHASES = (None, "ranking", "ablation")  # never "finalists"
@@ -182,16 +185,16 @@ class KillRule:
 
     def spec_for(self, engine: Engine, sweep_id: int) -> KillRuleSpec:
         if sweep_id not in self.specs:
-            plan = json.loads(crud.get_sweep(engine, sweep_id=sweep_id).spec_json or "{}")
+            plan = json.loads(get_sweep(engine, sweep_id=sweep_id).spec_json or "{}")
             self.specs[sweep_id] = KillRuleSpec(**(plan.get("kill_rule") or {}))
         return self.specs[sweep_id]
 
-    def answer(self, engine: Engine, run: crud.RunRef, points) -> tuple[str, str | None]:
+    def answer(self, engine: Engine, run: RunRef, points) -> tuple[str, str | None]:
         """The answer to a trainer's post: stop when the run is finished or told to stop, or when
         this post's points make the rule's verdict a kill (recorded as a decision with its
         evidence; the run ends when its exit arrives). Only runs of a sweep with a baseline in
         the same phase are judged, and the baseline never is."""
-        action, reason = crud.stop_answer(run)
+        action, reason = stop_answer(run)
         if action == "stop" or run.sweep_id is None or run.is_baseline:
             return action, reason
         # most posts carry no point of the compared curve: decide that before reading more
@@ -200,20 +203,20 @@ class KillRule:
             return "continue", None
         if run.phase not in JUDGED_PHASES:
             return "continue", None
-        bases = queries.baseline_runs(engine, sweep_id=run.sweep_id, phase=run.phase)
+        bases = baseline_runs(engine, sweep_id=run.sweep_id, phase=run.phase)
         if not bases:
             return "continue", None
         bpt = {
             rid: bytes_per_token(
-                queries.curve(engine, rid, "dev/loss"),
-                queries.curve(engine, rid, "dev/bits_per_byte"),
+                curve(engine, rid, "dev/loss"),
+                curve(engine, rid, "dev/bits_per_byte"),
             )
             for rid in (run.id, bases[0])
         }
         scale = bpt[run.id] / bpt[bases[0]] if bpt[run.id] and bpt[bases[0]] else 1.0
         verdict = evaluate(
-            queries.curve(engine, run.id, spec.metric),
-            [queries.curve(engine, b, spec.metric) for b in bases],
+            curve(engine, run.id, spec.metric),
+            [curve(engine, b, spec.metric) for b in bases],
             spec,
             budget_tokens=run.max_tokens,
             scale=scale,
@@ -223,9 +226,7 @@ class KillRule:
             return "continue", None
         reason = f"kill rule: {verdict.reason}"
         evidence = {**verdict.evidence, "baseline_run": base}
-        first = crud.request_stop(
-            engine, run_id=run.id, kind="kill", reason=reason, evidence=evidence
-        )
+        first = request_stop(engine, run_id=run.id, kind="kill", reason=reason, evidence=evidence)
         if first and self.on_verdict is not None:
             self.on_verdict(engine, run.sweep_id)
         return "stop", reason

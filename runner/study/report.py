@@ -21,7 +21,8 @@ import pandas as pd
 from sqlalchemy.engine import Engine
 
 from runner.launch.cost import write_summary
-from runner.ledger import crud, queries
+from runner.ledger import series
+from runner.ledger.sweeps import get_sweep, sweep_runs
 from runner.study.decisions import report_dir, write_decisions
 from runner.study.promotion import AXES, on_axis
 from runner.study.results import COLUMNS, csv_safe, ledger_rows, log_rows
@@ -33,7 +34,7 @@ COLUMNS_PLUS = [*COLUMNS, "cell", "axis", "is_baseline"]
 
 def frame_from_ledger(engine: Engine, sweep_id: int | None = None) -> tuple[pd.DataFrame, dict]:
     """(results rows, dev curves by run id) from the ledger."""
-    curves = queries.curves(engine, name="dev/word_ppl", sweep_id=sweep_id)
+    curves = series.curves(engine, name="dev/word_ppl", sweep_id=sweep_id)
     return pd.DataFrame(ledger_rows(engine, sweep_id), columns=COLUMNS_PLUS), curves
 
 
@@ -358,7 +359,7 @@ def ngram_for(configs: list[dict]) -> dict | None:
 
 def sweep_ngram(engine: Engine, sweep_id: int) -> dict | None:
     """The n-gram baseline of the data a sweep's runs were tokenized from (None: not here)."""
-    configs = [json.loads(r.spec_json) for r in crud.sweep_runs(engine, sweep_id=sweep_id)[:5]]
+    configs = [json.loads(r.spec_json) for r in sweep_runs(engine, sweep_id=sweep_id)[:5]]
     return ngram_for(configs)
 
 
@@ -391,7 +392,7 @@ def write_report(engine: Engine, sweep_id: int, pricing=None) -> dict:
 
 
 def _write_report(engine: Engine, sweep_id: int, pricing=None) -> dict:
-    sw = crud.get_sweep(engine, sweep_id=sweep_id)
+    sw = get_sweep(engine, sweep_id=sweep_id)
     df, curves = frame_from_ledger(engine, sweep_id)
     out = report_dir(sw)
     files = write_tables(df, curves, out, ngram=sweep_ngram(engine, sweep_id))

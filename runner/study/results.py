@@ -11,7 +11,7 @@ from typing import Any
 
 from sqlalchemy.engine import Engine
 
-from runner.ledger import queries
+from runner.ledger.results import results_rows
 
 COLUMNS = [
     "run_id",
@@ -176,7 +176,7 @@ def ledger_rows(
     """Results rows (plus cell, axis, baseline flag) of every run of a sweep, or of all; a
     page of them with `after_id`/`limit`."""
     rows = []
-    for d in queries.results_rows(engine, sweep_id=sweep_id, after_id=after_id, limit=limit):
+    for d in results_rows(engine, sweep_id=sweep_id, after_id=after_id, limit=limit):
         r = row(
             config=d["config"],
             plan=d["plan"],

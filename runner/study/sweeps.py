@@ -18,8 +18,18 @@ from pathlib import Path
 from sqlalchemy.engine import Engine
 
 from runner.launch.cost import Pricing, measured_tokens_per_s, sweep_cost, write_summary
-from runner.ledger import crud
+from runner.ledger.errors import Conflict
+from runner.ledger.events import add_event
 from runner.ledger.models import FINISHED, Sweep
+from runner.ledger.results import results_for
+from runner.ledger.sweeps import (
+    add_finalists,
+    close_sweep,
+    create_sweep,
+    get_sweep,
+    list_sweeps,
+    sweep_runs,
+)
 from runner.study import promotion
 from runner.study.decisions import report_dir, write_decisions
 from runner.study.plan_spec import PHASE1, PlanSpec, cell_config, cells
@@ -110,7 +120,7 @@ def submit(
             "plan: no cell is feasible; "
             + "; ".join(f"{i['cell']}: {i['reason']}" for i in infeasible[:3])
         )
-    sweep = crud.create_sweep(
+    sweep = create_sweep(
         engine,
         name=plan.name,
         kind=kind,
@@ -139,16 +149,16 @@ def promote(
     who: str = "automatic",
 ) -> dict:
     """Decide the finalists and queue them (idempotent: existing finalist runs are kept)."""
-    sweep = crud.get_sweep(engine, sweep_id=sweep_id)
+    sweep = get_sweep(engine, sweep_id=sweep_id)
     plan = PlanSpec.model_validate_json(sweep.spec_json)
-    p1 = crud.sweep_runs(engine, sweep_id=sweep_id, phases=PHASE1)
+    p1 = sweep_runs(engine, sweep_id=sweep_id, phases=PHASE1)
     if not force and not phase_finished(p1):
         waiting = sum(r.status not in FINISHED for r in p1)
-        raise crud.Conflict(
+        raise Conflict(
             f"sweep {sweep_id}: {waiting} ranking runs are not finished; "
             "promote with force=true to decide on what has finished"
         )
-    ranked_all = promotion.rank_cells(p1, crud.results_for(engine, run_ids=[r.id for r in p1]))
+    ranked_all = promotion.rank_cells(p1, results_for(engine, run_ids=[r.id for r in p1]))
     axes: dict[str, dict] = {}
     chosen: dict[str, dict] = {}
     if sweep.kind == "sweep":
@@ -171,11 +181,11 @@ def promote(
         by = {c["cell"]: c for c in ranked_all}
         unknown = [c for c in cells_override if c not in by]
         if unknown:
-            raise crud.Conflict(f"unknown cells {unknown}; choose from {sorted(by)}")
+            raise Conflict(f"unknown cells {unknown}; choose from {sorted(by)}")
         chosen = {c: by[c] for c in cells_override}
     refusal = _finalists_budget_refusal(engine, pricing, sweep, plan, len(chosen))
     if refusal:
-        crud.add_event(engine, sweep_id=sweep_id, kind="budget", reason=refusal)
+        add_event(engine, sweep_id=sweep_id, kind="budget", reason=refusal)
         chosen = {}
     runs = []
     for cell, c in chosen.items():
@@ -202,7 +212,7 @@ def promote(
         "finalists": sorted(chosen),
         "ablation": promotion.ablation_findings(ranked_all, plan),
     }
-    decision["created_runs"] = crud.add_finalists(
+    decision["created_runs"] = add_finalists(
         engine,
         sweep_id=sweep_id,
         runs=runs,
@@ -243,19 +253,19 @@ def _finalists_budget_refusal(
 def advance(engine: Engine, pricing: Pricing) -> None:
     """The scheduler's hook: promote finished ranking phases, close finished sweeps (their
     report is written then)."""
-    for sw in crud.list_sweeps(engine, status="active"):
-        runs = crud.sweep_runs(engine, sweep_id=sw.id)
+    for sw in list_sweeps(engine, status="active"):
+        runs = sweep_runs(engine, sweep_id=sw.id)
         if sw.phase == "ranking" and phase_finished([r for r in runs if r.phase in PHASE1]):
             promote(engine, sw.id, pricing=pricing)
         elif sw.phase == "finalists" and phase_finished(
             [r for r in runs if r.phase == "finalists"]
         ):
-            crud.close_sweep(engine, sweep_id=sw.id, reason="finalists finished: sweep done")
+            close_sweep(engine, sweep_id=sw.id, reason="finalists finished: sweep done")
             # pandas and matplotlib load here, once a sweep ends, not at every service start
             from runner.study.report import write_report
 
             try:
                 write_report(engine, sw.id, pricing)
             except Exception as e:  # a report problem must not stop the scheduler
-                crud.add_event(engine, sweep_id=sw.id, kind="report", reason=f"report failed: {e}")
+                add_event(engine, sweep_id=sw.id, kind="report", reason=f"report failed: {e}")
                 write_decisions(engine, sw.id)

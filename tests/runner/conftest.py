@@ -27,6 +27,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from runner.ledger.lifecycle import claim_queued
 from tests.conftest import ROOT
 from tests.helpers import wait_until
 
@@ -360,12 +361,11 @@ def series(svc: ServiceApi, run_id: int, name: str) -> list[dict]:
 
 def claim_token(db: Path, run_id: int) -> str:
     """A run token as a launcher would get it (the claim goes through the ledger's own code)."""
-    from runner.ledger import crud
     from runner.ledger.db import make_engine
 
     engine = make_engine(db)
     try:
-        for run, token in crud.claim_queued(engine, limit=100, launcher="test"):
+        for run, token in claim_queued(engine, limit=100, launcher="test"):
             if run.id == run_id:
                 return token
     finally:

@@ -223,13 +223,14 @@ def test_generated_token_files_are_private_and_whole(service):
 
 CLAIMER = """
 import json, sys, threading
-from runner.ledger import crud
 from runner.ledger.db import make_engine
+from runner.ledger.lifecycle import claim_queued
+from runner.ledger.runs import create_run
 engine = make_engine(sys.argv[1])
 got, lock = [], threading.Lock()
 def work():
     while True:
-        runs = crud.claim_queued(engine, limit=1, launcher=sys.argv[2])
+        runs = claim_queued(engine, limit=1, launcher=sys.argv[2])
         if not runs:
             return
         with lock:
@@ -243,8 +244,8 @@ print(json.dumps(got))
 
 @pytest.mark.slow
 def test_two_processes_never_claim_one_run_twice(tmp_path, tokenized_dir):
-    from runner.ledger import crud
     from runner.ledger.db import make_engine, upgrade
+    from runner.ledger.runs import create_run
     from trainer.config import validate
 
     db = tmp_path / "pax.db"
@@ -252,7 +253,7 @@ def test_two_processes_never_claim_one_run_twice(tmp_path, tokenized_dir):
     engine = make_engine(db)
     cfg = validate(run_spec(tokenized_dir.parent))
     for _ in range(60):
-        crud.create_run(engine, cfg=cfg)
+        create_run(engine, cfg=cfg)
     engine.dispose()
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     procs = [

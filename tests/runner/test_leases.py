@@ -6,6 +6,9 @@ from __future__ import annotations
 
 import pytest
 
+from runner.ledger import events
+from runner.ledger.lifecycle import claim_queued, requeue_or_fail, set_status
+from runner.ledger.runs import create_run, get_run, set_run_fields
 from tests.runner.conftest import run_spec
 
 pytestmark = pytest.mark.both_backends
@@ -22,36 +25,34 @@ def engine(ledger):
 
 
 def claimed_run(engine, tok_root):
-    from runner.ledger import crud
     from trainer.config import validate
 
-    crud.create_run(engine, cfg=validate(run_spec(tok_root)))
-    ((run, _),) = crud.claim_queued(engine, limit=1, launcher="test")
-    crud.set_run_fields(engine, run_id=run.id, status="running", last_heartbeat=100.0)
-    return crud.get_run(engine, run_id=run.id)
+    create_run(engine, cfg=validate(run_spec(tok_root)))
+    ((run, _),) = claim_queued(engine, limit=1, launcher="test")
+    set_status(engine, run_id=run.id, to="running", reason="test", pricing=None)
+    set_run_fields(engine, run_id=run.id, last_heartbeat=100.0)
+    return get_run(engine, run_id=run.id)
 
 
 def test_a_heartbeat_after_the_judgement_keeps_the_run(engine, tokenized_dir):
-    from runner.ledger import crud
 
     run = claimed_run(engine, tokenized_dir.parent)
     judged = (run.attempt, run.last_heartbeat)  # the scheduler read this and found it stale
-    crud.set_run_fields(engine, run_id=run.id, last_heartbeat=160.0)  # then the trainer spoke
-    kept = crud.requeue_or_fail(
+    set_run_fields(engine, run_id=run.id, last_heartbeat=160.0)  # then the trainer spoke
+    kept = requeue_or_fail(
         engine, run_id=run.id, reason="lease", max_attempts=3, pricing=None, lost=True,
         silent_since=judged,
     )  # fmt: skip
     assert kept is None
-    assert crud.get_run(engine, run_id=run.id).status == "running"
+    assert get_run(engine, run_id=run.id).status == "running"
 
 
 def test_one_judgement_requeues_once(engine, tokenized_dir):
-    from runner.ledger import crud
 
     run = claimed_run(engine, tokenized_dir.parent)
     judged = (run.attempt, run.last_heartbeat)
     results = [
-        crud.requeue_or_fail(
+        requeue_or_fail(
             engine,
             run_id=run.id,
             reason="lease",
@@ -64,5 +65,7 @@ def test_one_judgement_requeues_once(engine, tokenized_dir):
     ]
     assert results[0] is not None and results[0].status == "queued"
     assert results[1] is None
-    events = [e for e in crud.events(engine, run_id=run.id) if "requeued" in (e.reason or "")]
-    assert len(events) == 1
+    requeued = [
+        e for e in events.events(engine, run_id=run.id) if "requeued" in (e["reason"] or "")
+    ]
+    assert len(requeued) == 1

@@ -9,6 +9,7 @@ import threading
 import httpx
 import pytest
 
+from runner.ledger.lifecycle import requeue_or_fail
 from tests.helpers import wait_until
 from tests.runner.conftest import backend_ids, post_run, run_spec, series, start_service
 
@@ -193,7 +194,6 @@ def test_a_trainer_whose_token_is_revoked_stops_instead_of_training_unheard(
     import subprocess
     import sys
 
-    from runner.ledger import crud
     from runner.ledger.db import make_engine
     from tests.conftest import ROOT, write_config
     from tests.runner.conftest import claim_token
@@ -232,7 +232,7 @@ def test_a_trainer_whose_token_is_revoked_stops_instead_of_training_unheard(
     try:
         wait_for_step(svc, run["id"], 10)
         engine = make_engine(svc.db)
-        crud.requeue_or_fail(
+        requeue_or_fail(
             engine, run_id=run["id"], reason="lease expired (test)", max_attempts=3, pricing=None
         )
         engine.dispose()

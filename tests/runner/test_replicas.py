@@ -12,6 +12,7 @@ import time
 import httpx
 import pytest
 
+from runner.ledger.runs import create_run
 from tests.helpers import wait_until
 from tests.runner.conftest import ADMIN, API, new_postgres_ledger, run_spec, start_service
 
@@ -19,7 +20,6 @@ SERVERS, THREADS, RUNS = 4, 8, 240
 
 
 def queue_runs(url: str, n: int, tok_root) -> None:
-    from runner.ledger import crud
     from runner.ledger.db import make_engine
     from trainer.config import validate
 
@@ -27,7 +27,7 @@ def queue_runs(url: str, n: int, tok_root) -> None:
     cfg = validate(run_spec(tok_root))
     try:
         for _ in range(n):
-            crud.create_run(engine, cfg=cfg)
+            create_run(engine, cfg=cfg)
     finally:
         engine.dispose()
 

@@ -11,8 +11,12 @@ import pytest
 from runner.launch.cost import Pricing
 from runner.launch.scheduler import Scheduler
 from runner.launch.skypilot import SkyOptions, SkyPilotLauncher
-from runner.ledger import crud
+from runner.ledger import events
+from runner.ledger.attempts import attempt_rows
 from runner.ledger.db import make_engine, upgrade
+from runner.ledger.lifecycle import request_stop
+from runner.ledger.results import get_result, store_result
+from runner.ledger.runs import create_run, get_run, set_run_fields
 from runner.settings import Settings
 from tests.conftest import tiny_raw
 from trainer.config import validate
@@ -90,29 +94,20 @@ def make(tmp_path, clock, cloud, bucket=None, **settings):
         SkyOptions(image=IMAGE, accelerators=("L4", "A100"), runner_url="https://pax.example.org"),
         adapter=cloud,
         pricing=pricing,
+        bucket_path=str(bucket) if bucket else None,
     )
-    from runner.launch.bucket import BucketReader
-
-    sched = Scheduler(
-        engine,
-        s,
-        [launcher],
-        pricing,
-        clock=clock,
-        capacity={"skypilot": 8},
-        bucket=BucketReader(str(bucket)) if bucket else None,
-    )
+    sched = Scheduler(engine, s, [launcher], pricing, clock=clock, capacity={"skypilot": 8})
     return engine, sched, launcher
 
 
 def submit(engine, tmp_path, name="emb25"):
     cfg = validate(tiny_raw(tmp_path, name=name))
-    return crud.create_run(engine, cfg=cfg, launcher="skypilot")
+    return create_run(engine, cfg=cfg, launcher="skypilot")
 
 
 def beat(engine, run_id, clock, tokens=1024):
     """The trainer's heartbeat, at the test's clock."""
-    crud.set_run_fields(engine, run_id=run_id, last_heartbeat=clock(), tokens_seen=tokens)
+    set_run_fields(engine, run_id=run_id, last_heartbeat=clock(), tokens_seen=tokens)
 
 
 def run_for(sched, clock, seconds, step=30.0, heartbeat=None):
@@ -126,13 +121,12 @@ def run_for(sched, clock, seconds, step=30.0, heartbeat=None):
 
 
 def attempts(engine, run_id):
-    from runner.ledger import queries
 
-    return queries.attempt_rows(engine, run_id=run_id)
+    return attempt_rows(engine, run_id=run_id)
 
 
 def finish(engine, run_id, status="succeeded"):
-    crud.store_result(
+    store_result(
         engine,
         run_id=run_id,
         metrics={"run": {"status": status, "exit_code": 0}, "training": {"tokens_seen": 4096}},
@@ -146,20 +140,20 @@ def test_slow_provisioning_is_never_cancelled_and_grace_counts_from_running(tmp_
     run = submit(engine, tmp_path)
     sched.tick()  # claimed and launched
     job = 101
-    assert crud.get_run(engine, run_id=run.id).backend_id == str(job)
+    assert get_run(engine, run_id=run.id).backend_id == str(job)
     run_for(sched, clock, 10 * MIN)  # PENDING for 10 min: far past lease and start-up grace
     cloud.set(job, status="STARTING")
     run_for(sched, clock, 5 * MIN)
-    assert cloud.cancelled == [] and crud.get_run(engine, run_id=run.id).status == "running"
+    assert cloud.cancelled == [] and get_run(engine, run_id=run.id).status == "running"
     start = clock()
     cloud.set(job, status="RUNNING", start_at=start, accelerators={"A100": 1}, cloud="gcp")
     run_for(sched, clock, 2 * MIN)  # within the start-up grace, counted from RUNNING
-    assert cloud.cancelled == [] and crud.get_run(engine, run_id=run.id).running_since >= start
+    assert cloud.cancelled == [] and get_run(engine, run_id=run.id).running_since >= start
     run_for(sched, clock, 5 * MIN, heartbeat=lambda: beat(engine, run.id, clock))
     finish(engine, run.id)
     cloud.set(job, status="SUCCEEDED", end_at=clock())
     sched.tick()
-    done = crud.get_run(engine, run_id=run.id)
+    done = get_run(engine, run_id=run.id)
     assert done.status == "succeeded" and done.attempt == 1 and cloud.cancelled == []
     (a,) = attempts(engine, run.id)
     assert a["accelerator"] == "A100" and a["outcome"] == "succeeded"
@@ -181,7 +175,7 @@ def test_a_preemption_is_recovered_by_skypilot_and_recorded_as_a_new_attempt(tmp
     ran = clock() - t0
     cloud.set(job, status="RECOVERING")  # preempted: 5 minutes of no heartbeats at all
     run_for(sched, clock, 5 * MIN)
-    assert cloud.cancelled == [] and crud.get_run(engine, run_id=run.id).status == "running"
+    assert cloud.cancelled == [] and get_run(engine, run_id=run.id).status == "running"
     t1 = clock()
     cloud.set(
         job,
@@ -196,7 +190,7 @@ def test_a_preemption_is_recovered_by_skypilot_and_recorded_as_a_new_attempt(tmp
     finish(engine, run.id)
     cloud.set(job, status="SUCCEEDED", end_at=clock())
     sched.tick()
-    done = crud.get_run(engine, run_id=run.id)
+    done = get_run(engine, run_id=run.id)
     assert done.status == "succeeded" and done.attempt == 2 and cloud.cancelled == []
     first, second = attempts(engine, run.id)
     assert first["outcome"] == "preempted" and first["accelerator"] == "L4"
@@ -208,8 +202,8 @@ def test_a_preemption_is_recovered_by_skypilot_and_recorded_as_a_new_attempt(tmp
         second["seconds"] / 3600 * Pricing().hourly("A100", True)
     )
     assert done.cost_usd == pytest.approx(first["cost_usd"] + second["cost_usd"])
-    events = crud.events(engine, run_id=run.id, kinds=("attempt",))
-    assert len(events) == 1 and "recovered" in events[0].reason
+    recovered = events.events(engine, run_id=run.id, kinds=("attempt",))
+    assert len(recovered) == 1 and "recovered" in recovered[0]["reason"]
 
 
 def test_a_service_restart_mid_run_cancels_nothing(tmp_path):
@@ -225,9 +219,9 @@ def test_a_service_restart_mid_run_cancels_nothing(tmp_path):
         engine, sched.settings, [launcher], sched.pricing, clock=clock, capacity={"skypilot": 8}
     )
     again.tick()  # observes SkyPilot first; grants one lease of grace to every active run
-    assert cloud.cancelled == [] and crud.get_run(engine, run_id=run.id).status == "running"
+    assert cloud.cancelled == [] and get_run(engine, run_id=run.id).status == "running"
     run_for(again, clock, 5 * MIN, heartbeat=lambda: beat(engine, run.id, clock))
-    assert cloud.cancelled == [] and crud.get_run(engine, run_id=run.id).attempt == 1
+    assert cloud.cancelled == [] and get_run(engine, run_id=run.id).attempt == 1
 
 
 def test_a_job_cancelled_in_skypilot_is_cancelled_not_preempted(tmp_path):
@@ -241,7 +235,7 @@ def test_a_job_cancelled_in_skypilot_is_cancelled_not_preempted(tmp_path):
     cloud.jobs[101]["status"] = "CANCELLED"  # a user, in SkyPilot
     cloud.jobs[101]["end_at"] = clock()
     sched.tick()
-    done = crud.get_run(engine, run_id=run.id)
+    done = get_run(engine, run_id=run.id)
     assert done.status == "cancelled" and "cancelled outside pax" in done.exit_reason
     assert done.attempt == 1 and done.cost_usd > 0
 
@@ -255,7 +249,7 @@ def test_a_kill_rule_exit_is_final_not_retried(tmp_path):
     sched.tick()
     cloud.set(101, status="RUNNING", start_at=clock(), accelerators={"L4": 1})
     run_for(sched, clock, 2 * MIN, heartbeat=lambda: beat(engine, run.id, clock))
-    crud.request_stop(engine, run_id=run.id, kind="kill", reason="kill rule: trailed", evidence={})
+    request_stop(engine, run_id=run.id, kind="kill", reason="kill rule: trailed", evidence={})
     run_for(sched, clock, 2 * MIN, heartbeat=lambda: beat(engine, run.id, clock))
     # the run script reported exit 3 beside the run and ended clean (no SkyPilot restart)
     run_dir = bucket / "runs" / str(run.id)
@@ -263,7 +257,7 @@ def test_a_kill_rule_exit_is_final_not_retried(tmp_path):
     (run_dir / "exit.json").write_text(json.dumps({"code": 3}))
     cloud.set(101, status="SUCCEEDED", end_at=clock())
     sched.tick()
-    done = crud.get_run(engine, run_id=run.id)
+    done = get_run(engine, run_id=run.id)
     assert done.status == "killed" and done.exit_reason == "kill rule: trailed"
     assert done.attempt == 1 and cloud.cancelled == []
 
@@ -274,9 +268,9 @@ def test_a_launch_error_fails_that_run_not_the_tick(tmp_path):
     engine, sched, _ = make(tmp_path, clock, cloud)
     bad, good = submit(engine, tmp_path, "emb25"), submit(engine, tmp_path, "emb45")
     sched.tick()
-    failed = crud.get_run(engine, run_id=bad.id)
+    failed = get_run(engine, run_id=bad.id)
     assert failed.status == "failed" and "AWS credentials" in failed.exit_reason
-    assert crud.get_run(engine, run_id=good.id).status == "running"  # launched in that tick
+    assert get_run(engine, run_id=good.id).status == "running"  # launched in that tick
 
 
 def test_skypilot_is_asked_once_per_tick(tmp_path):
@@ -298,7 +292,7 @@ def test_a_gpu_without_a_price_is_refused_at_launch(tmp_path):
     launcher.opts = SkyOptions(image=IMAGE, accelerators=("L40S",))  # known, but no price
     run = submit(engine, tmp_path)
     sched.tick()
-    done = crud.get_run(engine, run_id=run.id)
+    done = get_run(engine, run_id=run.id)
     assert done.status == "failed" and "no price" in done.exit_reason and cloud.tasks == []
 
 
@@ -347,6 +341,7 @@ def test_no_inbound_a_run_is_heard_through_the_bucket_alone(tmp_path, tokenized_
     import time
 
     from runner.launch.bucket import BucketReader
+
     from tests.helpers import wait_until
 
     bucket = tmp_path / "bucket"
@@ -356,7 +351,7 @@ def test_no_inbound_a_run_is_heard_through_the_bucket_alone(tmp_path, tokenized_
     cloud = LocalCloud(time.time, bucket)
     engine, sched, launcher = make(tmp_path, time.time, cloud, bucket=bucket)
     launcher.opts = SkyOptions(image=IMAGE, accelerators=("L4",), vocabs="")
-    run = crud.create_run(
+    run = create_run(
         engine,
         cfg=validate(tiny_raw(tokenized_dir.parent, max_tokens=24 * 8 * 64)),
         launcher="skypilot",
@@ -364,10 +359,10 @@ def test_no_inbound_a_run_is_heard_through_the_bucket_alone(tmp_path, tokenized_
 
     def settled():
         sched.tick()
-        return crud.get_run(engine, run_id=run.id).status not in ("queued", "launching", "running")
+        return get_run(engine, run_id=run.id).status not in ("queued", "launching", "running")
 
     wait_until(settled, 180, "the run settled from what the bucket holds", every=0.3)
-    done = crud.get_run(engine, run_id=run.id)
+    done = get_run(engine, run_id=run.id)
     assert done.status == "succeeded", done.exit_reason
     run_dir = bucket / "runs" / str(run.id)
     logged = {
@@ -382,7 +377,7 @@ def test_no_inbound_a_run_is_heard_through_the_bucket_alone(tmp_path, tokenized_
         ).all()
     assert len(rows) == len(logged) == len(set(rows)) and set(map(tuple, rows)) == logged
     assert ("train/loss", 24) in logged and done.tokens_seen == 24 * 8 * 64
-    assert crud.get_result(engine, run_id=run.id)["run"]["status"] == "succeeded"
+    assert get_result(engine, run_id=run.id)["run"]["status"] == "succeeded"
     assert json.loads((run_dir / "exit.json").read_text())["code"] == 0
     # a second reader (a restarted service) taking the whole outbox in again adds nothing
     BucketReader(str(bucket)).sync(engine, done, time.time())

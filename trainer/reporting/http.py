@@ -21,8 +21,8 @@ from pathlib import Path
 import httpx
 
 from trainer.reporting.base import Reporter, Stop
+from trainer.runs import ACK, EXIT, HEARTBEAT, OUTBOX
 
-OUTBOX, ACK, HEARTBEAT, EXIT = "outbox.jsonl", "outbox.ack", "heartbeat.json", "exit.json"
 PERMANENT = {400, 404, 409, 413, 422}  # retrying cannot help: skip, say so
 # The token was revoked: a newer attempt of this run owns it now. Keep the points in the shared
 # outbox (the next attempt's reporter sends them with its own token) and stop sending.

@@ -6,7 +6,7 @@ from __future__ import annotations
 from fastapi import APIRouter, Request
 
 from runner.api.deps import EngineDep
-from runner.ledger import queries
+from runner.ledger.runs import status_counts
 
 router = APIRouter(tags=["service"])
 
@@ -17,7 +17,7 @@ def healthz(engine: EngineDep, request: Request) -> dict:
     role = "off" if sched is None else ("leader" if sched.leading else "standby")
     return {
         "ok": True,
-        "runs": queries.status_counts(engine),
+        "runs": status_counts(engine),
         "database": engine.dialect.name,
         "scheduler": role,
     }

@@ -10,8 +10,9 @@ from fastapi import APIRouter, HTTPException, Query, Response
 from fastapi.responses import StreamingResponse
 
 from runner.api.deps import EngineDep
-from runner.ledger import queries
 from runner.ledger.models import RunStatus
+from runner.ledger.runs import run_list
+from runner.ledger.sweeps import badge_numbers
 from runner.study.results import ledger_rows, to_csv
 
 router = APIRouter(tags=["results"])
@@ -59,7 +60,7 @@ def runs_ndjson(
     def lines():
         after = 0
         while True:
-            rows, _ = queries.run_list(
+            rows, _ = run_list(
                 engine, status=status, sweep_id=sweep, after_id=after, limit=PAGE, count=False
             )
             if rows:
@@ -76,7 +77,7 @@ def badge(
     engine: EngineDep, sweep: Annotated[int | None, Query(ge=1, le=2**62)] = None
 ) -> Response:
     """A status/cost badge from the ledger, for a README: all runs, or one sweep."""
-    n = queries.badge_numbers(engine, sweep_id=sweep)
+    n = badge_numbers(engine, sweep_id=sweep)
     if n is None:
         raise HTTPException(404, f"sweep {sweep} does not exist")
     label = f"pax sweep {sweep}" if sweep is not None else "pax"

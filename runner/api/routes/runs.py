@@ -14,8 +14,8 @@ from pydantic_core import to_json
 from starlette.concurrency import run_in_threadpool
 
 from runner.api.deps import (
-    AdminDep,
     EngineDep,
+    GuardedDep,
     KillRuleDep,
     PricingDep,
     RunCallerDep,
@@ -38,8 +38,7 @@ from runner.api.schemas import (
     RunList,
     RunPublic,
 )
-from runner.launch.scheduler import apply_exit
-from runner.ledger import crud, queries
+from runner.ledger import attempts, events, lifecycle, results, runs, series
 from runner.ledger.models import FINISHED, Run, RunStatus
 from trainer.config import describe_errors, validate
 
@@ -55,7 +54,7 @@ def public(run: Run, latest: dict[str, float] | None = None) -> RunPublic:
 @router.post("", status_code=201, response_model=RunPublic)
 def submit_run(
     engine: EngineDep,
-    _: AdminDep,
+    _: GuardedDep,
     request: Request,
     body: Annotated[
         dict[str, Any],
@@ -84,7 +83,7 @@ def submit_run(
     cfg = validate(req.config if req.name is None else {**req.config, "name": req.name})
     check_launchable(request, req.launcher)
     check_data(request, [cfg], req.launcher)
-    run = crud.create_run(
+    run = runs.create_run(
         engine,
         cfg=cfg,
         priority=req.priority,
@@ -100,7 +99,7 @@ def list_runs(
     engine: EngineDep,
     status: Annotated[RunStatus | None, Query(description="Filter by status.")] = None,
     sweep: Annotated[int | None, Query(ge=1, le=2**62, description="Filter by sweep id.")] = None,
-    limit: Annotated[int, Query(ge=1, le=crud.LIST_LIMIT_MAX)] = 100,
+    limit: Annotated[int, Query(ge=1, le=runs.LIST_LIMIT_MAX)] = 100,
     offset: Annotated[int, Query(ge=0, le=2**62, description="Kept for old clients.")] = 0,
     before_id: Annotated[
         int | None,
@@ -119,7 +118,7 @@ def list_runs(
     while runs are being added. The response is built from plain rows (no per-row model)."""
     if before_id is not None and after_id is not None:
         raise HTTPException(422, "before_id, after_id: give one of them, not both")
-    rows, total = queries.run_list(
+    rows, total = runs.run_list(
         engine,
         status=status,
         sweep_id=sweep,
@@ -148,26 +147,26 @@ def list_runs(
 
 @router.get("/{run_id}", response_model=RunDetail)
 def get_run(run_id: RunId, engine: EngineDep):
-    run = crud.get_run(engine, run_id=run_id)
-    latest = crud.latest_for(engine, run_ids=[run_id]).get(run_id)
+    run = runs.get_run(engine, run_id=run_id)
+    latest = runs.latest_for(engine, run_ids=[run_id]).get(run_id)
     return RunDetail(
         **public(run, latest).model_dump(),
         config=json.loads(run.spec_json),
         plan=json.loads(run.plan_json) if run.plan_json else None,
-        result=crud.get_result(engine, run_id=run_id),
+        result=results.get_result(engine, run_id=run_id),
     )
 
 
 @router.post("/{run_id}/cancel", response_model=RunPublic)
-def cancel_run(run_id: RunId, engine: EngineDep, pricing: PricingDep, _: AdminDep):
-    return public(crud.cancel_run(engine, run_id=run_id, pricing=pricing))
+def cancel_run(run_id: RunId, engine: EngineDep, pricing: PricingDep, _: GuardedDep):
+    return public(lifecycle.cancel_run(engine, run_id=run_id, pricing=pricing))
 
 
 @router.post("/{run_id}/requeue", response_model=RunPublic)
-def requeue_run(run_id: RunId, engine: EngineDep, pricing: PricingDep, _: AdminDep):
+def requeue_run(run_id: RunId, engine: EngineDep, pricing: PricingDep, _: GuardedDep):
     """Queue a failed, lost or cancelled run again; it resumes from its checkpoint if it has
     one. The budget cap is checked again when it is claimed."""
-    return public(crud.requeue_run(engine, run_id=run_id, pricing=pricing))
+    return public(lifecycle.requeue_run(engine, run_id=run_id, pricing=pricing))
 
 
 @router.get("/{run_id}/metrics", response_model=MetricSeries)
@@ -185,41 +184,39 @@ def get_metrics(
 ):
     """One metric's points by step, at most `max_points`: downsampled in the database to each
     span's min, max and last point, the first and last points always kept."""
-    points, total = crud.metric_series(
-        engine, run_id=run_id, name=name, max_points=max_points, after_step=after_step
-    )
+    runs.get_run(engine, run_id=run_id)
+    got = series.read(engine, run_id, name, max_points, after_step)
+    points = [{"step": p[0], "tokens": p[1], "value": p[2]} for p in got.points]
     return MetricSeries(
-        run_id=run_id, name=name, points=points, total=total, downsampled=len(points) < total
+        run_id=run_id,
+        name=name,
+        points=points,
+        total=got.total,
+        downsampled=len(points) < got.total,
     )
 
 
 @router.get("/{run_id}/events", response_model=list[EventPublic])
 def get_events(run_id: RunId, engine: EngineDep):
-    crud.get_run(engine, run_id=run_id)
-    return [
-        EventPublic(
-            **e.model_dump(exclude={"data_json"}),
-            data=json.loads(e.data_json) if e.data_json else None,
-        )
-        for e in crud.events(engine, run_id=run_id)
-    ]
+    runs.get_run(engine, run_id=run_id)
+    return events.events(engine, run_id=run_id)
 
 
 @router.get("/{run_id}/attempts", response_model=list[AttemptPublic])
 def get_attempts(run_id: RunId, engine: EngineDep):
     """Every attempt of the run: where it ran, on which GPU (as provisioned), its share of it,
     the price and its source, how long, the outcome and what it cost."""
-    crud.get_run(engine, run_id=run_id)
-    return queries.attempt_rows(engine, run_id=run_id)
+    runs.get_run(engine, run_id=run_id)
+    return attempts.attempt_rows(engine, run_id=run_id)
 
 
-def _open(run: crud.RunRef, what: str) -> None:
+def _open(run: runs.RunRef, what: str) -> None:
     """A finished run takes no more points or results: its trainer is late, or not its own."""
     if run.status in FINISHED:
         raise HTTPException(409, f"run {run.id} is {run.status}; it takes no more {what}")
 
 
-def _within_budget(run: crud.RunRef, tokens: int | None, field: str) -> None:
+def _within_budget(run: runs.RunRef, tokens: int | None, field: str) -> None:
     if tokens is not None and run.max_tokens and tokens > run.max_tokens:
         raise HTTPException(
             422, f"{field}: {tokens:,} is more than run {run.id}'s budget ({run.max_tokens:,})"
@@ -274,7 +271,7 @@ async def post_metrics(
     if points:
         action, reason = await run_in_threadpool(kill_rule.answer, engine, run, points)
     else:
-        action, reason = crud.stop_answer(run)
+        action, reason = lifecycle.stop_answer(run)
     return MetricsAck(
         accepted=len(points), duplicates=len(points) - inserted, action=action, reason=reason
     )
@@ -296,8 +293,14 @@ def post_heartbeat(
         )
     _within_budget(run, body.tokens, "tokens")
     try:
-        action, reason = crud.heartbeat(
-            engine, run=run, step=body.step, tokens=body.tokens, attempt=body.attempt
+        action, reason = lifecycle.heartbeat(
+            engine,
+            run_id=run.id,
+            step=body.step,
+            tokens=body.tokens,
+            attempt=body.attempt,
+            token_hash=run.token_hash,
+            fenced=True,
         )
     except PermissionError as e:
         raise HTTPException(403, str(e)) from None
@@ -327,20 +330,20 @@ def post_result(
         ) from None
     _within_budget(run, doc.training.tokens_seen if doc.training else None, "training.tokens_seen")
     try:
-        stored = crud.store_result(engine, run_id=run.id, metrics=metrics)
+        stored = results.store_result(engine, run_id=run.id, metrics=metrics)
     except ValueError as e:  # NaN/inf inside an untyped part of the document
         raise HTTPException(422, f"result: {e}") from None
     if run.status == "queued":
-        apply_exit(
+        lifecycle.apply_exit(
             engine,
-            pricing,
-            run.id,
-            doc.run.exit_code or 0,
-            settings.max_attempts,
+            run_id=run.id,
+            code=doc.run.exit_code or 0,
+            max_attempts=settings.max_attempts,
+            pricing=pricing,
             log="the imported result",
             metrics=metrics,
         )
-        stored = crud.get_run(engine, run_id=run.id)
+        stored = runs.get_run(engine, run_id=run.id)
     return public(stored)
 
 
@@ -357,22 +360,22 @@ def report_exit(
     launcher."""
     if run.status not in ("launching", "running", "succeeded", "killed", "failed", "cancelled"):
         raise HTTPException(409, f"run {run_id} is {run.status}; nothing to settle")
-    apply_exit(
+    lifecycle.apply_exit(
         engine,
-        pricing,
-        run_id,
-        body.code,
-        settings.max_attempts,
+        run_id=run_id,
+        code=body.code,
+        max_attempts=settings.max_attempts,
+        pricing=pricing,
         log="the worker's train.log",
-        metrics=crud.get_result(engine, run_id=run_id),
+        metrics=results.get_result(engine, run_id=run_id),
     )
-    return {"run_id": run_id, "status": crud.get_run(engine, run_id=run_id).status}
+    return {"run_id": run_id, "status": runs.get_run(engine, run_id=run_id).status}
 
 
 @router.get("/{run_id}/log", response_class=Response)
 def get_log(run_id: RunId, engine: EngineDep, tail: Annotated[int, Query(ge=1, le=100_000)] = 200):
     """The last lines of the run's train.log (local and docker launchers)."""
-    run = crud.get_run(engine, run_id=run_id)
+    run = runs.get_run(engine, run_id=run_id)
     path = pathlib.Path(run.run_dir or "") / "train.log"
     if not run.run_dir or not path.is_file():
         return Response("", media_type="text/plain")

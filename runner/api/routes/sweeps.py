@@ -12,8 +12,8 @@ from fastapi import Path as PathParam
 from starlette.concurrency import run_in_threadpool
 
 from runner.api.deps import (
-    AdminDep,
     EngineDep,
+    GuardedDep,
     PricingDep,
     SettingsDep,
     check_data,
@@ -21,7 +21,8 @@ from runner.api.deps import (
 )
 from runner.api.schemas import Launch, PromoteRequest, SweepPublic
 from runner.launch.cost import sweep_cost
-from runner.ledger import crud
+from runner.ledger import events
+from runner.ledger import sweeps as sweep_store
 from runner.ledger.models import Sweep
 from runner.study import sweeps
 from runner.study.decisions import render_decisions, report_dir
@@ -54,7 +55,7 @@ async def submit_sweep(
     engine: EngineDep,
     settings: SettingsDep,
     pricing: PricingDep,
-    _: AdminDep,
+    _: GuardedDep,
     launcher: Annotated[Launch | None, Query(description="Where its runs train.")] = None,
 ):
     """Submit a plan (configs/plan_10m.yaml) or a study sweep file (configs/embed_ratio.yaml)
@@ -74,28 +75,28 @@ async def submit_sweep(
         pricing,
         lambda cfgs: check_data(request, cfgs, plan.launcher),
     )
-    return _public(sweep, crud.run_counts(engine, sweep_ids=[sweep.id])[sweep.id])
+    return _public(sweep, sweep_store.run_counts(engine, sweep_ids=[sweep.id])[sweep.id])
 
 
 @router.get("", response_model=list[SweepPublic])
 def list_sweeps(engine: EngineDep):
-    rows = crud.list_sweeps(engine)
-    counts = crud.run_counts(engine, sweep_ids=[sw.id for sw in rows])
+    rows = sweep_store.list_sweeps(engine)
+    counts = sweep_store.run_counts(engine, sweep_ids=[sw.id for sw in rows])
     return [_public(sw, counts[sw.id]) for sw in rows]
 
 
 @router.get("/{sweep_id}")
 def get_sweep(sweep_id: SweepId, engine: EngineDep) -> dict[str, Any]:
-    sw = crud.get_sweep(engine, sweep_id=sweep_id)
-    runs = crud.sweep_runs(engine, sweep_id=sweep_id)
-    events = crud.events(
+    sw = sweep_store.get_sweep(engine, sweep_id=sweep_id)
+    runs = sweep_store.sweep_runs(engine, sweep_id=sweep_id)
+    decided = events.events(
         engine,
         sweep_id=sweep_id,
         kinds=("promotion", "infeasible", "kill", "budget"),
         limit=100_000,
     )
     return {
-        **_public(sw, crud.run_counts(engine, sweep_ids=[sweep_id])[sweep_id]).model_dump(),
+        **_public(sw, sweep_store.run_counts(engine, sweep_ids=[sweep_id])[sweep_id]).model_dump(),
         "plan": json.loads(sw.spec_json),
         "cells": [
             {
@@ -110,14 +111,7 @@ def get_sweep(sweep_id: SweepId, engine: EngineDep) -> dict[str, Any]:
             for r in runs
         ],
         "decisions": [
-            {
-                "time": e.time,
-                "kind": e.kind,
-                "run_id": e.run_id,
-                "reason": e.reason,
-                "data": json.loads(e.data_json) if e.data_json else None,
-            }
-            for e in events
+            {k: e[k] for k in ("time", "kind", "run_id", "reason", "data")} for e in decided
         ],
     }
 
@@ -127,7 +121,7 @@ def promote(
     sweep_id: SweepId,
     engine: EngineDep,
     pricing: PricingDep,
-    _: AdminDep,
+    _: GuardedDep,
     body: Annotated[PromoteRequest | None, Body()] = None,
 ) -> dict[str, Any]:
     """Promote now (or override the choice with `cells`); automatic when ranking finishes."""
@@ -146,7 +140,7 @@ def promote(
 def decisions(sweep_id: SweepId, engine: EngineDep) -> Response:
     """decisions.md as written at the sweep's last decision (rendered from the ledger when the
     file is not there, e.g. on another replica)."""
-    path = report_dir(crud.get_sweep(engine, sweep_id=sweep_id)) / "decisions.md"
+    path = report_dir(sweep_store.get_sweep(engine, sweep_id=sweep_id)) / "decisions.md"
     text = path.read_text() if path.is_file() else render_decisions(engine, sweep_id)
     return Response(text, media_type="text/markdown")
 
@@ -156,7 +150,7 @@ async def report(
     sweep_id: SweepId,
     engine: EngineDep,
     pricing: PricingDep,
-    _: AdminDep,
+    _: GuardedDep,
     html: Annotated[bool, Query(description="Also the static page RESULTS.html.")] = True,
     pdf: Annotated[bool, Query(description="SUMMARY.pdf when a converter is here.")] = True,
 ) -> dict[str, Any]:
@@ -164,7 +158,7 @@ async def report(
     figures, tables; the same as `pax report --sweep ID`); returns the files written."""
     from runner.release.report import write_release_report
 
-    crud.get_sweep(engine, sweep_id=sweep_id)
+    sweep_store.get_sweep(engine, sweep_id=sweep_id)
     return await run_in_threadpool(
         write_release_report, engine, sweep_id, pricing, html=html, pdf=pdf
     )
@@ -183,7 +177,7 @@ def cost(
     """GPU-hours and $ per run and phase, spent vs the sweep's budget, compute used, and what
     the sweep would cost on a cloud GPU (a snapshot is kept in COST_SUMMARY.json in the
     sweep's report folder at each phase change)."""
-    crud.get_sweep(engine, sweep_id=sweep_id)
+    sweep_store.get_sweep(engine, sweep_id=sweep_id)
     try:
         return sweep_cost(engine, sweep_id, pricing, what_if=what_if)
     except ValueError as e:

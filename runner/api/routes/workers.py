@@ -7,11 +7,11 @@ import json
 
 from fastapi import APIRouter, HTTPException, Response
 
-from runner.api.deps import EngineDep, PricingDep, SettingsDep, WorkerDep
+from runner.api.deps import EngineDep, GuardedDep, PricingDep, SettingsDep
 from runner.api.schemas import Claim, ClaimRequest
 from runner.launch.cost import budget_refusal
-from runner.ledger import crud
 from runner.ledger.attempts import Placement
+from runner.ledger.lifecycle import claim_queued
 
 router = APIRouter(tags=["workers"])
 
@@ -22,7 +22,7 @@ def claim(
     engine: EngineDep,
     settings: SettingsDep,
     pricing: PricingDep,
-    _: WorkerDep,
+    _: GuardedDep,
 ):
     """Atomically take the next queued run (priority, then age) for a worker; 204 when the
     queue is empty. Takes the worker token (or the admin's); the answer carries the run's own
@@ -31,7 +31,7 @@ def claim(
         accelerator=body.accelerator, spot=body.spot, gpus=body.gpus, device=body.device
     )
     try:
-        got = crud.claim_queued(
+        got = claim_queued(
             engine,
             limit=1,
             launcher=f"worker:{body.worker}",
