@@ -39,9 +39,11 @@ from pathlib import Path
 import httpx
 import psutil
 
+from pax.client import start_service
 from runner.ledger.runs import create_run
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))  # tests.pgserver: the scratch PostgreSQL the suite uses too
 ADMIN = "bench-admin-token-0123456789"
 SPEC = {"name": "bench", "max_tokens": 5_000_000}
 
@@ -212,7 +214,7 @@ class Ledgers:
         self.scratch = None
         self.pg_admin, self.pg_why = pg_url, None
         if not pg_url and start_pg:
-            from runner.ledger import pgserver
+            from tests import pgserver
 
             try:
                 self.scratch = pgserver.start(durable=True)  # as deployed: fsync, sync commit
@@ -227,7 +229,7 @@ class Ledgers:
         return str(self.tmp / f"ledger{self.n}" / "pax.db")
 
     def postgres(self) -> str:
-        from runner.ledger.pgserver import create_database
+        from tests.pgserver import create_database
 
         self.n += 1
         return create_database(self.pg_admin, f"pax_bench_{os.getpid()}_{self.n}")
@@ -253,33 +255,15 @@ def start_server(ledger: str, cwd: Path) -> tuple[subprocess.Popen, int]:
     port = free_port()
     where = {"PAX_DATABASE_URL": ledger} if "://" in ledger else {"PAX_DB": ledger}
     env = {
-        **os.environ,
         "PYTHONPATH": str(ROOT),
         "PAX_ADMIN_TOKEN": ADMIN,
-        "PAX_PORT": str(port),
         "PAX_CONCURRENCY": "0",
         # the queue's 1,000 claimed runs are a worker's to run: the scheduler's own judging of
         # them is not what is measured here
         "PAX_TICK_S": "3600",
         **where,
     }
-    server = subprocess.Popen(
-        [sys.executable, "-m", "pax.cli", "serve"],
-        env=env,
-        cwd=cwd,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    base = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        try:
-            if httpx.get(base + "/healthz", timeout=1).status_code == 200:
-                return server, port
-        except httpx.HTTPError:
-            time.sleep(0.1)
-    server.terminate()
-    raise RuntimeError("pax serve did not come up")
+    return start_service(env, port=port, cwd=cwd, timeout_s=60), port
 
 
 def queue_runs(ledger: str, n: int, name: str = "bench") -> list[int]:

@@ -2,16 +2,15 @@
 
 from __future__ import annotations
 
-import os
 import subprocess
-import sys
 import time
 from pathlib import Path
 
-import httpx
 import yaml
 from rich.console import Console
 from rich.table import Table
+
+from pax.client import Client, ServiceError, start_service
 
 console = Console(stderr=True, soft_wrap=True)
 DEMO_DB = Path("var/demo/pax.db")
@@ -34,30 +33,16 @@ def prepare_data(vocab_sizes: list[int]) -> None:
     console.print(f"data ready in {time.time() - t0:.0f}s")
 
 
-def start_service(port: int, concurrency: int, token: str) -> subprocess.Popen:
+def demo_service(port: int, concurrency: int, token: str) -> subprocess.Popen:
+    DEMO_DB.parent.mkdir(parents=True, exist_ok=True)
     env = {
-        **os.environ,
         "PAX_DB": str(DEMO_DB),
-        "PAX_PORT": str(port),
         "PAX_CONCURRENCY": str(concurrency),
         "PAX_ADMIN_TOKEN": token,
         "PAX_RUNS_ROOT": "var/demo/runs",
         "PAX_REPORTS_ROOT": "reports/demo",
     }
-    DEMO_DB.parent.mkdir(parents=True, exist_ok=True)
-    log = open(DEMO_DB.parent / "serve.log", "ab")  # noqa: SIM115 - the child keeps it
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "pax.cli", "serve"], env=env, stdout=log, stderr=subprocess.STDOUT
-    )
-    for _ in range(300):
-        if proc.poll() is not None:
-            raise RuntimeError(f"pax serve exited; see {DEMO_DB.parent / 'serve.log'}")
-        try:
-            if httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1).status_code == 200:
-                return proc
-        except httpx.HTTPError:
-            time.sleep(0.1)
-    raise RuntimeError(f"pax serve did not come up on port {port}")
+    return start_service(env, port=port, log=DEMO_DB.parent / "serve.log", timeout_s=60)
 
 
 def run_demo(plan_path: Path, *, concurrency: int, port: int, timeout_s: float) -> dict:
@@ -71,25 +56,20 @@ def run_demo(plan_path: Path, *, concurrency: int, port: int, timeout_s: float) 
     ]
     prepare_data(vocabs)
     token = secrets.token_urlsafe(24)
-    proc = start_service(port, concurrency, token)
-    api = f"http://127.0.0.1:{port}/api/v1"
+    proc = demo_service(port, concurrency, token)
+    client = Client(f"http://127.0.0.1:{port}", token)
     try:
-        r = httpx.post(
-            f"{api}/sweeps",
-            content=Path(plan_path).read_bytes(),
-            timeout=120,
-            headers={"Authorization": f"Bearer {token}", "Content-Type": "application/yaml"},
-        )
-        if r.status_code != 201:
-            raise RuntimeError(f"submitting {plan_path}: {r.status_code} {r.text}")
-        sweep = r.json()
+        try:
+            sweep = client.submit_plan(Path(plan_path).read_bytes())
+        except ServiceError as e:
+            raise RuntimeError(f"submitting {plan_path}: {e}") from None
         console.print(
             f"sweep {sweep['id']} submitted: {sweep['runs']} "
-            f"(API {api}, docs http://127.0.0.1:{port}/docs)"
+            f"(API {client.url}/api/v1, docs {client.url}/docs)"
         )
         last = None
         while True:
-            s = httpx.get(f"{api}/sweeps/{sweep['id']}", timeout=60).json()
+            s = client.sweep(sweep["id"])
             line = f"phase {s['phase']:<10} " + " ".join(
                 f"{k}={v}" for k, v in sorted(s["runs"].items())
             )
@@ -108,6 +88,7 @@ def run_demo(plan_path: Path, *, concurrency: int, port: int, timeout_s: float) 
             time.sleep(1)
         summary = show(s, report)
     finally:
+        client.close()
         proc.terminate()
         proc.wait(timeout=30)
     summary["release"] = release_files(sweep["id"])

@@ -23,7 +23,7 @@ from runner.api.guard import Guard
 from runner.api.headers import SecurityHeaders
 from runner.api.routes import health, results, runs, sky, sweeps, workers
 from runner.api.schemas import ErrorBody
-from runner.launch.cost import Pricing
+from runner.cost import Pricing
 from runner.ledger.ingest import GroupWriter
 from runner.settings import Settings
 from runner.startup import open_ledger

@@ -151,7 +151,7 @@ class Settings(BaseSettings):
         "to PAX_GPUS x PAX_GPU_SLOTS runs, and each GPU's time is split between the runs on it.",
     )
     prices: Path | None = Field(
-        None, description="Price table YAML (default: the shipped runner/launch/prices.yaml)."
+        None, description="Price table YAML (default: the shipped runner/prices.yaml)."
     )
     price_source: Literal["table", "skypilot"] = Field(
         "table",

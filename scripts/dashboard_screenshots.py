@@ -12,18 +12,16 @@ and 390 px, plus the sweep and compare pages in dark mode. Needs playwright and 
 from __future__ import annotations
 
 import argparse
-import os
 import shutil
 import socket
-import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import _bootstrap  # noqa: F401
 import httpx
 
+from pax.client import start_service
 from runner.release.page import CHROMIUM_FLAGS, chromium
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -73,24 +71,10 @@ def main() -> None:
         db = Path(tmp) / "pax.db"
         shutil.copy2(args.db, db)
         port = free_port()
-        env = {**os.environ, "PYTHONPATH": str(ROOT), "PAX_DB": str(db), "PAX_PORT": str(port)}
-        env["PAX_CONCURRENCY"] = "0"
-        server = subprocess.Popen(
-            [sys.executable, "-m", "pax.cli", "serve"],
-            cwd=tmp,
-            env=env,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
+        env = {"PYTHONPATH": str(ROOT), "PAX_DB": str(db), "PAX_CONCURRENCY": "0"}
+        server = start_service(env, port=port, cwd=tmp, timeout_s=60)
         base = f"http://127.0.0.1:{port}"
         try:
-            deadline = time.monotonic() + 60
-            while time.monotonic() < deadline:
-                try:
-                    if httpx.get(base + "/healthz", timeout=1).status_code == 200:
-                        break
-                except httpx.HTTPError:
-                    time.sleep(0.2)
             shots = pages(base)
             with sync_playwright() as p:
                 browser = p.chromium.launch(executable_path=exe, args=CHROMIUM_FLAGS)

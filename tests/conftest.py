@@ -134,33 +134,6 @@ def tokenized_dir(corpus_dir, tmp_path_factory) -> Path:
     return tdir(root, 512)
 
 
-def tiny_raw(tok_root: Path, **sections) -> dict:
-    """A config small enough to train in seconds on the V=512 test tokenizer."""
-    raw = {
-        "name": "tiny",
-        "max_tokens": 16 * 8 * 64,
-        "model": {
-            "total_params": 60_000,
-            "embedding_ratio": 0.35,
-            "glu_expansion": 2.66,
-            "vocab_size": 512,
-            "tied_lm_head": True,
-        },
-        "data": {"tokenized_dir": str(tok_root), "seq_len": 64, "batch_size": 8},
-        "optim": {"lr": 3e-3, "warmup_tokens": 1024},
-        "eval": {"every_tokens": 4096, "max_tokens": 2048, "smallbench": False, "profile": False},
-        "checkpoint": {"every_steps": 4, "every_minutes": 0, "keep_latest_k": 2},
-        "log": {"every_steps": 1, "wandb": False},
-        "runtime": {"threads": 1, "seed": 7},
-    }
-    for section, values in sections.items():
-        if isinstance(values, dict):
-            raw[section] = {**raw.get(section, {}), **values}
-        else:
-            raw[section] = values
-    return raw
-
-
 def write_config(path: Path, base: dict, experiments: dict | None = None) -> Path:
     import yaml
 

@@ -264,3 +264,134 @@ def test_the_readme_is_a_front_door_whose_layout_is_true():
             assert path.exists(), f"README's layout names {path.relative_to(ROOT)}"
     for link in re.findall(r"\]\((docs/[^)]+)\)", text):
         assert (ROOT / link).is_file(), link
+
+
+# runner's inner order: ledger < study < launch < api / release. auth and settings are leaves
+# every part may use; cost sits on the ledger and serves the rest; startup opens the ledger; app
+# assembles everything.
+RUNNER_RANKS = {
+    "auth": 0,
+    "settings": 0,
+    "ledger": 1,
+    "cost": 2,
+    "startup": 2,
+    "study": 3,
+    "launch": 4,
+    "api": 5,
+    "release": 5,
+    "app": 6,
+}
+
+
+def runner_part(name: str) -> str:
+    return name.split(".")[1]
+
+
+def test_runner_parts_import_only_those_before_them():
+    for name, path in MODULES.items():
+        if not name.startswith("runner.") or name == "runner":
+            continue
+        mine = RUNNER_RANKS[runner_part(name)]
+        for m in imports_of(path):
+            if m.startswith("runner.") and m in MODULES:
+                theirs = RUNNER_RANKS[runner_part(m)]
+                assert theirs <= mine, f"{name} imports {m} (runner's inner order)"
+
+
+def test_every_runner_part_has_a_rank():
+    parts = {runner_part(n) for n in MODULES if n.startswith("runner.")}
+    assert parts <= set(RUNNER_RANKS), parts - set(RUNNER_RANKS)
+
+
+MAX_LINES = 450
+
+
+@pytest.mark.parametrize("package", PACKAGES)
+def test_no_module_is_over_450_lines(package):
+    """Small files with one job: a module past this has two."""
+    for path in (ROOT / package).rglob("*.py"):
+        n = len(path.read_text().splitlines())
+        assert n <= MAX_LINES, f"{path.relative_to(ROOT)} has {n} lines (> {MAX_LINES})"
+
+
+LIFECYCLE = LEDGER / "lifecycle.py"
+
+
+def status_writes(path: Path) -> list[str]:
+    """Assignments to a `.status` attribute, and SQL that sets a run's status."""
+    found = []
+    for node in ast.walk(ast.parse(path.read_text())):
+        targets = []
+        if isinstance(node, ast.Assign):
+            targets = node.targets
+        elif isinstance(node, (ast.AugAssign, ast.AnnAssign)):
+            targets = [node.target]
+        for t in targets:
+            for el in t.elts if isinstance(t, ast.Tuple) else [t]:
+                if isinstance(el, ast.Attribute) and el.attr == "status":
+                    found.append(f"line {node.lineno}: {ast.unparse(el)} =")
+        if (
+            isinstance(node, ast.Constant)
+            and isinstance(node.value, str)
+            and re.search(r"UPDATE\s+runs\s+SET[^;]*\bstatus\s*=", node.value, re.I)
+        ):
+            found.append(f"line {node.lineno}: SQL sets a run's status")
+    return found
+
+
+def test_a_runs_status_changes_only_in_the_lifecycle():
+    """ledger/lifecycle.py is the one place a run's status changes (a sweep's own status is
+    the ledger's sweeps module's)."""
+    for path in MODULES.values():
+        if path in (LIFECYCLE, LEDGER / "sweeps.py"):
+            continue
+        assert status_writes(path) == [], f"{path} changes a status"
+    sweeps = status_writes(LEDGER / "sweeps.py")
+    assert all("sw.status" in f for f in sweeps), sweeps
+
+
+def test_the_status_finder_finds_status_writes(tmp_path):
+    f = tmp_path / "x.py"
+    f.write_text(
+        'run.status = "x"\nr.phase, r.status = 1, 2\nq = "UPDATE runs SET a = 1, status = 2"\n'
+    )
+    assert len(status_writes(f)) == 3
+
+
+HTTP_LIBRARIES = {"httpx", "requests", "urllib.request", "http.client", "aiohttp", "urllib3"}
+# the trainer reaches the service through its own reporter (a floor below pax/, it can't use
+# the client), and fetches data sets from their publishers
+HTTP_ALLOWED = {
+    ROOT / "pax" / "client.py",
+    ROOT / "trainer" / "reporting" / "http.py",
+    ROOT / "trainer" / "prep" / "fetch.py",
+    ROOT / "trainer" / "prep" / "wikitext.py",
+}
+
+
+def test_http_to_the_service_goes_through_the_client():
+    """No hand-built HTTP outside pax/client.py (tests and benches excepted)."""
+    for path in MODULES.values():
+        if path in HTTP_ALLOWED:
+            continue
+        used = {
+            m for m in imports_of(path) if m in HTTP_LIBRARIES or m.split(".")[0] in HTTP_LIBRARIES
+        }
+        assert not used, f"{path.relative_to(ROOT)} imports {sorted(used)}: use pax/client.py"
+
+
+def test_the_sky_task_has_one_source():
+    """sky/task.yaml is a link to the task the wheel ships, never a copy."""
+    link = ROOT / "sky" / "task.yaml"
+    assert link.is_symlink()
+    assert link.resolve() == (ROOT / "runner" / "launch" / "sky_task.yaml").resolve()
+
+
+def test_migrations_ship_as_their_own_package():
+    """migrations/ at the top (as the design lists it), a package the wheel carries."""
+    import tomllib
+
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())
+    found = project["tool"]["setuptools"]["packages"]["find"]["include"]
+    assert "migrations*" in found and (ROOT / "migrations" / "env.py").is_file()
+    assert not (LEDGER / "migrations").exists()

@@ -5,20 +5,17 @@ metrics.json (the final document, schema in docs/metrics.md), train.log when lau
 runner, lr_find.{csv,png} for LR range tests. Exit codes: `trainer.exits`.
 
 A run reads in four steps: `set_up` (build or resume), `train_loop` (optimizer steps, logging,
-periodic evaluation, checkpoints, stops), `final_evaluation` (whole splits, SmallBench, profile)
-and `finish` (metrics.json, posted to the runner when there is one).
+periodic evaluation, checkpoints, stops), `final_evaluation` (trainer/evaluation/final.py: whole
+splits, SmallBench, profile) and `finish` (metrics.json, trainer/metrics_doc.py, posted to the
+runner when there is one). The run's state is trainer/run_state.py.
 """
 
 from __future__ import annotations
 
 import json
 import math
-import os
-import platform
 import signal
-import subprocess
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -27,93 +24,21 @@ import torch
 from trainer import checkpoint as ckpt
 from trainer.config import ConfigError, TrainConfig
 from trainer.data import Batches
-from trainer.evaluation.perplexity import evaluate_split
+from trainer.evaluation.final import EVAL_KEYS, evaluate, final_evaluation
 from trainer.evaluation.profile import LENGTHS as PROFILE_LENGTHS
 from trainer.evaluation.profile import sync
 from trainer.exits import EXIT_KILLED, EXIT_OK, EXIT_PREEMPTED
+from trainer.metrics_doc import metrics_document
 from trainer.model import GPT
-from trainer.params import Plan
 from trainer.prep.tokenizer import load_tokens
 from trainer.progress import Progress
 from trainer.reporting import reporters_for
-from trainer.reporting.base import Reporter, Reporters
+from trainer.reporting.base import Reporter
 from trainer.run_guard import RunLock, StopSignal
+from trainer.run_state import Run, RunState, timed
 from trainer.runs import METRICS, write_json
 from trainer.runtime import build_optimizer, place_model, precision, prepare
 from trainer.schedule import lr_at, wsd_decay
-
-METRICS_SCHEMA_VERSION = 1
-EVAL_KEYS = ("step", "tokens", "token_ppl", "word_ppl", "bits_per_byte", "loss")
-
-
-def git_sha() -> str | None:
-    if os.environ.get("PAX_GIT_SHA"):
-        return os.environ["PAX_GIT_SHA"]
-    try:
-        out = subprocess.run(
-            ["git", "rev-parse", "HEAD"],
-            cwd=Path(__file__).parent,
-            capture_output=True,
-            text=True,
-            timeout=5,
-        )
-        return out.stdout.strip() or None
-    except (OSError, subprocess.SubprocessError):
-        return None
-
-
-# ---------------------------------------------------------------- the run's state
-
-
-@dataclass
-class RunState:
-    """What a checkpoint carries besides the weights, so that a resume continues exactly."""
-
-    step: int = 0
-    tokens: int = 0
-    elapsed: float = 0.0  # training wall time, summed over attempts
-    last_loss: float = float("nan")
-    evals: list = field(default_factory=list)
-    attempts: int = 0
-    # wsd: the step an early stop began its short decay at, and why it stopped (None: running)
-    decay_start: int | None = None
-    stop_reason: str | None = None
-
-
-@dataclass
-class Run:
-    """Everything one run needs, built once by `set_up`."""
-
-    cfg: TrainConfig
-    run_dir: Path
-    device: torch.device
-    autocast: object
-    scaler: object
-    dtype: str
-    plan: Plan
-    tok_dir: Path
-    tok_manifest: dict
-    data_manifest: dict
-    batches: Batches
-    model: GPT
-    fwd: torch.nn.Module
-    optimizer: torch.optim.Optimizer
-    report: Reporters
-    state: RunState
-    resumed: bool
-    overfit_tokens: int = 0
-    # wall seconds of this attempt by phase (metrics.json "timings"): where a run's time goes
-    timings: dict = field(default_factory=dict)
-    last_saved_step: int = -1
-    last_ckpt_time: float = field(default_factory=time.time)
-
-    @property
-    def sample(self) -> bool:
-        return bool(self.tok_manifest.get("sample"))
-
-    @property
-    def ckpt_dir(self) -> Path:
-        return self.run_dir / "checkpoints"
 
 
 def _load_data(cfg: TrainConfig) -> tuple[Path, dict, dict]:
@@ -178,16 +103,7 @@ def set_up(cfg: TrainConfig, run_dir: Path, extra: list[Reporter], overfit_token
         if scaler is not None and saved.get("scaler"):
             scaler.load_state_dict(saved["scaler"])
         ckpt.set_rng_state(saved["rng"])
-        state = RunState(
-            step=meta["step"],
-            tokens=meta["tokens"],
-            elapsed=meta["elapsed"],
-            last_loss=meta.get("last_loss", float("nan")),
-            evals=meta.get("evals", []),
-            attempts=meta.get("attempts", 0),
-            decay_start=meta.get("decay_start"),
-            stop_reason=meta.get("stop_reason"),
-        )
+        state = RunState.from_meta(meta)
     state.attempts += 1
     report = reporters_for(
         run_dir, cfg, resume_step=state.step if resumed is not None else None, extra=extra
@@ -227,22 +143,6 @@ def set_up(cfg: TrainConfig, run_dir: Path, extra: list[Reporter], overfit_token
     return run
 
 
-class timed:
-    """Add the wall time of a block to run.timings[key] (device work included: it syncs)."""
-
-    def __init__(self, run: Run, key: str):
-        self.run, self.key = run, key
-
-    def __enter__(self):
-        sync(self.run.device)
-        self.t0 = time.perf_counter()
-
-    def __exit__(self, *exc):
-        sync(self.run.device)
-        t = self.run.timings
-        t[self.key] = t.get(self.key, 0.0) + time.perf_counter() - self.t0
-
-
 def budget_in_tokens(cfg: TrainConfig, tok_manifest: dict) -> TrainConfig:
     """A budget given in passes over the train split, in tokens of this tokenization."""
     if not cfg.max_passes:
@@ -265,13 +165,7 @@ def _save_checkpoint(run: Run) -> None:
     st, cfg = run.state, run.cfg
     meta = {
         "spec_hash": cfg.spec_hash(),
-        "tokens": st.tokens,
-        "elapsed": st.elapsed,
-        "last_loss": st.last_loss,
-        "evals": st.evals,
-        "attempts": st.attempts,
-        "decay_start": st.decay_start,
-        "stop_reason": st.stop_reason,
+        **st.to_meta(),
         "data_position": run.batches.position(st.step),
         "config": cfg.model_dump(),
         "time": time.time(),
@@ -328,33 +222,6 @@ def train_step(run: Run) -> tuple[torch.Tensor, torch.Tensor | None, float]:
     st.step += 1
     st.tokens += cfg.tokens_per_step
     return loss.detach(), gnorm, lr
-
-
-def evaluate(run: Run, split: str, max_tokens: int = 0, final: bool = False) -> dict:
-    """One split's perplexities: interval evals non-overlapping (cheap, comparable along the
-    curve), the final one strided as well (eval.stride)."""
-    seq = run.cfg.data.seq_len
-    stride = run.cfg.eval.stride if run.cfg.eval.stride is not None else seq // 2
-    res = evaluate_split(
-        run.fwd,
-        load_tokens(run.tok_dir, split),
-        run.tok_manifest["splits"][split],
-        seq,
-        run.device,
-        max_tokens=max_tokens,
-        autocast=run.autocast,
-        stride=stride if final else 0,
-    )
-    rec = {
-        "event": "eval",
-        "split": split,
-        "final": final,
-        "step": run.state.step,
-        "tokens": run.state.tokens,
-        **res,
-    }
-    run.report.log(rec)
-    return rec
 
 
 def periodic_eval(run: Run) -> str | None:
@@ -478,197 +345,6 @@ def _checkpoint_due(run: Run) -> bool:
     by_steps = c.every_steps and run.state.step % c.every_steps == 0
     by_time = c.every_minutes and time.time() - run.last_ckpt_time >= 60 * c.every_minutes
     return bool(by_steps or by_time)
-
-
-# ---------------------------------------------------------------- 3) final evaluation
-
-
-def final_evaluation(run: Run) -> dict:
-    """Dev/test perplexity (whole splits unless eval.final_max_tokens caps them), SmallBench,
-    latency, memory, throughput and MFU."""
-    from trainer.evaluation import profile
-
-    cfg, st, model, device = run.cfg, run.state, run.model, run.device
-    selected = select_final_model(run)
-    with timed(run, "final_eval_s"):
-        cap = cfg.eval.final_max_tokens
-        out: dict = {"dev": _ppl(evaluate(run, "valid", max_tokens=cap, final=True))}
-        out["test"] = (
-            _ppl(evaluate(run, "test", max_tokens=cap, final=True)) if cfg.eval.test else None
-        )
-    out["smallbench"] = None
-    if cfg.eval.smallbench:
-        with timed(run, "smallbench_s"):
-            out["smallbench"] = _smallbench(run)
-    flops_per_token = model.flops_per_token(cfg.data.seq_len)
-    tps = st.tokens / st.elapsed if st.elapsed else 0.0
-    out["throughput"] = {
-        "train_tokens_per_s": tps,
-        "flops_per_token": flops_per_token,
-        "achieved_flops": tps * flops_per_token,
-        "peak_flops": None,
-        "mfu": None,
-    }
-    out["latency"] = None
-    if cfg.eval.profile:
-        with timed(run, "profile_s"):
-            _profile(run, out, tps, flops_per_token)
-    out["memory"] = profile.peak_memory(device)
-    out["params"] = model.param_counts()
-    out["final_model"] = selected
-    return out
-
-
-def select_final_model(run: Run) -> dict:
-    """Load the best interval-dev model for the final evaluation (eval.final_model=best), so a
-    run that early-stopped, or whose dev curve turned, is judged by its best model, not its
-    last one. Says which model was scored, and what the last interval eval read."""
-    evals = run.state.evals
-    last = evals[-1] if evals else None
-    out = {"kind": "last", "step": run.state.step, "tokens": run.state.tokens, "last_eval": last}
-    if run.cfg.eval.final_model != "best" or not evals:
-        return out
-    found = ckpt.load_best(run.ckpt_dir)
-    if found is None:
-        return out
-    state, meta = found
-    if meta["step"] != run.state.step:
-        run.model.load_state_dict(state)
-    return {
-        **out,
-        "kind": "best",
-        "step": meta["step"],
-        "tokens": meta["tokens"],
-        "best_eval": meta,
-    }
-
-
-def _smallbench(run: Run) -> dict:
-    from trainer.evaluation import smallbench
-    from trainer.prep.smallbench import MANIFEST, load_suite
-    from trainer.prep.tokenizer import load_tokenizer
-
-    suite_dir = Path(run.cfg.eval.smallbench_dir)
-    try:
-        suite = load_suite(suite_dir)
-    except FileNotFoundError as e:
-        return {"skipped": str(e)}
-    out = smallbench.score(run.model, load_tokenizer(run.tok_dir), suite, run.device)
-    out["suite_manifest"] = json.loads((suite_dir / MANIFEST).read_text()).get("held_out_check")
-    return out
-
-
-def _profile(run: Run, out: dict, tps: float, flops_per_token: int) -> None:
-    from trainer.evaluation import profile
-
-    cfg, device = run.cfg, run.device
-    busy = profile.contended(device)
-    # prefill: a full forward over a prompt at batch 1 (full logits)
-    out["latency"] = profile.latency(
-        run.model, device, PROFILE_LENGTHS, repeats=cfg.eval.profile_repeats, autocast=run.autocast
-    )
-    out["decode_latency"] = profile.decode_latency(
-        run.model, device, PROFILE_LENGTHS, autocast=run.autocast
-    )
-    out["inference_memory"] = profile.inference_memory(run.model, device, autocast=run.autocast)
-    out["latency_contended"] = bool(busy or profile.contended(device))
-    peak_dtype = torch.float32 if cfg.runtime.dtype == "fp32" else torch.bfloat16
-    peak = profile.matmul_peak(device, peak_dtype, seconds=0.5)
-    out["throughput"].update(
-        peak_flops=peak,
-        peak_dtype=str(peak_dtype).split(".")[-1],
-        mfu=tps * flops_per_token / peak if peak else None,
-    )
-
-
-def _ppl(rec: dict) -> dict:
-    keys = (
-        "loss",
-        "token_ppl",
-        "word_ppl",
-        "bits_per_byte",
-        "scored_tokens",
-        "word_level_tokens",
-        "bytes",
-        "partial",
-        "windowing",
-    )
-    out = {k: rec[k] for k in keys}
-    if "nonoverlap" in rec:
-        out["nonoverlap"] = rec["nonoverlap"]
-    return out
-
-
-# ---------------------------------------------------------------- 4) the metrics document
-
-
-def metrics_document(run: Run, status: str, exit_code: int, reason: str) -> dict:
-    cfg, st, device = run.cfg, run.state, run.device
-    train_split = (run.tok_manifest.get("splits", {}).get("train") or {}).get("tokens")
-    doc = {
-        "schema_version": METRICS_SCHEMA_VERSION,
-        "run": {
-            "name": cfg.name,
-            "run_id": run.run_dir.name,
-            "run_dir": str(run.run_dir),
-            "spec_hash": cfg.spec_hash(),
-            "status": status,
-            "exit_code": exit_code,
-            "exit_reason": reason,
-            "attempts": st.attempts,
-            "overfit_tokens": run.overfit_tokens,
-        },
-        "config": cfg.model_dump(),
-        "plan": run.plan.to_dict(),
-        "provenance": {
-            "git_sha": git_sha(),
-            "tokenizer_sha256": run.tok_manifest.get("tokenizer_sha256"),
-            "data_manifest_sha256": run.tok_manifest.get("data_manifest_sha256"),
-            "sample": run.sample,
-            "seed": cfg.runtime.seed,
-            "device": str(device),
-            "device_name": (
-                torch.cuda.get_device_name(device)
-                if device.type == "cuda"
-                else platform.processor() or platform.machine()
-            ),
-            "dtype": run.dtype,
-            "torch": torch.__version__,
-            "python": platform.python_version(),
-            "threads": torch.get_num_threads(),
-            "compile": cfg.runtime.compile,
-            "dataset": dataset_label(run.data_manifest, run.sample),
-        },
-        "training": {
-            "steps": st.step,
-            "tokens_seen": st.tokens,
-            # passes over the train split: past ~2, a 10M model without dropout can overfit
-            "train_split_tokens": train_split,
-            "passes": st.tokens / train_split if train_split else None,
-            "wall_time_s": st.elapsed,
-            "train_loss": st.last_loss,
-            "tokens_per_s": st.tokens / st.elapsed if st.elapsed else None,
-        },
-        "dev_curve": st.evals,
-    }
-    if run.sample:
-        doc["provenance"]["note"] = (
-            "SAMPLE data: trained on a stand-in corpus (see the data "
-            "manifest); these are not WikiText-2 results"
-        )
-    return doc
-
-
-def dataset_label(data_manifest: dict, sample: bool) -> str:
-    """What the run trained on, with the sample flag in the name itself (a column that is
-    dropped can't make sample results pass as WikiText-2 ones)."""
-    name = data_manifest.get("dataset", "WikiText-2")
-    if sample:
-        return (
-            f"{name} SAMPLE (train = the official validation split, dev/test = halves of the "
-            "official test split)"
-        )
-    return name
 
 
 def finish(run: Run, metrics: dict, t_start: float) -> tuple[int, dict]:

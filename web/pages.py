@@ -17,7 +17,7 @@ from pathlib import Path
 from fastapi import APIRouter, HTTPException, Request
 from fastapi.responses import FileResponse, HTMLResponse, Response
 
-from runner.launch.cost import sweep_cost, what_if_accelerator
+from runner.cost import sweep_cost, what_if_accelerator
 from runner.ledger.attempts import cost_overview
 from runner.ledger.errors import NotFound
 from runner.ledger.events import events

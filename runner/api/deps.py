@@ -10,7 +10,7 @@ from typing import Annotated
 from fastapi import Depends, HTTPException, Request
 from sqlalchemy.engine import Engine
 
-from runner.launch.cost import Pricing
+from runner.cost import Pricing
 from runner.ledger.ingest import GroupWriter
 from runner.ledger.runs import RunRef
 from runner.settings import Settings

@@ -31,6 +31,7 @@ from pathlib import Path
 import yaml
 from sqlalchemy.engine import Engine
 
+from runner.cost import Pricing, budget_refusal
 from runner.launch.base import (
     EXITED,
     NOT_OURS,
@@ -43,7 +44,6 @@ from runner.launch.base import (
     LaunchSpec,
     run_dir_under,
 )
-from runner.launch.cost import Pricing, budget_refusal
 from runner.launch.run_dir import RunDirs
 from runner.ledger import attempts, lifecycle
 from runner.ledger.attempts import Usage

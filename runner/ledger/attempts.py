@@ -52,7 +52,7 @@ class Usage:
 
 
 class Prices(Protocol):
-    """runner.launch.cost.Pricing, as the ledger needs it."""
+    """runner.cost.Pricing, as the ledger needs it."""
 
     def price_for(self, accelerator: str | None, spot: bool) -> tuple[float, str]: ...
 

@@ -26,7 +26,7 @@ from sqlalchemy.engine import Connection, Engine
 from sqlmodel import Session, create_engine
 
 # the Alembic environment ships inside the package, so an installed wheel migrates too
-MIGRATIONS = resources.files("runner.ledger") / "migrations"
+MIGRATIONS = resources.files("migrations")
 WRITE = {"pax_write": True}  # execution option: this transaction writes
 
 

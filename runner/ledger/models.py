@@ -1,5 +1,5 @@
 """Ledger tables (SQLModel): the one source of the schema's shape. Alembic's migrations must
-agree with these, indexes included (tests/runner/test_migrations.py checks it)."""
+agree with these, indexes included (tests/runner/ledger/test_migrations.py checks it)."""
 
 from __future__ import annotations
 

@@ -9,7 +9,7 @@ from collections import Counter
 
 from sqlalchemy.engine import Engine
 
-from runner.launch.cost import Pricing, measured_tokens_per_s, sweep_cost
+from runner.cost import Pricing, measured_tokens_per_s, sweep_cost
 from runner.ledger import events, series
 from runner.ledger.results import has_sample_results, results_for
 from runner.ledger.sweeps import get_sweep, sweep_runs

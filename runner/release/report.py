@@ -14,7 +14,7 @@ from pathlib import Path
 
 from sqlalchemy.engine import Engine
 
-from runner.launch.cost import Pricing
+from runner.cost import Pricing
 from runner.ledger.sweeps import get_sweep
 from runner.release.facts import gather
 from runner.release.markdown import results_md, summary_md

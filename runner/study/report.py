@@ -20,7 +20,7 @@ import numpy as np
 import pandas as pd
 from sqlalchemy.engine import Engine
 
-from runner.launch.cost import write_summary
+from runner.cost import write_summary
 from runner.ledger import series
 from runner.ledger.sweeps import get_sweep, sweep_runs
 from runner.study.decisions import report_dir, write_decisions

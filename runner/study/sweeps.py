@@ -17,7 +17,7 @@ from pathlib import Path
 
 from sqlalchemy.engine import Engine
 
-from runner.launch.cost import Pricing, measured_tokens_per_s, sweep_cost, write_summary
+from runner.cost import Pricing, measured_tokens_per_s, sweep_cost, write_summary
 from runner.ledger.errors import Conflict
 from runner.ledger.events import add_event
 from runner.ledger.models import FINISHED, Sweep

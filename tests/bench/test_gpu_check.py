@@ -7,7 +7,8 @@ import sys
 
 import pytest
 
-from tests.conftest import ROOT, tiny_raw, write_config
+from tests.conftest import ROOT, write_config
+from tests.helpers import tiny_raw
 
 
 @pytest.mark.slow

@@ -15,8 +15,8 @@ import httpx
 import pytest
 import yaml
 
-from tests.conftest import ROOT, tiny_raw
-from tests.helpers import wait_until
+from tests.conftest import ROOT
+from tests.helpers import tiny_raw, wait_until
 from tests.runner.conftest import ADMIN, free_port
 
 

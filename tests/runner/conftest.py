@@ -27,9 +27,11 @@ from pathlib import Path
 import httpx
 import pytest
 
+from pax.client import Client
+from pax.client import start_service as start_server
 from runner.ledger.lifecycle import claim_queued
 from tests.conftest import ROOT
-from tests.helpers import wait_until
+from tests.helpers import tiny_raw, wait_until
 
 ADMIN = "test-admin-token-0123456789"
 API = "/api/v1"
@@ -79,6 +81,10 @@ class ServiceApi:
 
     def client(self, token: str | None = ADMIN) -> Scoped:
         return Scoped(self.http, self.api, token)
+
+    def pax_client(self, token: str | None = ADMIN) -> Client:
+        """The product's own client (pax/client.py) on this service."""
+        return Client(self.root or "http://testserver", token, http=self.http)
 
     def get(self, path: str, **kw) -> httpx.Response:
         """GET an API path (/runs, /sweeps/1, ...)."""
@@ -150,7 +156,6 @@ def start_service(
 ) -> Service:
     port = port or free_port()
     full_env = {
-        **os.environ,
         "PYTHONPATH": str(ROOT),
         "PAX_ADMIN_TOKEN": ADMIN,
         **ledger_env(db),
@@ -163,24 +168,8 @@ def start_service(
         "PAX_STOP_GRACE_S": "3",
         **env,
     }
-    log = open(cwd / f"serve-{port}.log", "ab")  # noqa: SIM115
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "pax.cli", "serve"],
-        cwd=cwd,
-        env=full_env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
+    proc = start_server(full_env, port=port, cwd=cwd, log=cwd / f"serve-{port}.log")
     url = f"http://127.0.0.1:{port}"
-
-    def up() -> bool:
-        if proc.poll() is not None:
-            raise RuntimeError((cwd / f"serve-{port}.log").read_text())
-        with contextlib.suppress(httpx.HTTPError):
-            return httpx.get(url + "/healthz", timeout=2).status_code == 200
-        return False
-
-    wait_until(up, 60, "pax serve answering /healthz")
     return Service(url=url, proc=proc, db=db, cwd=cwd, env=full_env)
 
 
@@ -230,8 +219,8 @@ def postgres(tmp_path_factory):
         import psycopg  # noqa: F401 - the driver the PostgreSQL ledgers need
     except ImportError:
         pytest.skip("psycopg is not installed (pip install .[postgres])")
-    from runner.ledger import pgserver
     from runner.ledger.db import upgrade
+    from tests import pgserver
 
     server = None
     admin = os.environ.get("PAX_TEST_DATABASE_URL")
@@ -254,7 +243,7 @@ def postgres(tmp_path_factory):
 
 def new_postgres_ledger(postgres, name: str | None = None, migrated: bool = True) -> str:
     """A fresh PostgreSQL ledger, migrated (a copy of the template) or empty: its URL."""
-    from runner.ledger import pgserver
+    from tests import pgserver
 
     admin, template = postgres
     name = f"{PG_PREFIX}{name or next(_databases)}"
@@ -311,7 +300,7 @@ def in_process(
     SQLite file in tmp_path)."""
     from fastapi.testclient import TestClient
 
-    from pax.cli import build_app
+    from pax.app import build_app
     from runner.settings import Settings
 
     @contextlib.contextmanager
@@ -341,10 +330,10 @@ def service(tmp_path, ledger):
         yield svc
 
 
-def run_spec(tok_root: Path, **sections) -> dict:
-    from tests.conftest import tiny_raw
-
-    return tiny_raw(tok_root, **sections)
+@pytest.fixture
+def spec(tokenized_dir) -> dict:
+    """A tiny run's config on the test tokenizer (tests.helpers.tiny_raw)."""
+    return tiny_raw(tokenized_dir.parent)
 
 
 def post_run(svc: ServiceApi, spec: dict, **extra) -> dict:
@@ -371,3 +360,14 @@ def claim_token(db: Path, run_id: int) -> str:
     finally:
         engine.dispose()
     raise LookupError(run_id)
+
+
+def serve_once(tmp_path: Path, **env) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "pax.cli", "serve", "--port", "1"],  # never reaches listening
+        cwd=tmp_path,
+        env={**os.environ, "PYTHONPATH": str(ROOT), "PAX_ADMIN_TOKEN": "", **env},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )

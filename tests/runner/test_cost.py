@@ -4,9 +4,9 @@ import json
 
 import pytest
 
-from runner.launch.cost import Pricing, load_table
-from tests.conftest import tiny_raw
-from tests.runner.conftest import post_run, run_spec
+from runner.cost import Pricing, load_table
+from tests.helpers import tiny_raw
+from tests.runner.conftest import post_run
 
 
 def hourly_price(accelerator, spot):
@@ -30,7 +30,7 @@ def test_price_table_and_attempt_cost():
 @pytest.mark.slow
 def test_runs_are_charged_and_summarised(service_factory, tokenized_dir):
     svc = service_factory(concurrency=1, PAX_ACCELERATOR="T4", PAX_SPOT="true")
-    run = post_run(svc, run_spec(tokenized_dir.parent))
+    run = post_run(svc, tiny_raw(tokenized_dir.parent))
     done = svc.wait_status(run["id"], ("succeeded", "failed"), timeout=180)
     assert done["status"] == "succeeded"
     assert done["gpu_hours"] > 0
@@ -74,13 +74,13 @@ def test_budget_cap_refuses_what_would_cross_it(service_factory, tokenized_dir, 
 @pytest.mark.slow
 def test_time_limit_stops_a_run(service_factory, tokenized_dir):
     svc = service_factory(concurrency=1, PAX_MAX_RUN_HOURS="0.001")  # 3.6 s
-    run = post_run(svc, run_spec(tokenized_dir.parent, max_tokens=2000 * 8 * 64))
+    run = post_run(svc, tiny_raw(tokenized_dir.parent, max_tokens=2000 * 8 * 64))
     done = svc.wait_status(run["id"], ("failed", "succeeded"), timeout=120)
     assert done["status"] == "failed" and done["exit_reason"].startswith("time limit")
 
 
 def test_badge(service, tokenized_dir):
-    post_run(service, run_spec(tokenized_dir.parent))
+    post_run(service, tiny_raw(tokenized_dir.parent))
     r = service.get("/badge.svg")
     assert r.status_code == 200 and r.headers["content-type"].startswith("image/svg+xml")
     assert "1 runs" in r.text and "$0.00" in r.text
@@ -88,7 +88,7 @@ def test_badge(service, tokenized_dir):
 
 
 def test_catalog_source_falls_back_to_the_table_offline(monkeypatch, tmp_path):
-    from runner.launch import cost
+    from runner import cost
 
     monkeypatch.setenv("HOME", str(tmp_path))  # `import sky` writes ~/.sky
     monkeypatch.setattr(cost, "catalog_price", lambda *a, **k: None)  # what offline returns

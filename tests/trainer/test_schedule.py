@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from tests.conftest import tiny_raw
+from tests.helpers import tiny_raw
 from trainer.config import validate
 from trainer.schedule import lr_at, wsd_decay
 from trainer.train import train

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import ROOT, tiny_raw, write_config
-from tests.helpers import wait_until
+from tests.conftest import ROOT, write_config
+from tests.helpers import tiny_raw, wait_until
 from trainer.config import validate
 from trainer.exits import EXIT_PREEMPTED
 from trainer.run_guard import RunLock
@@ -365,7 +365,7 @@ def test_the_final_evaluation_scores_the_best_dev_model(tmp_path, tokenized_dir)
 
 
 def test_sample_runs_say_so_in_the_dataset_name():
-    from trainer.train import dataset_label
+    from trainer.metrics_doc import dataset_label
 
     assert dataset_label({"dataset": "WikiText-2"}, sample=False) == "WikiText-2"
     assert dataset_label({"dataset": "WikiText-2"}, sample=True).startswith("WikiText-2 SAMPLE (")

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.runner.conftest import ADMIN, post_run, run_spec
-from tests.runner.test_plans import post_result, small_plan, submit
+from tests.helpers import post_result, small_plan, submit, tiny_raw
+from tests.runner.conftest import ADMIN, post_run
 from tests.web.test_dashboard import SHOTS, browser  # noqa: F401
 
 pytestmark = pytest.mark.slow
@@ -72,7 +72,7 @@ def test_compare_cancel_and_axe(service_factory, tokenized_dir, browser):  # noq
     svc = service_factory()
     tok = tokenized_dir.parent
     runs = [
-        post_run(svc, run_spec(tok, optim={"lr": lr}, runtime={"seed": s}), name=n)
+        post_run(svc, tiny_raw(tok, optim={"lr": lr}, runtime={"seed": s}), name=n)
         for lr, s, n in ((3e-3, 1, "base"), (1e-3, 2, "lr-low"), (1e-2, 3, "lr-high"))
     ]
     for k, r in enumerate(runs):

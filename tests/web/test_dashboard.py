@@ -8,7 +8,8 @@ import pytest
 
 from runner.release.page import CHROMIUM_FLAGS as FLAGS
 from tests.conftest import ROOT
-from tests.runner.conftest import post_run, run_spec
+from tests.helpers import tiny_raw
+from tests.runner.conftest import post_run
 
 SHOTS = Path(os.environ.get("PAX_ARTIFACTS", ROOT / "test-artifacts")) / "screenshots"
 
@@ -38,7 +39,7 @@ def browser():
 
 
 def seeded(svc, tok_root, n=3):
-    runs = [post_run(svc, run_spec(tok_root), name=f"cell-{i}") for i in range(n)]
+    runs = [post_run(svc, tiny_raw(tok_root), name=f"cell-{i}") for i in range(n)]
     with svc.client() as c:
         for r in runs:
             pts = [
@@ -111,7 +112,7 @@ def test_browser_overview_live_update_and_run_charts(service_factory, tokenized_
 @pytest.mark.slow
 def test_browser_sweep_page(service_factory, tokenized_dir, browser):
     service = service_factory()
-    from tests.runner.test_plans import post_result, small_plan, submit
+    from tests.helpers import post_result, small_plan, submit
 
     sw = submit(service, small_plan(tokenized_dir.parent)).json()
     detail = service.get(f"/sweeps/{sw['id']}").json()

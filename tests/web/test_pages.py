@@ -4,8 +4,8 @@ failed run can be requeued through the API the page calls."""
 
 import pytest
 
-from tests.runner.conftest import post_run, run_spec
-from tests.runner.test_plans import small_plan, submit
+from tests.helpers import small_plan, submit, tiny_raw
+from tests.runner.conftest import post_run
 from tests.web.test_dashboard import seeded
 
 
@@ -56,7 +56,7 @@ def test_compare_overlays_runs_and_names_bad_fields(service, tokenized_dir):
 
 
 def test_wall_time_axis_uses_the_trainers_elapsed_series(service, tokenized_dir):
-    run = post_run(service, run_spec(tokenized_dir.parent))
+    run = post_run(service, tiny_raw(tokenized_dir.parent))
     pts = [{"step": s, "tokens": 512 * s, "name": "train/loss", "value": 5.0} for s in (1, 2, 3)]
     pts += [
         {"step": s, "tokens": 512 * s, "name": "train/elapsed_s", "value": 10.0 * s}
@@ -91,7 +91,7 @@ def test_cost_page_forecasts_a_local_sweep(service, tokenized_dir):
 
 @pytest.mark.parametrize("first", ["failed", "cancelled"])
 def test_requeue_a_failed_or_cancelled_run(service, tokenized_dir, first):
-    run = post_run(service, run_spec(tokenized_dir.parent))
+    run = post_run(service, tiny_raw(tokenized_dir.parent))
     rid = run["id"]
     assert service.post(f"/runs/{rid}/requeue", token=None).status_code == 401
     early = service.post(f"/runs/{rid}/requeue")

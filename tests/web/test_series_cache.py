@@ -1,12 +1,13 @@
 """A live run page re-reads only the points after those it already has."""
 
 from runner.ledger import series as series_store
-from tests.runner.conftest import post_run, run_spec
+from tests.helpers import tiny_raw
+from tests.runner.conftest import post_run
 from web.series_cache import SeriesCache
 
 
 def test_refresh_reads_only_the_new_tail(service, tokenized_dir, monkeypatch):
-    rid = post_run(service, run_spec(tokenized_dir.parent))["id"]
+    rid = post_run(service, tiny_raw(tokenized_dir.parent))["id"]
     pts = [
         {"step": s, "tokens": s, "name": "train/loss", "value": 5 - s / 1e4} for s in range(5000)
     ]

@@ -12,7 +12,7 @@ from pydantic import Field
 
 from runner.api.deps import EngineDep, PricingDep
 from runner.api.schemas import Strict
-from runner.launch.cost import measured_tokens_per_s
+from runner.cost import measured_tokens_per_s
 
 router = APIRouter(prefix="/sky", tags=["sky"])
 

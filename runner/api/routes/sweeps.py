@@ -20,7 +20,7 @@ from runner.api.deps import (
     check_launchable,
 )
 from runner.api.schemas import Launch, PromoteRequest, SweepPublic
-from runner.launch.cost import sweep_cost
+from runner.cost import sweep_cost
 from runner.ledger import events
 from runner.ledger import sweeps as sweep_store
 from runner.ledger.models import Sweep

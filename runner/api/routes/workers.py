@@ -9,7 +9,7 @@ from fastapi import APIRouter, HTTPException, Response
 
 from runner.api.deps import EngineDep, GuardedDep, PricingDep, SettingsDep
 from runner.api.schemas import Claim, ClaimRequest
-from runner.launch.cost import budget_refusal
+from runner.cost import budget_refusal
 from runner.ledger.attempts import Placement
 from runner.ledger.lifecycle import claim_queued
 

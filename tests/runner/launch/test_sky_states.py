@@ -1,0 +1,391 @@
+"""SkyPilot managed jobs judged by SkyPilot's own states: the real scheduler and the real
+SkyPilot launcher (real sky.Task objects) over a fake adapter that stands for the cloud, on a
+real SQLite ledger, with a clock the test moves. Each sequence asserts no spurious cancel, the
+attempts recorded, and the cost charged."""
+
+import json
+import os
+
+import pytest
+
+from runner.cost import Pricing
+from runner.launch.scheduler import Scheduler
+from runner.launch.skypilot import SkyOptions, SkyPilotLauncher
+from runner.ledger import events
+from runner.ledger.attempts import attempt_rows
+from runner.ledger.db import make_engine, upgrade
+from runner.ledger.lifecycle import request_stop
+from runner.ledger.results import get_result, store_result
+from runner.ledger.runs import create_run, get_run, set_run_fields
+from runner.settings import Settings
+from tests.helpers import tiny_raw
+from trainer.config import validate
+
+IMAGE = "docker:ghcr.io/pax/pax@sha256:" + "a" * 64
+MIN = 60.0
+
+
+class Clock:
+    def __init__(self, t: float = 1_800_000_000.0):
+        self.t = t
+
+    def __call__(self) -> float:
+        return self.t
+
+    def advance(self, seconds: float) -> None:
+        self.t += seconds
+
+
+class FakeCloud:
+    """Stands for SkyPilot's API: launches record the task, queue answers scripted records."""
+
+    def __init__(self, clock: Clock, fail_launch: str | None = None):
+        self.clock = clock
+        self.fail_launch = fail_launch
+        self.tasks, self.cancelled, self.queue_calls = [], [], 0
+        self.jobs: dict[int, dict] = {}
+
+    def launch(self, task, name):
+        if self.fail_launch and name.endswith(self.fail_launch):
+            raise RuntimeError("No cloud access: AWS credentials not found; run `sky check`")
+        self.tasks.append(task)
+        job = 100 + len(self.tasks)
+        self.jobs[job] = {"job_id": job, "status": "PENDING", "recovery_count": 0}
+        return job
+
+    def set(self, job: int, **fields) -> None:
+        self.jobs[job].update(fields)
+
+    def queue(self, job_ids):
+        self.queue_calls += 1
+        return [{**self.jobs[j], "now": self.clock()} for j in job_ids if j in self.jobs]
+
+    def cancel(self, job_id):
+        self.cancelled.append(job_id)
+        self.jobs[job_id]["status"] = "CANCELLED"
+
+
+@pytest.fixture(scope="module", autouse=True)
+def sky_home(tmp_path_factory):
+    pytest.importorskip("sky", reason="SkyPilot not installed (pip install .[cloud])")
+    old = os.environ.get("HOME")
+    os.environ["HOME"] = str(tmp_path_factory.mktemp("home"))  # `import sky` writes ~/.sky
+    yield
+    if old is not None:
+        os.environ["HOME"] = old
+
+
+def make(tmp_path, clock, cloud, bucket=None, **settings):
+    db = tmp_path / "pax.db"
+    upgrade(db)
+    engine = make_engine(db)
+    s = Settings(
+        db=db,
+        runs_root=tmp_path / "runs",
+        concurrency=0,
+        lease_s=60,
+        startup_grace_s=180,
+        max_attempts=3,
+        sky_bucket_path=str(bucket) if bucket else None,
+        **settings,
+    )
+    pricing = Pricing()
+    launcher = SkyPilotLauncher(
+        SkyOptions(image=IMAGE, accelerators=("L4", "A100"), runner_url="https://pax.example.org"),
+        adapter=cloud,
+        pricing=pricing,
+        bucket_path=str(bucket) if bucket else None,
+    )
+    sched = Scheduler(engine, s, [launcher], pricing, clock=clock, capacity={"skypilot": 8})
+    return engine, sched, launcher
+
+
+def submit(engine, tmp_path, name="emb25"):
+    cfg = validate(tiny_raw(tmp_path, name=name))
+    return create_run(engine, cfg=cfg, launcher="skypilot")
+
+
+def beat(engine, run_id, clock, tokens=1024):
+    """The trainer's heartbeat, at the test's clock."""
+    set_run_fields(engine, run_id=run_id, last_heartbeat=clock(), tokens_seen=tokens)
+
+
+def run_for(sched, clock, seconds, step=30.0, heartbeat=None):
+    """Tick every `step` seconds of the test's clock; `heartbeat()` each tick when given."""
+    t_end = clock() + seconds
+    while clock() < t_end:
+        clock.advance(step)
+        if heartbeat:
+            heartbeat()
+        sched.tick()
+
+
+def attempts(engine, run_id):
+
+    return attempt_rows(engine, run_id=run_id)
+
+
+def finish(engine, run_id, status="succeeded"):
+    store_result(
+        engine,
+        run_id=run_id,
+        metrics={"run": {"status": status, "exit_code": 0}, "training": {"tokens_seen": 4096}},
+    )
+
+
+def test_slow_provisioning_is_never_cancelled_and_grace_counts_from_running(tmp_path):
+    clock = Clock()
+    cloud = FakeCloud(clock)
+    engine, sched, _ = make(tmp_path, clock, cloud)
+    run = submit(engine, tmp_path)
+    sched.tick()  # claimed and launched
+    job = 101
+    assert get_run(engine, run_id=run.id).backend_id == str(job)
+    run_for(sched, clock, 10 * MIN)  # PENDING for 10 min: far past lease and start-up grace
+    cloud.set(job, status="STARTING")
+    run_for(sched, clock, 5 * MIN)
+    assert cloud.cancelled == [] and get_run(engine, run_id=run.id).status == "running"
+    start = clock()
+    cloud.set(job, status="RUNNING", start_at=start, accelerators={"A100": 1}, cloud="gcp")
+    run_for(sched, clock, 2 * MIN)  # within the start-up grace, counted from RUNNING
+    assert cloud.cancelled == [] and get_run(engine, run_id=run.id).running_since >= start
+    run_for(sched, clock, 5 * MIN, heartbeat=lambda: beat(engine, run.id, clock))
+    finish(engine, run.id)
+    cloud.set(job, status="SUCCEEDED", end_at=clock())
+    sched.tick()
+    done = get_run(engine, run_id=run.id)
+    assert done.status == "succeeded" and done.attempt == 1 and cloud.cancelled == []
+    (a,) = attempts(engine, run.id)
+    assert a["accelerator"] == "A100" and a["outcome"] == "succeeded"
+    price = Pricing().hourly("A100", True)
+    assert a["seconds"] == pytest.approx(clock() - start)  # running time, not provisioning
+    assert done.cost_usd == pytest.approx(a["seconds"] / 3600 * price) and done.cost_usd > 0
+
+
+def test_a_preemption_is_recovered_by_skypilot_and_recorded_as_a_new_attempt(tmp_path):
+    clock = Clock()
+    cloud = FakeCloud(clock)
+    engine, sched, _ = make(tmp_path, clock, cloud)
+    run = submit(engine, tmp_path)
+    sched.tick()
+    job = 101
+    t0 = clock()
+    cloud.set(job, status="RUNNING", start_at=t0, accelerators={"L4": 1})
+    run_for(sched, clock, 20 * MIN, heartbeat=lambda: beat(engine, run.id, clock))
+    ran = clock() - t0
+    cloud.set(job, status="RECOVERING")  # preempted: 5 minutes of no heartbeats at all
+    run_for(sched, clock, 5 * MIN)
+    assert cloud.cancelled == [] and get_run(engine, run_id=run.id).status == "running"
+    t1 = clock()
+    cloud.set(
+        job,
+        status="RUNNING",
+        recovery_count=1,
+        job_duration=ran,
+        last_recovered_at=t1,
+        accelerators={"A100": 1},
+    )
+    sched.tick()
+    run_for(sched, clock, 10 * MIN, heartbeat=lambda: beat(engine, run.id, clock))
+    finish(engine, run.id)
+    cloud.set(job, status="SUCCEEDED", end_at=clock())
+    sched.tick()
+    done = get_run(engine, run_id=run.id)
+    assert done.status == "succeeded" and done.attempt == 2 and cloud.cancelled == []
+    first, second = attempts(engine, run.id)
+    assert first["outcome"] == "preempted" and first["accelerator"] == "L4"
+    assert first["seconds"] == pytest.approx(ran)  # SkyPilot's running time before recovery
+    assert second["started_at"] == pytest.approx(t1) and second["accelerator"] == "A100"
+    # each attempt at the price of the GPU it actually ran on
+    assert first["cost_usd"] == pytest.approx(ran / 3600 * Pricing().hourly("L4", True))
+    assert second["cost_usd"] == pytest.approx(
+        second["seconds"] / 3600 * Pricing().hourly("A100", True)
+    )
+    assert done.cost_usd == pytest.approx(first["cost_usd"] + second["cost_usd"])
+    recovered = events.events(engine, run_id=run.id, kinds=("attempt",))
+    assert len(recovered) == 1 and "recovered" in recovered[0]["reason"]
+
+
+def test_a_service_restart_mid_run_cancels_nothing(tmp_path):
+    clock = Clock()
+    cloud = FakeCloud(clock)
+    engine, sched, launcher = make(tmp_path, clock, cloud)
+    run = submit(engine, tmp_path)
+    sched.tick()
+    cloud.set(101, status="RUNNING", start_at=clock(), accelerators={"L4": 1})
+    run_for(sched, clock, 5 * MIN, heartbeat=lambda: beat(engine, run.id, clock))
+    clock.advance(3 * MIN)  # the service was down for three leases; the job ran on
+    again = Scheduler(
+        engine, sched.settings, [launcher], sched.pricing, clock=clock, capacity={"skypilot": 8}
+    )
+    again.tick()  # observes SkyPilot first; grants one lease of grace to every active run
+    assert cloud.cancelled == [] and get_run(engine, run_id=run.id).status == "running"
+    run_for(again, clock, 5 * MIN, heartbeat=lambda: beat(engine, run.id, clock))
+    assert cloud.cancelled == [] and get_run(engine, run_id=run.id).attempt == 1
+
+
+def test_a_job_cancelled_in_skypilot_is_cancelled_not_preempted(tmp_path):
+    clock = Clock()
+    cloud = FakeCloud(clock)
+    engine, sched, _ = make(tmp_path, clock, cloud)
+    run = submit(engine, tmp_path)
+    sched.tick()
+    cloud.set(101, status="RUNNING", start_at=clock(), accelerators={"L4": 1})
+    run_for(sched, clock, 2 * MIN, heartbeat=lambda: beat(engine, run.id, clock))
+    cloud.jobs[101]["status"] = "CANCELLED"  # a user, in SkyPilot
+    cloud.jobs[101]["end_at"] = clock()
+    sched.tick()
+    done = get_run(engine, run_id=run.id)
+    assert done.status == "cancelled" and "cancelled outside pax" in done.exit_reason
+    assert done.attempt == 1 and done.cost_usd > 0
+
+
+def test_a_kill_rule_exit_is_final_not_retried(tmp_path):
+    clock = Clock()
+    cloud = FakeCloud(clock)
+    bucket = tmp_path / "bucket"
+    engine, sched, _ = make(tmp_path, clock, cloud, bucket=bucket)
+    run = submit(engine, tmp_path)
+    sched.tick()
+    cloud.set(101, status="RUNNING", start_at=clock(), accelerators={"L4": 1})
+    run_for(sched, clock, 2 * MIN, heartbeat=lambda: beat(engine, run.id, clock))
+    request_stop(engine, run_id=run.id, kind="kill", reason="kill rule: trailed", evidence={})
+    run_for(sched, clock, 2 * MIN, heartbeat=lambda: beat(engine, run.id, clock))
+    # the run script reported exit 3 beside the run and ended clean (no SkyPilot restart)
+    run_dir = bucket / "runs" / str(run.id)
+    run_dir.mkdir(parents=True)
+    (run_dir / "exit.json").write_text(json.dumps({"code": 3}))
+    cloud.set(101, status="SUCCEEDED", end_at=clock())
+    sched.tick()
+    done = get_run(engine, run_id=run.id)
+    assert done.status == "killed" and done.exit_reason == "kill rule: trailed"
+    assert done.attempt == 1 and cloud.cancelled == []
+
+
+def test_a_launch_error_fails_that_run_not_the_tick(tmp_path):
+    clock = Clock()
+    cloud = FakeCloud(clock, fail_launch=f"-{1}")  # the first run's launch raises
+    engine, sched, _ = make(tmp_path, clock, cloud)
+    bad, good = submit(engine, tmp_path, "emb25"), submit(engine, tmp_path, "emb45")
+    sched.tick()
+    failed = get_run(engine, run_id=bad.id)
+    assert failed.status == "failed" and "AWS credentials" in failed.exit_reason
+    assert get_run(engine, run_id=good.id).status == "running"  # launched in that tick
+
+
+def test_skypilot_is_asked_once_per_tick(tmp_path):
+    clock = Clock()
+    cloud = FakeCloud(clock)
+    engine, sched, _ = make(tmp_path, clock, cloud)
+    runs = [submit(engine, tmp_path, f"r{i}") for i in range(5)]
+    sched.tick()
+    before = cloud.queue_calls
+    sched.tick()
+    sched.tick()
+    assert cloud.queue_calls - before == 2 and len(runs) == 5
+
+
+def test_a_gpu_without_a_price_is_refused_at_launch(tmp_path):
+    clock = Clock()
+    cloud = FakeCloud(clock)
+    engine, sched, launcher = make(tmp_path, clock, cloud)
+    launcher.opts = SkyOptions(image=IMAGE, accelerators=("L40S",))  # known, but no price
+    run = submit(engine, tmp_path)
+    sched.tick()
+    done = get_run(engine, run_id=run.id)
+    assert done.status == "failed" and "no price" in done.exit_reason and cloud.tasks == []
+
+
+class LocalCloud(FakeCloud):
+    """A cloud with no inbound connection to the service: `launch` runs the task's own run
+    script (the shipped template, filled by the real launcher) here, with the bucket a local
+    folder where the script says /pax, and the job's env and secrets as SkyPilot would set
+    them. No runner URL reaches the job: the bucket is all the service hears."""
+
+    def __init__(self, clock, bucket):
+        super().__init__(clock)
+        self.bucket, self.procs = bucket, {}
+
+    def launch(self, task, name):
+        import subprocess
+        import sys
+
+        from tests.conftest import ROOT
+
+        job = super().launch(task, name)
+        script = task.run.replace("/pax", str(self.bucket))
+        env = {
+            **os.environ,
+            "PATH": f"{os.path.dirname(sys.executable)}:{os.environ['PATH']}",
+            "PYTHONPATH": str(ROOT),
+            **task.envs,
+            **{k: getattr(v, "get_secret_value", lambda v=v: v)() for k, v in task.secrets.items()},
+        }
+        assert "PAX_RUNNER_URL" not in env
+        self.procs[job] = subprocess.Popen(["bash", "-c", script], env=env, cwd=self.bucket)
+        self.set(job, status="RUNNING", start_at=self.clock(), accelerators={"L4": 1})
+        return job
+
+    def queue(self, job_ids):
+        for job, proc in self.procs.items():
+            if proc.poll() is not None and self.jobs[job]["status"] == "RUNNING":
+                status = "SUCCEEDED" if proc.returncode == 0 else "FAILED"
+                self.set(job, status=status, end_at=self.clock())
+        return super().queue(job_ids)
+
+
+@pytest.mark.slow
+def test_no_inbound_a_run_is_heard_through_the_bucket_alone(tmp_path, tokenized_dir):
+    """The trainer never reaches the service; it trains, and the run ends succeeded with every
+    point it logged in the ledger exactly once, its result, its heartbeats and its cost."""
+    import time
+
+    from runner.launch.bucket import BucketReader
+
+    from tests.helpers import wait_until
+
+    bucket = tmp_path / "bucket"
+    manifest = bucket / "cache" / "data" / "wikitext-2" / "DATASET_MANIFEST.json"
+    manifest.parent.mkdir(parents=True)
+    manifest.write_text("{}")  # the bucket's data cache is warm: the script skips the download
+    cloud = LocalCloud(time.time, bucket)
+    engine, sched, launcher = make(tmp_path, time.time, cloud, bucket=bucket)
+    launcher.opts = SkyOptions(image=IMAGE, accelerators=("L4",), vocabs="")
+    run = create_run(
+        engine,
+        cfg=validate(tiny_raw(tokenized_dir.parent, max_tokens=24 * 8 * 64)),
+        launcher="skypilot",
+    )
+
+    def settled():
+        sched.tick()
+        return get_run(engine, run_id=run.id).status not in ("queued", "launching", "running")
+
+    wait_until(settled, 180, "the run settled from what the bucket holds", every=0.3)
+    done = get_run(engine, run_id=run.id)
+    assert done.status == "succeeded", done.exit_reason
+    run_dir = bucket / "runs" / str(run.id)
+    logged = {
+        (p["name"], p["step"])
+        for p in map(json.loads, (run_dir / "outbox.jsonl").read_text().splitlines())
+    }
+    from sqlalchemy import text
+
+    with engine.connect() as c:
+        rows = c.execute(
+            text("SELECT name, step FROM metric_points WHERE run_id = :r"), {"r": run.id}
+        ).all()
+    assert len(rows) == len(logged) == len(set(rows)) and set(map(tuple, rows)) == logged
+    assert ("train/loss", 24) in logged and done.tokens_seen == 24 * 8 * 64
+    assert get_result(engine, run_id=run.id)["run"]["status"] == "succeeded"
+    assert json.loads((run_dir / "exit.json").read_text())["code"] == 0
+    # a second reader (a restarted service) taking the whole outbox in again adds nothing
+    BucketReader(str(bucket)).sync(engine, done, time.time())
+    with engine.connect() as c:
+        n = c.execute(
+            text("SELECT COUNT(*) FROM metric_points WHERE run_id = :r"), {"r": run.id}
+        ).scalar()
+    assert n == len(logged)
+    (a,) = attempts(engine, run.id)
+    assert a["accelerator"] == "L4" and a["outcome"] == "succeeded" and done.cost_usd > 0
+    assert cloud.cancelled == []

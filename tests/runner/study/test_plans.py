@@ -1,0 +1,311 @@
+"""Plans: cells, promotion choices, submission over the API, automatic and manual promotion."""
+
+import csv
+import io
+import json
+import math
+import subprocess
+import sys
+
+import pytest
+import yaml
+
+from runner.study.plan_spec import Finalists, load_plan_text
+from runner.study.plan_spec import cells as plan_cells
+from runner.study.promotion import choose
+from tests.conftest import ROOT
+from tests.helpers import post_result, small_plan, submit, tiny_raw, wait_until
+
+pytestmark = pytest.mark.both_backends  # SQLite and PostgreSQL (tests/runner/conftest.py)
+
+
+def test_study_plan_cells():
+    plan, kind = load_plan_text((ROOT / "configs" / "plan_10m.yaml").read_text())
+    assert kind == "plan"
+    cells = {c["cell"]: c for c in plan_cells(plan)}
+    assert [
+        c for c in cells if cells[c]["axis"] in ("baseline", "embedding_ratio", "glu_expansion")
+    ] == ["baseline", "emb25", "emb45", "glu2x", "glu3x", "glu4x"]
+    assert cells["baseline"]["is_baseline"] and cells["baseline"]["model"] == {
+        "embedding_ratio": 0.35,
+        "glu_expansion": 2.66,
+        "vocab_size": 16000,
+        "tied_lm_head": True,
+    }
+    ablation = [c for c in cells.values() if c["axis"] == "ablation"]
+    # V x tied x share = 12 points; the 3 at V=16k tied are ranking cells already
+    assert len(ablation) == 9
+    assert plan.ranking.max_tokens <= 5_000_000 and plan.finalists.seeds == [1, 2, 3]
+
+
+def test_ranking_budget_is_capped():
+    doc = yaml.safe_load((ROOT / "configs" / "plan_10m.yaml").read_text())
+    doc["ranking"]["max_tokens"] = "6M"
+    with pytest.raises(ValueError, match="ranking.max_tokens"):
+        load_plan_text(yaml.safe_dump(doc))
+
+
+def cell(name, ppl, std=0.0, killed=0, lat=1.0, seeds=1):
+    return {
+        "cell": name,
+        "dev_ppl": ppl,
+        "dev_ppl_std": std,
+        "killed": killed,
+        "latency_ms": lat,
+        "ppls": [ppl] * seeds,
+        "is_baseline": False,
+    }
+
+
+@pytest.mark.parametrize(
+    "ranked,fin,expected",
+    [
+        ([cell("a", 100), cell("b", 110)], Finalists(), ["a"]),
+        ([cell("a", 100), cell("b", 100.5)], Finalists(thin_margin=0.01), ["a", "b"]),
+        (
+            [cell("a", 100, std=2.0, seeds=2), cell("b", 101.5)],
+            Finalists(thin_margin=0.001),
+            ["a", "b"],
+        ),
+        (
+            [cell("a", 100, std=2.0, seeds=2), cell("b", 101.5)],
+            Finalists(thin_margin=0.001, use_seed_spread=False),
+            ["a"],
+        ),
+        ([cell("a", 90, killed=1), cell("b", 100), cell("c", 120)], Finalists(), ["b"]),
+        (
+            [cell("a", 100), cell("b", 105), cell("c", 106)],
+            Finalists(top_k=2, thin_margin=0.05),
+            ["a", "b", "c"],
+        ),
+        ([cell("a", math.inf)], Finalists(), []),
+    ],
+)
+def test_choose(ranked, fin, expected):
+    picks, why = choose(ranked, fin)
+    assert [c["cell"] for c in picks] == expected
+    assert why
+
+
+# Its runs are for workers: these tests decide, nothing trains (and the V=16k data a local
+# launch would need is not there: a local plan would be refused at submission).
+def test_submit_records_cells_and_infeasible(service, tokenized_dir):
+    r = submit(service, small_plan(tokenized_dir.parent))
+    assert r.status_code == 201, r.text
+    sw = r.json()
+    detail = service.get(f"/sweeps/{sw['id']}").json()
+    cells = {c["cell"]: c for c in detail["cells"]}
+    assert cells["baseline"]["is_baseline"] and "control-lr-tiny" in cells
+    infeasible = [d for d in detail["decisions"] if d["kind"] == "infeasible"]
+    # V=16k untied at 0.45 cannot be planned at 10M: recorded with the planner's message
+    assert [d["data"]["cell"] for d in infeasible] == ["v16000-untied-emb45"]
+    assert "no plan within tolerances" in infeasible[0]["reason"]
+    assert "v16000-untied-emb45" not in cells and "v16000-untied-emb25" in cells
+    md = service.get(f"/sweeps/{sw['id']}/decisions.md").text
+    assert "Infeasible cells" in md and "v16000-untied-emb45" in md
+    assert sw["phase"] == "ranking" and sw["runs"]["queued"] == len(cells)
+
+
+def test_study_sweep_file_is_a_one_phase_sweep(service, tokenized_dir, tmp_path):
+    doc = {
+        "base": tiny_raw(tokenized_dir.parent),
+        "experiments": {
+            "emb25": {"model": {"embedding_ratio": 0.25}},
+            "emb35": {"model": {"embedding_ratio": 0.35}},
+            "emb45": {"model": {"embedding_ratio": 0.45}},
+        },
+    }
+    r = submit(service, yaml.safe_dump(doc))
+    assert r.status_code == 201, r.text
+    detail = service.get(f"/sweeps/{r.json()['id']}").json()
+    assert detail["kind"] == "sweep"
+    base = [c["cell"] for c in detail["cells"] if c["is_baseline"]]
+    assert base == ["emb35"]
+    assert {d["data"]["cell"] for d in detail["decisions"] if d["kind"] == "infeasible"} <= {
+        "emb25",
+        "emb45",
+    }
+
+
+def test_invalid_plan_names_the_field(service):
+    r = submit(service, "name: x\nfinalists: {seeds: []}\n")
+    assert r.status_code == 422 and "finalists.seeds" in r.json()["detail"]
+    r = submit(service, "- not a mapping")
+    assert r.status_code == 422 and "mapping" in r.json()["detail"]
+    r = service.post("/sweeps", token=None, content="name: x")
+    assert r.status_code == 401
+
+
+def test_automatic_then_manual_promotion(service, tokenized_dir):
+    sw = submit(service, small_plan(tokenized_dir.parent)).json()
+    detail = service.get(f"/sweeps/{sw['id']}").json()
+    ppl = {
+        "baseline": 100.0,
+        "emb45": 90.0,
+        "glu2x": 95.0,
+        "v16000-untied-emb25": 80.0,
+        "control-lr-tiny": 500.0,
+    }
+    # manual promotion before the phase has finished is refused with the reason
+    r = service.post(
+        f"/sweeps/{sw['id']}/promote",
+    )
+    assert r.status_code == 409 and "not finished" in r.json()["detail"]
+    for c in detail["cells"]:
+        post_result(
+            service,
+            c["run_id"],
+            ppl.get(c["cell"], 120.0),
+            status="killed" if c["cell"] == "control-lr-tiny" else "succeeded",
+        )
+    # the scheduler promotes by itself once ranking has finished
+    fin = wait_until(
+        lambda: [
+            c
+            for c in service.get(f"/sweeps/{sw['id']}").json()["cells"]
+            if c["phase"] == "finalists"
+        ]
+    )
+    assert sorted({(c["cell"], c["seed"]) for c in fin}) == [
+        ("emb45", 1),
+        ("emb45", 2),
+        ("emb45", 3),
+        ("glu2x", 1),
+        ("glu2x", 2),
+        ("glu2x", 3),
+    ]
+    detail = service.get(f"/sweeps/{sw['id']}").json()
+    assert detail["phase"] == "finalists"
+    promo = [d for d in detail["decisions"] if d["kind"] == "promotion"][0]["data"]
+    assert promo["axes"]["embedding_ratio"]["promoted"] == ["emb45"]
+    assert promo["axes"]["glu_expansion"]["promoted"] == ["glu2x"]
+    assert "moves" in promo["ablation"]
+    md = service.get(f"/sweeps/{sw['id']}/decisions.md").text
+    assert "Promotion (automatic)" in md and "| 1 | emb45 | 90.000 |" in md
+    # again by hand, with an override: only the missing finalist runs are added
+    r = service.post(
+        f"/sweeps/{sw['id']}/promote",
+        json={"cells": ["emb45", "baseline"]},
+    )
+    assert r.status_code == 200, r.text
+    assert len(r.json()["created_runs"]) == 3  # baseline x 3 seeds; emb45 already there
+    r = service.post(
+        f"/sweeps/{sw['id']}/promote",
+        json={"cells": ["nope"]},
+    )
+    assert r.status_code == 409 and "unknown cells" in r.json()["detail"]
+
+
+@pytest.mark.slow
+def test_bad_config_is_killed_and_good_is_not(service_factory, tokenized_dir):
+    """Real trainers: a tiny learning rate trails the baseline and is stopped by the rule. The
+    verdict is a decision; the run becomes killed when its trainer exits, after its final
+    evaluation, and its cost covers that evaluation."""
+    svc = service_factory(concurrency=2, PAX_ACCELERATOR="T4")
+    base = tiny_raw(
+        tokenized_dir.parent, max_tokens=64 * 8 * 64, eval={"every_tokens": 512, "max_tokens": 1024}
+    )
+    base.pop("name")
+    plan = {
+        "name": "kill",
+        "baseline": {
+            "embedding_ratio": 0.35,
+            "glu_expansion": 2.66,
+            "vocab_size": 512,
+            "tied_lm_head": True,
+        },
+        "base": base,
+        "ranking": {
+            "max_tokens": 64 * 8 * 64,
+            "seeds": [7],
+            "embedding_ratio": [0.35],
+            "glu_expansion": [2.66],
+        },
+        "controls": [{"name": "lr-tiny", "overrides": {"optim": {"lr": 1e-6}}}],
+        "finalists": {"max_tokens": 2048, "seeds": [1]},
+        "kill_rule": {"margin": 0.03, "relative": True, "window_tokens": 2048},
+    }
+    sw = submit(svc, json.dumps(plan), "application/json").json()
+
+    def done():
+        d = svc.get(f"/sweeps/{sw['id']}").json()
+        st = {c["cell"]: c["status"] for c in d["cells"] if c["phase"] == "ranking"}
+        return d if all(s in ("succeeded", "killed", "failed") for s in st.values()) else None
+
+    d = wait_until(done, 240, "the ranking runs finishing")
+    st = {c["cell"]: (c["status"], c["run_id"]) for c in d["cells"] if c["phase"] == "ranking"}
+    assert st["baseline"][0] == "succeeded"
+    assert st["control-lr-tiny"][0] == "killed"
+    killed = st["control-lr-tiny"][1]
+    events = svc.get(f"/runs/{killed}/events").json()
+    verdict = [e for e in events if e["kind"] == "kill"]
+    assert len(verdict) == 1 and verdict[0]["reason"].startswith("kill rule:")
+    evidence = verdict[0]["data"]
+    assert evidence["baseline_run"] == st["baseline"][1] and len(evidence["run"]) >= 2
+    state = [e for e in events if e["to_status"] == "killed"]
+    assert len(state) == 1 and state[0]["reason"] == verdict[0]["reason"]
+    assert state[0]["id"] > verdict[0]["id"]  # decided first, killed when the trainer exited
+    # the trainer obeyed: its result says killed, with the final evaluation
+    run = svc.get(f"/runs/{killed}").json()
+    res = run["result"]
+    assert res["run"]["status"] == "killed" and res["run"]["exit_code"] == 3
+    assert res["dev"]["token_ppl"] > 0
+    # the charge runs up to the exit, so it covers the final evaluation (which ended when the
+    # trainer wrote metrics.json), not just the time up to the decision
+    charged_s = run["gpu_hours"] * 3600
+    started = next(e["time"] for e in events if e["to_status"] == "launching")
+    assert charged_s >= res["run"]["finished_at"] - started > evidence_time(verdict[0]) - started
+    md = svc.get(f"/sweeps/{sw['id']}/decisions.md").text
+    assert "## Kills" in md and f"run {killed}: kill rule:" in md
+    # the rule with the numbers it used, and the kill's gap in relative and sigma units
+    assert "## Kill rule" in md and "3.0% of the baseline's PPL" in md and "40%" in md
+    assert "gap at the last point" in md and "sigma: one seed" in md
+
+
+def evidence_time(event: dict) -> float:
+    return event["time"]
+
+
+@pytest.mark.slow
+def test_aggregate_script_matches_results_csv_columns(tmp_path, tokenized_dir, service):
+    from trainer.config import validate
+    from trainer.train import train
+
+    # two points the planner can meet at V=512
+    for name, r, total in (("emb35", 0.35, 60_000), ("emb25", 0.25, 80_000)):
+        cfg = validate(
+            tiny_raw(
+                tokenized_dir.parent,
+                name=name,
+                max_tokens=4 * 8 * 64,
+                model={"embedding_ratio": r, "total_params": total},
+                eval={"profile": True, "profile_repeats": 3},
+            )
+        )
+        train(cfg, tmp_path / "logs" / name / "r", progress=False)
+    res = subprocess.run(
+        [
+            sys.executable,
+            str(ROOT / "scripts" / "aggregate_results.py"),
+            "--log_dir",
+            "logs",
+            "--output",
+            "results_summary.csv",
+        ],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert res.returncode == 0, res.stderr
+    rows = list(csv.DictReader((tmp_path / "results_summary.csv").open()))
+    assert len(rows) == 2 and {r["name"] for r in rows} == {"emb35", "emb25"}
+    api_cols = next(csv.reader(io.StringIO(service.get("/results.csv").text)))
+    assert list(rows[0].keys()) == api_cols
+    plots = list((tmp_path / "reports" / "aggregate" / "plots").glob("*.png"))
+    assert {p.stem for p in plots} >= {"ppl_vs_embedding_ratio", "ppl_vs_glu_expansion"}
+    # latency vs PPL: one figure per phase and device (the runs of logs/ have no phase)
+    assert [p.stem for p in plots if p.stem.startswith("latency_vs_ppl_runs_")]
+    assert all(p.with_suffix(".svg").is_file() for p in plots)
+    early = list(csv.DictReader((tmp_path / "reports" / "aggregate" / "early_results.csv").open()))
+    assert "ppl_slope_per_decade" in early[0]
