@@ -340,8 +340,7 @@ def test_no_inbound_a_run_is_heard_through_the_bucket_alone(tmp_path, tokenized_
     point it logged in the ledger exactly once, its result, its heartbeats and its cost."""
     import time
 
-    from runner.launch.bucket import BucketReader
-
+    from runner.launch.run_dir import RunDirs
     from tests.helpers import wait_until
 
     bucket = tmp_path / "bucket"
@@ -380,7 +379,8 @@ def test_no_inbound_a_run_is_heard_through_the_bucket_alone(tmp_path, tokenized_
     assert get_result(engine, run_id=run.id)["run"]["status"] == "succeeded"
     assert json.loads((run_dir / "exit.json").read_text())["code"] == 0
     # a second reader (a restarted service) taking the whole outbox in again adds nothing
-    BucketReader(str(bucket)).sync(engine, done, time.time())
+    RunDirs().take_in(engine, done, done.run_dir, now=time.time(), heartbeats=True)
+    assert done.run_dir == f"{bucket}/runs/{run.id}"  # the folder read is the bucket's
     with engine.connect() as c:
         n = c.execute(
             text("SELECT COUNT(*) FROM metric_points WHERE run_id = :r"), {"r": run.id}
