@@ -26,6 +26,8 @@ from pydantic import (
 )
 
 from trainer.params import Plan, parse_count, plan
+from trainer.safe_yaml import YamlRefused
+from trainer.safe_yaml import load as load_yaml
 
 
 def _count(v: Any) -> Any:
@@ -330,7 +332,9 @@ def _load_yaml(path: Path) -> dict:
     if not path.is_file():
         raise ConfigError(f"config file {path} not found")
     try:
-        doc = yaml.safe_load(path.read_text()) or {}
+        doc = load_yaml(path.read_text()) or {}
+    except YamlRefused as e:
+        raise ConfigError(f"{path}: {e}") from None
     except yaml.YAMLError as e:
         raise ConfigError(f"{path}: not valid YAML ({e})") from None
     except RecursionError:

@@ -7,18 +7,38 @@ A study sweep file (configs/embed_ratio.yaml: base + experiments) reads as a one
 
 from __future__ import annotations
 
-from typing import Any, Literal
+import json
+from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import Field, ValidationError
+from pydantic import AfterValidator, Field, ValidationError, model_validator
 
 from runner.ledger.models import Strict
 from runner.study.killrule import KillRuleSpec
 from trainer.config import ConfigError, Count, Label, Name, deep_merge, describe_errors
 from trainer.params import parse_count
+from trainer.safe_yaml import YamlRefused
+from trainer.safe_yaml import load as load_yaml
 
 PHASE1 = ("ranking", "ablation")
 RANKING_MAX_TOKENS = 5_000_000
+# Bounds on what one plan may ask for, checked before anything is built (each a 422 naming it):
+# the study itself is 20-odd cells of 1-3 seeds.
+MAX_AXIS_VALUES = 16  # values per axis of the grid
+MAX_CONTROLS = 20
+MAX_EXPERIMENTS = 200
+MAX_OVERRIDES_BYTES = 16_384  # one control's overrides, as JSON
+MAX_PHASE1_RUNS = 400  # ranking cells x seeds
+
+
+def _bounded_dict(v: dict) -> dict:
+    size = len(json.dumps(v, default=str))
+    if size > MAX_OVERRIDES_BYTES:
+        raise ValueError(f"is {size:,} bytes as JSON; at most {MAX_OVERRIDES_BYTES:,} are accepted")
+    return v
+
+
+Overrides = Annotated[dict[str, Any], AfterValidator(_bounded_dict)]
 
 
 class Baseline(Strict):
@@ -36,14 +56,14 @@ class Ranking(Strict):
         description="Tokens per ranking run (the study caps them at 5M).",
     )
     seeds: list[int] = Field([1337], min_length=1, max_length=5)
-    embedding_ratio: list[float] = [0.25, 0.35, 0.45]
-    glu_expansion: list[float] = [2.0, 2.66, 3.0, 4.0]
+    embedding_ratio: list[float] = Field([0.25, 0.35, 0.45], max_length=MAX_AXIS_VALUES)
+    glu_expansion: list[float] = Field([2.0, 2.66, 3.0, 4.0], max_length=MAX_AXIS_VALUES)
 
 
 class Ablation(Strict):
-    vocab_sizes: list[int] = [8000, 16000]
-    tied: list[bool] = [True, False]
-    embedding_ratio: list[float] = [0.25, 0.35, 0.45]
+    vocab_sizes: list[int] = Field([8000, 16000], max_length=MAX_AXIS_VALUES)
+    tied: list[bool] = Field([True, False], max_length=2)
+    embedding_ratio: list[float] = Field([0.25, 0.35, 0.45], max_length=MAX_AXIS_VALUES)
 
 
 class Finalists(Strict):
@@ -69,13 +89,13 @@ class Finalists(Strict):
 
 class Control(Strict):
     name: str = Field(pattern=r"^[a-z0-9_-]{1,40}$")
-    overrides: dict[str, Any] = Field(description="Config overrides on the baseline cell.")
+    overrides: Overrides = Field(description="Config overrides on the baseline cell.")
 
 
 class PlanSpec(Strict):
     name: Label
     description: str = Field("", max_length=10_000)
-    base: dict[str, Any] = Field(
+    base: Overrides = Field(
         default_factory=dict,
         description="Train config shared by every cell (model knobs come from the cell).",
     )
@@ -83,16 +103,27 @@ class PlanSpec(Strict):
     ranking: Ranking = Field(default_factory=Ranking)
     ablation: Ablation | None = None
     finalists: Finalists = Field(default_factory=Finalists)
-    controls: list[Control] = []
+    controls: list[Control] = Field([], max_length=MAX_CONTROLS)
     kill_rule: KillRuleSpec = Field(default_factory=KillRuleSpec)
     budget_usd: float | None = Field(None, gt=0, le=1e9, allow_inf_nan=False)
     launcher: Literal["local", "docker", "skypilot", "worker"] | None = Field(
         None, description="Where its runs train (unset: the service's own launcher)."
     )
-    experiments: dict[Name, dict] = Field(
+    experiments: dict[Name, Overrides] = Field(
         default_factory=dict,
+        max_length=MAX_EXPERIMENTS,
         description="A one-phase sweep's cells (a study sweep file read as a plan).",
     )
+
+    @model_validator(mode="after")
+    def _runs_within_bounds(self) -> PlanSpec:
+        n = (len(cells(self)) + len(self.experiments)) * len(self.ranking.seeds)
+        if n > MAX_PHASE1_RUNS:
+            raise ValueError(
+                f"the plan asks for {n:,} ranking runs (cells x seeds); at most "
+                f"{MAX_PHASE1_RUNS} are accepted: split it into several plans"
+            )
+        return self
 
 
 def _label(v: float) -> str:
@@ -164,8 +195,8 @@ class SweepFile(Strict):
 
     name: Label = "sweep"
     description: str = Field("", max_length=10_000)
-    base: dict[str, Any] = Field(default_factory=dict)
-    experiments: dict[Name, dict[str, Any] | None] = Field(min_length=1)
+    base: Overrides = Field(default_factory=dict)
+    experiments: dict[Name, Overrides | None] = Field(min_length=1, max_length=MAX_EXPERIMENTS)
     plan: Any = None  # accepted (and ignored), as `pax train` accepts it
 
 
@@ -203,7 +234,9 @@ def _sweep_file_as_plan(doc: SweepFile) -> PlanSpec:
 
 def load_plan_text(text: str) -> tuple[PlanSpec, str]:
     try:
-        doc = yaml.safe_load(text)
+        doc = load_yaml(text)
+    except YamlRefused as e:
+        raise ConfigError(f"plan: {e} (see configs/plan_10m.yaml)") from None
     except yaml.YAMLError as e:
         raise ConfigError(f"plan: not valid YAML or JSON ({e})") from None
     except RecursionError:
