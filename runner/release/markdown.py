@@ -4,6 +4,7 @@ functions of the facts, so the same ledger gives the same text (the `Generated` 
 from __future__ import annotations
 
 import math
+import re
 
 from runner.release.facts import KNOBS
 
@@ -14,6 +15,16 @@ SAMPLE_NOTE = (
     "not available; see the data manifest). The numbers check the pipeline; they are not "
     "WikiText-2 results."
 )
+
+
+# What Markdown gives meaning to: user text (a sweep's name, a reason) is escaped so that it can
+# never form an image, a link, a heading or a table cell; it reads as typed.
+MARKUP = re.compile(r"([\\`*_{}\[\]()<>#+\-.!|~&])")
+
+
+def text(s) -> str:
+    """User text for Markdown: one line, every markup character escaped."""
+    return MARKUP.sub(r"\\\1", " ".join(str(s).split()))
 
 
 def num(x, digits: int = 2) -> str:
@@ -40,7 +51,7 @@ def table(header: list[str], rows: list[list]) -> list[str]:
 
 
 def title(f: dict, what: str) -> str:
-    return f"# {what}: sweep {f['sweep']['id']} ({f['sweep']['name']})" + (
+    return f"# {what}: sweep {f['sweep']['id']} ({text(f['sweep']['name'])})" + (
         " [SAMPLE]" if f["sample"] else ""
     )
 
@@ -51,7 +62,7 @@ def budget(f: dict) -> str:
     total = (
         num(m["total_params"])
         if isinstance(m.get("total_params"), int)
-        else m.get("total_params", "?")
+        else text(m.get("total_params", "?"))
     )
     tied = "tied" if b.get("tied_lm_head", True) else "untied"
     return f"{total} parameters (V={b.get('vocab_size', '?')}, {tied} head)"
@@ -232,7 +243,7 @@ def kills_section(f: dict) -> list[str]:
     if not f["kills"]:
         return [*lines, "No run was killed.", ""]
     for k in f["kills"]:
-        lines.append(f"- run {k['run_id']} (`{k['name']}`): {k['reason']}")
+        lines.append(f"- run {k['run_id']} ({text(k['name'])}): {text(k['reason'])}")
         if k["gap_relative"] is not None:
             sig = k["gap_sigmas"]
             lines.append(

@@ -12,6 +12,7 @@ from runner.release.markdown import (
     ci,
     num,
     table,
+    text,
 )
 
 PARAM_PARTS = ("embedding", "attention", "ffn", "norm", "head", "total")
@@ -45,7 +46,7 @@ def model_card(f: dict, stats: dict, runs: list[dict], hf_dir: str | None) -> st
     optim = cfg.get("optim") or {}
     data = cfg.get("data") or {}
     cell = stats["cell"]
-    lines = [f"# Model card: `{cell}` (sweep {f['sweep']['id']}, {f['sweep']['name']})"
+    lines = [f"# Model card: `{cell}` (sweep {f['sweep']['id']}, {text(f['sweep']['name'])})"
              + (" [SAMPLE]" if f["sample"] else ""), ""]  # fmt: skip
     if f["sample"]:
         lines += [SAMPLE_NOTE, ""]

@@ -90,16 +90,14 @@ def _write_release_report(engine, sweep_id, pricing, html, pdf, hf_dirs, now) ->
     for name, text in model_cards(facts, hf_dirs).items():
         files[f"model_card:{name}"] = _write(out / name, text)
     title = f"Results: sweep {sweep_id} ({facts['sweep']['name']})"
+    own = {name for name in plots.values() if name}  # the only figures a page may inline
     if html:
-        files["html"] = _write(out / "RESULTS.html", html_page(results, title, out / "plots"))
+        page = html_page(results, title, out / "plots", own)
+        files["html"] = _write(out / "RESULTS.html", page)
     files["pdf_converter"] = None
     if pdf:
-        page = out / ".SUMMARY.print.html"
-        page.write_text(html_page(summary, title, out / "plots"))
-        try:
-            files["pdf_converter"] = pdf_from_html(page, out / "SUMMARY.pdf")
-        finally:
-            page.unlink(missing_ok=True)
+        page = html_page(summary, title, out / "plots", own)
+        files["pdf_converter"] = pdf_from_html(page, out / "SUMMARY.pdf")
         if files["pdf_converter"]:
             files["summary_pdf"] = str(out / "SUMMARY.pdf")
     files["sample"] = facts["sample"]

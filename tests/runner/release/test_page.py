@@ -12,9 +12,7 @@ def test_a_failing_converter_gives_no_pdf_and_no_stale_one(tmp_path, monkeypatch
     fake.write_text("#!/bin/sh\necho crashed >&2\nexit 1\n")
     fake.chmod(0o755)
     monkeypatch.setenv("PATH", str(bin_dir))
-    page = tmp_path / "s.html"
-    page.write_text("<p>hi</p>")
     old = tmp_path / "SUMMARY.pdf"
     old.write_bytes(b"%PDF from an earlier report")
-    assert pdf_from_html(page, old) is None
+    assert pdf_from_html("<p>hi</p>", old) is None
     assert not old.exists()

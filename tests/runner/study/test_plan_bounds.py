@@ -47,13 +47,13 @@ def test_a_deep_or_huge_plan_names_its_bound(service):
 @pytest.mark.parametrize(
     "plan,fragment",
     [
-        ("ranking: {embedding_ratio: [%s]}" % ", ".join(["0.3"] * 17), "embedding_ratio"),
-        ("controls: [%s]" % ", ".join(f"{{name: c{i}, overrides: {{}}}}" for i in range(21)),
+        ("ranking: {embedding_ratio: [" + ", ".join(["0.3"] * 17) + "]}", "embedding_ratio"),
+        ("controls: [" + ", ".join(f"{{name: c{i}, overrides: {{}}}}" for i in range(21)) + "]",
          "controls"),
-        ("controls: [{name: big, overrides: {x: '%s'}}]" % ("y" * 20_000), "16,384"),
-        ("ranking: {seeds: [1, 2]}\nablation: {vocab_sizes: [%s], embedding_ratio: [%s]}"
-         % (", ".join(str(1000 * i) for i in range(1, 17)),
-            ", ".join(f"0.{i:02d}" for i in range(10, 26))), "at most 400"),
+        ("controls: [{name: big, overrides: {x: '" + "y" * 20_000 + "'}}]", "16,384"),
+        ("ranking: {seeds: [1, 2]}\nablation: {vocab_sizes: ["
+         + ", ".join(str(1000 * i) for i in range(1, 17)) + "], embedding_ratio: ["
+         + ", ".join(f"0.{i:02d}" for i in range(10, 26)) + "]}", "at most 400"),
     ],
 )  # fmt: skip
 def test_cells_and_overrides_are_bounded(service, plan, fragment):
