@@ -359,7 +359,7 @@ def param_table(plan: dict | None) -> list[tuple[str, int, float]] | None:
 def _run_context(request: Request, run: dict, versioned=None) -> dict:
     """`versioned`: the (version, baseline) the caller already read."""
     engine = engine_of(request)
-    result = run["result"] if isinstance(run["result"], dict) else {}
+    result = run["result"] or {}
     plan = run["plan"] or result.get("plan")
     version, base = versioned or _run_version(engine, run)
     charts_ = run_charts(engine, _chart_cache(request), _series_cache(request), run, version, base)

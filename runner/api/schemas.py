@@ -3,9 +3,9 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal
+from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel
 from pydantic import Field as PField
 
 from runner.ledger.models import RunBase, Strict
@@ -171,72 +171,6 @@ class Claim(BaseModel):
 
 class ExitReport(Strict):
     code: int = PField(strict=True, ge=-255, le=255, description="The trainer's exit code.")
-
-
-# ---------------------------------------------------------------- the result document
-# metrics.json (docs/metrics.md), checked before it is stored: known fields typed and bounded,
-# unknown ones kept (adding a field does not bump the schema version).
-
-NonNegative = Annotated[int, PField(strict=True, ge=0, le=2**62)]
-Finite = Annotated[float, PField(allow_inf_nan=False)]
-
-
-class _Doc(BaseModel):
-    model_config = ConfigDict(extra="allow")
-
-
-class ResultRun(_Doc):
-    status: Literal["succeeded", "killed", "failed", "preempted"]
-    exit_code: int | None = PField(None, strict=True, ge=-255, le=255)
-    exit_reason: str | None = PField(None, max_length=10_000)
-    attempts: NonNegative | None = None
-    finished_at: Finite | None = None
-
-
-class ResultTraining(_Doc):
-    steps: NonNegative | None = None
-    tokens_seen: NonNegative | None = None
-    wall_time_s: Finite | None = None
-    train_loss: Finite | None = None
-    tokens_per_s: Finite | None = None
-
-
-class ResultSplit(_Doc):
-    loss: Finite | None = None
-    token_ppl: Finite | None = None
-    word_ppl: Finite | None = None
-    bits_per_byte: Finite | None = None
-
-
-class ResultProvenance(_Doc):
-    sample: bool | None = PField(None, strict=True)
-
-
-class ResultLatency(_Doc):
-    median_ms: Finite | None = None
-    p90_ms: Finite | None = None
-
-
-class ResultMemory(_Doc):
-    kind: str | None = None
-    bytes: NonNegative | None = None
-
-
-class ResultDoc(_Doc):
-    schema_version: int | None = PField(None, strict=True, ge=1, le=1000)
-    run: ResultRun
-    config: dict[str, Any] | None = None
-    plan: dict[str, Any] | None = None
-    provenance: ResultProvenance | None = None
-    training: ResultTraining | None = None
-    dev_curve: list[dict[str, Any]] | None = None
-    dev: ResultSplit | None = None
-    test: ResultSplit | None = None
-    smallbench: dict[str, Any] | None = None
-    latency: dict[str, ResultLatency] | None = None
-    memory: ResultMemory | None = None
-    throughput: dict[str, Any] | None = None
-    params: dict[str, Any] | None = None
 
 
 class ErrorBody(BaseModel):

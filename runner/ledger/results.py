@@ -1,6 +1,7 @@
 """Results: each run's final metrics.json, as the trainer posted it or left it in its folder.
-Stored once per run (a later document replaces it); the run's status follows its exit, never
-this document."""
+Stored once per run (a later document replaces it) once it passes its checks
+(runner.ledger.result_doc); read back through `showable`, so a document stored before those
+checks can't break a reader. The run's status follows its exit, never this document."""
 
 from __future__ import annotations
 
@@ -14,13 +15,16 @@ from runner.ledger.db import lock_run, write_session
 from runner.ledger.errors import NotFound
 from runner.ledger.events import now
 from runner.ledger.models import Result, Run
+from runner.ledger.result_doc import check_result, showable
 
 R = Run.__table__.c
 RES = Result.__table__.c
 
 
 def store_result(engine: Engine, *, run_id: int, metrics: dict[str, Any]) -> Run:
-    """Keep the run's final metrics.json (replacing an earlier one)."""
+    """Keep the run's final metrics.json (replacing an earlier one), once it passes the
+    document's checks (ValueError naming what is wrong: nothing is stored)."""
+    check_result(metrics)
     doc = json.dumps(metrics, allow_nan=False)
     sample = bool((metrics.get("provenance") or {}).get("sample"))
     with write_session(engine) as s:
@@ -53,7 +57,7 @@ def results_for(engine: Engine, *, run_ids: list[int]) -> dict[int, dict]:
         rows = conn.execute(
             select(RES.run_id, RES.metrics_json).where(RES.run_id.in_(run_ids))
         ).all()
-    return {rid: json.loads(doc) for rid, doc in rows}
+    return {rid: showable(json.loads(doc)) for rid, doc in rows}
 
 
 def results_rows(
@@ -102,7 +106,7 @@ def results_rows(
         plan = d.pop("plan_json")
         d["plan"] = json.loads(plan) if plan else None
         mj = d.pop("metrics_json")
-        d["metrics"] = json.loads(mj) if mj else None
+        d["metrics"] = showable(json.loads(mj)) if mj else None
         out.append(d)
     return out
 

@@ -19,6 +19,7 @@ from runner.ledger.db import lock_run, write_session
 from runner.ledger.errors import NotFound
 from runner.ledger.events import event, now
 from runner.ledger.models import ACTIVE, LatestMetric, Result, Run, Sweep
+from runner.ledger.result_doc import showable
 
 LIST_LIMIT_MAX = 1000
 R = Run.__table__.c
@@ -171,7 +172,7 @@ def run_detail(engine: Engine, *, run_id: int) -> dict | None:
     plan = d.pop("plan_json")
     d["plan"] = json.loads(plan) if plan else None
     mj = d.pop("metrics_json")
-    d["result"] = json.loads(mj) if mj else None
+    d["result"] = showable(json.loads(mj)) if mj else None
     d["latest"] = latest
     d["is_baseline"] = bool(d["is_baseline"])
     return d

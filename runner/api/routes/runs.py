@@ -32,7 +32,6 @@ from runner.api.schemas import (
     MetricsAck,
     MetricSeries,
     MetricsPost,
-    ResultDoc,
     RunCreate,
     RunDetail,
     RunList,
@@ -40,6 +39,7 @@ from runner.api.schemas import (
 )
 from runner.ledger import attempts, events, lifecycle, results, runs, series
 from runner.ledger.models import FINISHED, Run, RunStatus
+from runner.ledger.result_doc import check_result
 from trainer.config import describe_errors, validate
 
 router = APIRouter(prefix="/runs", tags=["runs"])
@@ -321,13 +321,9 @@ def post_result(
     import by the admin) is its own exit."""
     _open(run, "results")
     try:
-        doc = ResultDoc.model_validate(metrics)
-    except ValidationError as e:
-        raise HTTPException(
-            422,
-            "result: not a metrics.json document (docs/metrics.md): "
-            + describe_errors(e.errors(), "result"),
-        ) from None
+        doc = check_result(metrics)
+    except ValueError as e:
+        raise HTTPException(422, str(e)) from None
     _within_budget(run, doc.training.tokens_seen if doc.training else None, "training.tokens_seen")
     try:
         stored = results.store_result(engine, run_id=run.id, metrics=metrics)
