@@ -5,8 +5,9 @@ Everything with state is built here, once, at start-up, and held by the app: the
 tokens, the pricing, the ingest writer, the kill rule and the scheduler. Nothing of it lives in a
 module global, so two apps in one process (tests) never share any of it.
 
-Every request passes, outermost first: the Host allow-list (DNS rebinding), the security
-headers, and the gate (body size, then who is calling, before any body is read).
+Every request passes, outermost first: the security headers, the Host allow-list (DNS
+rebinding), and the gate (body size, then who is calling, before any body is read). Below all
+of it, `pax serve` runs uvicorn with runner/api/http11.py: bounded request heads, deadlines.
 """
 
 from __future__ import annotations
@@ -129,9 +130,10 @@ def create_app(
         app.include_router(docs.router)
     for r in extra_routers:
         app.include_router(r)
+    # outermost last: security headers on every answer, the Host allow-list's 400 included
     app.add_middleware(Guard, settings=settings)
-    app.add_middleware(SecurityHeaders)
     app.add_middleware(TrustedHostMiddleware, allowed_hosts=allowed_hosts(settings))
+    app.add_middleware(SecurityHeaders)
     logging.getLogger("pax").setLevel(logging.INFO)
     return app
 

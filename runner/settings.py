@@ -61,6 +61,24 @@ class Settings(BaseSettings):
     max_plan_body_bytes: int = Field(
         256 * 1024, ge=1024, le=2**30, description="Largest plan (YAML or JSON) body."
     )
+    http_max_header_bytes: int = Field(
+        64 * 1024,
+        ge=4096,
+        le=2**24,
+        description="Largest request head (request line and headers); past it: 431.",
+    )
+    http_max_headers: int = Field(
+        100, ge=10, le=10_000, description="Most header fields in a request; past it: 431."
+    )
+    http_head_timeout_s: float = Field(
+        10.0, gt=0, le=3600, description="Seconds a request's head may take to arrive; 408 after."
+    )
+    http_body_timeout_s: float = Field(
+        60.0, gt=0, le=3600, description="Seconds a request's body may take to arrive; 408 after."
+    )
+    http_keep_alive_s: int = Field(
+        5, ge=1, le=3600, description="Seconds an idle keep-alive connection stays open."
+    )
     runs_root: Path = Field(Path("var/runs"), description="Where launched runs get directories.")
     reports_root: Path = Field(Path("reports"), description="Where sweep reports are written.")
     runner_url: str | None = Field(

@@ -89,12 +89,19 @@ def serve(
         f"pax serve: ledger {redacted(settings.ledger)}, http://{settings.host}:{settings.port} "
         f"(API /api/v1, docs /docs), concurrency {settings.concurrency}"
     )
+    from runner.api.http11 import protocol_for
+
     uvicorn.run(
         app_,
         host=settings.host,
         port=settings.port,
         log_level=log_level,
         access_log=False,
+        # h11 with bounded heads and deadlines (runner/api/http11.py), never httptools,
+        # which reads headers of any size
+        http=protocol_for(settings),
+        h11_max_incomplete_event_size=settings.http_max_header_bytes,
+        timeout_keep_alive=settings.http_keep_alive_s,
     )
 
 

@@ -8,6 +8,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
+from runner.api.headers import HEADERS
 from runner.ledger.errors import Conflict, NotFound
 from trainer.config import ConfigError, describe_errors
 
@@ -27,6 +28,16 @@ def install(app: FastAPI) -> None:
     app.add_exception_handler(NotFound, answer(404))
     app.add_exception_handler(Conflict, answer(409))
     app.add_exception_handler(ConfigError, answer(422))
+
+    @app.exception_handler(Exception)
+    async def _crashed(request: Request, exc: Exception):
+        # answered by Starlette's outermost layer, past every middleware: the security
+        # headers are added here, and the error's text stays in the log, never in the answer
+        return JSONResponse(
+            {"detail": "internal error: the service logged it; please report it"},
+            status_code=500,
+            headers={k.decode(): v.decode() for k, v in HEADERS},
+        )
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(request: Request, exc: RequestValidationError):

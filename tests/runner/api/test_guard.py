@@ -93,3 +93,28 @@ def test_docs_are_served_without_a_cdn(service):
     assert page.status_code == 200 and "https://" not in page.text and "<script>" not in page.text
     for src in ("/docs/assets/swagger-ui-bundle.js", "/docs/assets/swagger-ui.css"):
         assert src in page.text and service.page(src).status_code == 200
+
+
+def test_a_500_carries_the_security_headers_and_no_internals(tmp_path):
+    """Answered past every middleware by Starlette's outermost layer: the headers were lost."""
+    from fastapi import APIRouter
+    from fastapi.testclient import TestClient
+
+    from runner.app import create_app
+    from runner.settings import Settings
+
+    broken = APIRouter()
+
+    @broken.get("/broken")
+    def _broken():
+        raise RuntimeError("secret internals")
+
+    settings = Settings(
+        db=tmp_path / "pax.db", admin_token=ADMIN, concurrency=0, allowed_hosts=["testserver"]
+    )
+    app = create_app(settings, extra_routers=[broken], start_scheduler=False)
+    with TestClient(app, raise_server_exceptions=False) as http:
+        r = http.get("/broken")
+    assert r.status_code == 500 and "secret internals" not in r.text
+    assert r.headers["x-content-type-options"] == "nosniff"
+    assert "frame-ancestors 'none'" in r.headers["content-security-policy"]
