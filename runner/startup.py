@@ -1,8 +1,9 @@
 """Opening the ledger for a service: every reason not to start is found here, before anything
 listens, and said in one line with what to do (a `StartupError`), never as a traceback.
 
-In order, for SQLite: the ledger's folder is usable, no other service holds this ledger (an
-exclusive lock file: one scheduler per SQLite ledger), the file is private (0600) and writable.
+In order, for SQLite: the ledger's folder is usable, the file is private (0600) and writable,
+no other service holds it (an exclusive lock on the file itself, whatever path or URL names it:
+one scheduler per SQLite ledger).
 For PostgreSQL (PAX_DATABASE_URL): the driver is installed and the server answers; any number of
 services may share it. Then: the schema is current, and the tokens are sound.
 """
@@ -66,22 +67,24 @@ def _folder(db: Path) -> None:
 
 
 def _lock(db: Path):
-    path = db.with_name(db.name + ".lock")
-    f = open(path, "a+")  # noqa: SIM115 - held open for the service's lifetime
+    """Hold the ledger: an exclusive flock on the ledger file itself, so the lock is keyed on
+    the file (its device and inode), not on the path that named it: a symlink, a hard link or
+    a URL with options to the same file finds it held. (SQLite's own locks are POSIX record
+    locks, which flock does not touch.) `<real path>.lock` says who holds it."""
+    real = db.resolve()
+    f = open(real, "rb")  # noqa: SIM115 - held open for the service's lifetime
+    note = real.with_name(real.name + ".lock")
     try:
         fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
-        f.seek(0)
-        holder = f.read().strip() or "another process"
         f.close()
+        holder = note.read_text().strip() if note.is_file() else "another process"
         raise StartupError(
-            f"--db {db}: the ledger is in use by {holder} (lock {path}); stop that service, "
+            f"--db {db}: the ledger is in use by {holder} (the file {real}); stop that service, "
             "or give this one its own --db (several services share a ledger on PostgreSQL)"
         ) from None
-    f.seek(0)
-    f.truncate()
-    f.write(f"pax serve, pid {os.getpid()}")
-    f.flush()
+    with contextlib.suppress(OSError):
+        note.write_text(f"pax serve, pid {os.getpid()}\n")
     return f
 
 
@@ -133,10 +136,10 @@ def open_ledger(settings: Settings) -> Opened:
         _server(settings.ledger)
     else:
         _folder(db)
+        _private(db)  # the file exists from here: it is what the lock holds
         lock = _lock(db)
     try:
         if db is not None:
-            _private(db)
             try:
                 upgrade(db)
             except sqlalchemy.exc.OperationalError as e:

@@ -49,11 +49,12 @@ def database_url(db: str | Path) -> str:
 
 
 def sqlite_path(db: str | Path) -> Path | None:
-    """The file of a SQLite ledger (None for another database or an in-memory one)."""
+    """The file of a SQLite ledger (None for another database or an in-memory one), without
+    the URL's options (`?mode=rw` names the same file)."""
     url = database_url(db)
-    if not url.startswith("sqlite:///") or url == "sqlite:///:memory:":
+    if not url.startswith("sqlite:///") or url.startswith("sqlite:///:memory:"):
         return None
-    return Path(url.removeprefix("sqlite:///"))
+    return Path(url.removeprefix("sqlite:///").split("?", 1)[0])
 
 
 def redacted(db: str | Path) -> str:

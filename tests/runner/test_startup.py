@@ -39,3 +39,21 @@ def test_a_bad_database_url_stops_the_start_with_what_to_do(tmp_path, url, fragm
     said = res.stdout + res.stderr
     assert res.returncode == 2 and fragment in said, said
     assert "Traceback" not in said and "s3cretpw" not in said  # never the password
+
+
+@pytest.mark.parametrize("how", ["symlink", "hardlink", "url"])
+def test_one_service_per_ledger_file_however_it_is_named(service, tmp_path, how):
+    """The lock was keyed on the path's text: a symlinked --db, or sqlite:///...?mode=rw,
+    started a second service on the same file, and both said they led."""
+    other = tmp_path / "elsewhere"
+    other.mkdir()
+    if how == "symlink":
+        env = {"PAX_DB": str(other / "pax.db")}
+        (other / "pax.db").symlink_to(service.db)
+    elif how == "hardlink":
+        env = {"PAX_DB": str(other / "pax.db")}
+        (other / "pax.db").hardlink_to(service.db)
+    else:
+        env = {"PAX_DATABASE_URL": f"sqlite:///{service.db}?mode=rw"}
+    res = serve_once(other, PAX_ADMIN_TOKEN=ADMIN, **env)
+    assert res.returncode == 2 and "in use by" in res.stderr, res.stderr
