@@ -11,6 +11,7 @@ import copy
 import hashlib
 import json
 import re
+import unicodedata
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -52,14 +53,20 @@ def _name(v: str) -> str:
 
 Name = Annotated[str, Field(json_schema_extra={"pattern": NAME_PATTERN}), AfterValidator(_name)]
 
-# A label people read (a plan's name): any printable text, no control or bidi-override
-# characters (they reorder or hide what a terminal or a page shows).
-UNSAFE = re.compile(r"[\x00-\x1f\x7f-\x9f\u200e\u200f\u202a-\u202e\u2066-\u2069]")
+# A label people read (a plan's name): any printable text, but none of the Unicode categories
+# that hide, reorder or break what a terminal, a page or a file name shows: controls (Cc),
+# format characters (Cf: bidi overrides, zero-width spaces, U+FEFF, U+061C), line and
+# paragraph separators (Zl, Zp). The one name rule, wherever a name people choose enters.
+UNSAFE_CATEGORIES = {"Cc", "Cf", "Zl", "Zp"}
 
 
 def _label(v: str) -> str:
-    if UNSAFE.search(v):
-        raise ValueError("must not contain control or bidi-override characters")
+    bad = next((c for c in v if unicodedata.category(c) in UNSAFE_CATEGORIES), None)
+    if bad is not None:
+        raise ValueError(
+            f"must not contain U+{ord(bad):04X} ({unicodedata.category(bad)}: control, format or "
+            "separator characters hide or reorder what is shown)"
+        )
     return v
 
 

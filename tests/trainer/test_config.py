@@ -102,3 +102,21 @@ def test_smoke_config_is_valid():
     cfg = load_config(ROOT / "configs" / "smoke.yaml", "smoke")
     assert cfg.max_tokens // cfg.eval.every_tokens >= 3
     assert cfg.total_steps // cfg.checkpoint.every_steps >= 3
+
+
+@pytest.mark.parametrize("char", ["\u061c", "\u2028", "\u2029", "\u200b", "\ufeff", "\u206a",
+                                  "\u202e", "\x1b", "\x85"])  # fmt: skip
+def test_plan_names_refuse_hidden_characters(char):
+    """Cc, Cf, Zl and Zp are refused wherever a name people choose enters (issue 25: a plan
+    name took U+061C, U+2028, U+200B, U+FEFF and U+206A)."""
+    from runner.study.plan_spec import parse_plan
+
+    with pytest.raises(ConfigError, match=f"U\\+{ord(char):04X}"):
+        parse_plan({"name": f"a{char}b"})
+
+
+def test_plan_names_keep_ordinary_text():
+    from runner.study.plan_spec import parse_plan
+
+    plan, _ = parse_plan({"name": "étude 10M · emb×GLU (v2)"})
+    assert plan.name == "étude 10M · emb×GLU (v2)"
