@@ -43,12 +43,20 @@ def check_token(token: str, where: str) -> str:
 
 def read_token_file(path: Path) -> str:
     """The token in `path`, after checking the file is private and the token usable."""
+    if not path.is_file():
+        raise TokenError(
+            f"{path} is a {'folder' if path.is_dir() else 'special file'}, not a token file: "
+            "remove it (a new token is then generated there), or write a token into a file"
+        )
     mode = stat.S_IMODE(path.stat().st_mode)
     if mode & (stat.S_IRWXG | stat.S_IRWXO):
         raise TokenError(
             f"{path} is readable by others (mode {mode:o}): run `chmod 600 {path}` and start again"
         )
-    token = path.read_text().strip()
+    try:
+        token = path.read_text().strip()
+    except (OSError, UnicodeDecodeError) as e:
+        raise TokenError(f"{path}: cannot read it ({e}); fix its owner or mode (0600)") from None
     if not token:
         raise TokenError(
             f"{path} is empty (a crash while it was written?): delete it to have a new token "
@@ -77,12 +85,12 @@ def load_or_create_token(db: Path | str, configured: str | None, kind: str = "ad
     if configured:
         return check_token(configured, f"PAX_{kind.upper()}_TOKEN")
     path = token_file(db, kind)
-    if path.is_file():
+    if path.exists() or path.is_symlink():
         return read_token_file(path)
     token = write_token_file(path)
-    print(
+    print(  # never a character of the token: logs are read by more people than the file
         f"pax: generated the {kind} token in {path} (mode 0600); use it as "
-        f"`Authorization: Bearer $(cat {path})` ({token[:4]}...)",
+        f"`Authorization: Bearer $(cat {path})`",
         file=sys.stderr,
         flush=True,
     )

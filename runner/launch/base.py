@@ -74,7 +74,13 @@ def run_dir_under(root: Path, run_id: int, name: str) -> Path:
     """<root>/<id>-<name>, resolved and checked to lie under `root`: a name from the ledger
     never reaches outside it (names are validated at submission; this is the second lock)."""
     root = Path(root).resolve()
-    path = (root / f"{int(run_id):06d}-{name}").resolve()
+    named = root / f"{int(run_id):06d}-{name}"
+    if named.is_symlink():
+        raise ValueError(
+            f"{named} is a symbolic link: a run's folder is a real folder under {root}; "
+            "remove the link and requeue the run"
+        )
+    path = named.resolve()
     if path.parent != root:
         raise ValueError(f"run name {name!r} would leave {root}; refusing to use it")
     return path

@@ -345,10 +345,14 @@ class Scheduler:
         launcher = launcher or next(iter(self.launchers.values()))
         # the local folder the launcher starts from (a cloud's own folder is in its bucket,
         # run_dir_url below): always the same one for a run, so a retry resumes there
-        run_dir = run_dir_for(self.settings, run)
-        run_dir.mkdir(parents=True, exist_ok=True)
-        config_path = run_dir / "spec.yaml"
-        config_path.write_text(yaml.safe_dump({"base": json.loads(run.spec_json)}))
+        try:
+            run_dir = run_dir_for(self.settings, run)
+            run_dir.mkdir(parents=True, exist_ok=True)
+            config_path = run_dir / "spec.yaml"
+            config_path.write_text(yaml.safe_dump({"base": json.loads(run.spec_json)}))
+        except (OSError, ValueError) as e:  # a symlinked or unwritable folder: said, not stuck
+            self._end(run, "failed", f"cannot prepare the run's folder: {e}")
+            return
         spec = LaunchSpec(
             run_id=run.id,
             attempt=run.attempt,

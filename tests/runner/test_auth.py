@@ -34,3 +34,22 @@ def test_generated_token_files_are_private_and_whole(service):
     assert stat.S_IMODE(path.stat().st_mode) == 0o600 and len(path.read_text().strip()) >= 32
     assert stat.S_IMODE(service.db.stat().st_mode) == 0o600
     assert not list(service.db.parent.glob(".*.tmp*"))
+
+
+def test_a_token_file_that_is_a_folder_is_a_one_line_refusal(tmp_path):
+    """It was a traceback (IsADirectoryError)."""
+    (tmp_path / "var").mkdir()
+    (tmp_path / "var" / "pax.db.admin_token").mkdir()
+    res = serve_once(tmp_path, PAX_DB=str(tmp_path / "var" / "pax.db"))
+    assert res.returncode == 2 and "is a folder, not a token file" in res.stderr, res.stderr
+    assert "Traceback" not in res.stderr
+
+
+def test_a_generated_token_is_never_printed(tmp_path):
+    """Start-up printed its first 4 characters; the docs say it is never printed."""
+    # the admin token is generated, then a short worker token stops the start (exit 2)
+    res = serve_once(tmp_path, PAX_DB=str(tmp_path / "var" / "pax.db"), PAX_WORKER_TOKEN="short")
+    said = res.stdout + res.stderr
+    token = (tmp_path / "var" / "pax.db.admin_token").read_text().strip()
+    assert res.returncode == 2 and "generated the admin token in" in said, said
+    assert f"({token[:4]}...)" not in said and token[:8] not in said
