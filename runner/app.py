@@ -64,6 +64,10 @@ def create_app(
     pricing = Pricing.from_settings(settings)  # an unknown GPU or a bad table fails here
     if settings.sky or settings.launcher == "skypilot":
         check_sky(settings, pricing)  # and so does a cloud set-up whose jobs could not finish
+    if settings.trainer_user:
+        from runner.launch.local import trainer_account
+
+        trainer_account(settings.trainer_user)  # a user trainers can't run as stops the start
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
@@ -194,6 +198,7 @@ def make_launchers(settings: Settings, pricing: Pricing, engine) -> list:
                 place=place,
                 gpus=settings.gpus,
                 slots_per_gpu=settings.gpu_slots,
+                user=settings.trainer_user,
             )
         )
     if settings.sky or settings.launcher == "skypilot":

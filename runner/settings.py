@@ -49,6 +49,12 @@ class Settings(BaseSettings):
         description="Extra environment variables a launched trainer may see (e.g. "
         "WANDB_API_KEY); everything else of the service's environment is withheld.",
     )
+    trainer_user: str | None = Field(
+        None,
+        description="The user local trainers run as (the service must start as root): then "
+        "they can't read the service's token files or ledger. Unset: the service's own user "
+        "(docs/deploy.md, the security model).",
+    )
     max_body_bytes: int = Field(
         64 * 1024, ge=1024, le=2**30, description="Largest request body, unless named below."
     )

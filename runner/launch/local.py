@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import pwd
 import signal
 import socket
 import subprocess
@@ -37,7 +38,9 @@ class LocalLauncher(Launcher):
         place: Placement = Placement(),
         gpus: int = 0,
         slots_per_gpu: int = 1,
+        user: str | None = None,
     ):
+        self.account = trainer_account(user)  # (uid, gid), or None: the service's own user
         self.python = python
         self.passthrough = tuple(passthrough)
         self.place = place  # the service's own GPU (PAX_ACCELERATOR), or the CPU
@@ -91,6 +94,12 @@ class LocalLauncher(Launcher):
                     "PAX_GPU_SLOTS or PAX_GPUS"
                 )
             env["CUDA_VISIBLE_DEVICES"] = str(gpu)
+        as_user = {}
+        if self.account is not None:
+            uid, gid = self.account
+            hand_over(spec.run_dir, uid, gid)  # its folder is the trainer's to write
+            env["HOME"] = str(spec.run_dir)  # caches go there, not into the service's home
+            as_user = {"user": uid, "group": gid, "extra_groups": []}
         # its own session: a signal to the service's process group does not reach training,
         # and stop() can signal the trainer's whole group
         proc = subprocess.Popen(
@@ -100,6 +109,7 @@ class LocalLauncher(Launcher):
             stdin=subprocess.DEVNULL,
             env=env,
             start_new_session=True,
+            **as_user,
         )
         log.close()
         with self.lock:
@@ -166,3 +176,30 @@ def _alive(pid: int) -> bool:
     except PermissionError:
         return True
     return True
+
+
+def trainer_account(user: str | None) -> tuple[int, int] | None:
+    """(uid, gid) of the user trainers run as, checked now: it exists, and this process may
+    start processes as it (it runs as root). ValueError naming the fix otherwise."""
+    if not user:
+        return None
+    try:
+        pw = pwd.getpwnam(user) if not user.isdigit() else pwd.getpwuid(int(user))
+    except KeyError:
+        raise ValueError(f"PAX_TRAINER_USER={user!r}: no such user on this machine") from None
+    if os.geteuid() != 0 and pw.pw_uid != os.geteuid():
+        raise ValueError(
+            f"PAX_TRAINER_USER={user!r}: only a service started as root may run trainers as "
+            "another user; start it as root, or leave PAX_TRAINER_USER unset"
+        )
+    return pw.pw_uid, pw.pw_gid
+
+
+def hand_over(run_dir, uid: int, gid: int) -> None:
+    """The run folder and everything in it owned by the trainer's user (a resumed run's
+    checkpoints too), never following a link."""
+    for root, dirs, files in os.walk(run_dir):
+        for name in [*dirs, *files]:
+            with contextlib.suppress(FileNotFoundError):
+                os.chown(os.path.join(root, name), uid, gid, follow_symlinks=False)
+    os.chown(run_dir, uid, gid, follow_symlinks=False)
