@@ -20,6 +20,7 @@ from fastapi import APIRouter, FastAPI
 from starlette.middleware.trustedhost import TrustedHostMiddleware
 
 from runner.api import docs, errors
+from runner.api.allow import AllowHeader
 from runner.api.guard import Guard
 from runner.api.headers import SecurityHeaders
 from runner.api.routes import health, results, runs, sky, sweeps, workers
@@ -130,11 +131,13 @@ def create_app(
         api.include_router(r)
     app.include_router(api)
     app.include_router(health.router)  # /healthz at the root too, for load balancers
+    docs.priced_gpus(app, pricing)
     if settings.docs:
         app.include_router(docs.router)
     for r in extra_routers:
         app.include_router(r)
     # outermost last: security headers on every answer, the Host allow-list's 400 included
+    app.add_middleware(AllowHeader)
     app.add_middleware(Guard, settings=settings)
     app.add_middleware(TrustedHostMiddleware, allowed_hosts=allowed_hosts(settings))
     app.add_middleware(SecurityHeaders)

@@ -39,3 +39,24 @@ def asset(name: str) -> Response:
         media_type=ASSETS[name],
         headers={"Cache-Control": "public, max-age=86400"},
     )
+
+
+def priced_gpus(app, pricing) -> None:
+    """The OpenAPI document says which GPUs a worker may claim with: the price table's (a GPU
+    without a price is refused, so the document names the ones that have one). With prices
+    from SkyPilot's catalog, any name may have one: the field stays a free string."""
+    if pricing.source != "table":
+        return
+    made = app.openapi
+
+    def openapi() -> dict:
+        if app.openapi_schema is None:
+            doc = made()
+            field = doc["components"]["schemas"]["ClaimRequest"]["properties"]["accelerator"]
+            gpus = sorted(pricing.table["accelerators"])
+            field.pop("anyOf", None)
+            field["anyOf"] = [{"type": "string", "enum": gpus}, {"type": "null"}]
+            app.openapi_schema = doc
+        return app.openapi_schema
+
+    app.openapi = openapi

@@ -8,7 +8,7 @@ from typing import Any, Literal
 from pydantic import BaseModel
 from pydantic import Field as PField
 
-from runner.ledger.models import RunBase, Strict
+from runner.ledger.models import RunBase, Strict, whole
 from trainer.config import Name
 
 Launch = Literal["local", "docker", "skypilot", "worker"]
@@ -17,8 +17,8 @@ Launch = Literal["local", "docker", "skypilot", "worker"]
 class RunCreate(Strict):
     config: dict[str, Any] = PField(description="A train config (trainer.config.TrainConfig).")
     name: Name | None = None
-    priority: int = PField(0, strict=True, ge=-1000, le=1000, description="Higher runs first.")
-    sweep_id: int | None = PField(None, strict=True, ge=1, le=2**62)
+    priority: whole(-1000, 1000) = PField(0, description="Higher runs first.")
+    sweep_id: whole(1, 2**62) | None = None
     phase: Name | None = None
     launcher: Launch | None = PField(
         None,
@@ -70,8 +70,8 @@ class AttemptPublic(BaseModel):
 
 class Point(Strict):
     # strict: "10" or true is a mistake to report, not a value to coerce
-    step: int = PField(strict=True, ge=0, le=2**62)
-    tokens: int = PField(strict=True, ge=0, le=2**62)
+    step: whole(0, 2**62)
+    tokens: whole(0, 2**62)
     name: str = PField(min_length=1, max_length=100, pattern=r"^[A-Za-z0-9_./-]+$")
     # NaN and inf are refused (a 422 saying "finite number"); the trainer never sends them.
     # A constraint, not a Python validator: this model is on the ingest hot path.
@@ -90,14 +90,10 @@ class MetricsAck(BaseModel):
 
 
 class Heartbeat(Strict):
-    step: int | None = PField(None, strict=True, ge=0, le=2**62)
-    tokens: int | None = PField(None, strict=True, ge=0, le=2**62)
-    attempt: int | None = PField(
-        None,
-        strict=True,
-        ge=1,
-        le=10_000,
-        description="The trainer's own attempt count (resumes of this run directory).",
+    step: whole(0, 2**62) | None = None
+    tokens: whole(0, 2**62) | None = None
+    attempt: whole(1, 10_000) | None = PField(
+        None, description="The trainer's own attempt count (resumes of this run directory)."
     )
 
 
@@ -170,7 +166,7 @@ class Claim(BaseModel):
 
 
 class ExitReport(Strict):
-    code: int = PField(strict=True, ge=-255, le=255, description="The trainer's exit code.")
+    code: whole(-255, 255) = PField(description="The trainer's exit code.")
 
 
 class ErrorBody(BaseModel):

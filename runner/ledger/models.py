@@ -4,8 +4,11 @@ agree with these, indexes included (tests/runner/ledger/test_migrations.py check
 from __future__ import annotations
 
 from enum import StrEnum
+from typing import Annotated
 
-from pydantic import BaseModel, ConfigDict
+from annotated_types import Interval
+from pydantic import BaseModel, BeforeValidator, ConfigDict
+from pydantic import Strict as PydanticStrict
 from sqlalchemy import Column, Index, Text, text
 from sqlmodel import Field, SQLModel
 
@@ -32,6 +35,18 @@ class Strict(BaseModel):
     """Request bodies and plan files: an unknown field is an error, not silently dropped."""
 
     model_config = ConfigDict(extra="forbid")
+
+
+def _whole(v):
+    # JSON has one number type: 3 and 3.0 are the same integer (JSON Schema says so, and
+    # clients' serializers differ); a fraction, a string or a boolean is still refused
+    return int(v) if isinstance(v, float) and v.is_integer() and abs(v) < 2**63 else v
+
+
+def whole(ge: int, le: int):
+    """An integer of a request body within [ge, le]: strict (no "3", no true), but 3.0 reads as
+    3. The bounds sit inside the type, so its JSON schema says minimum and maximum."""
+    return Annotated[int, PydanticStrict(), Interval(ge=ge, le=le), BeforeValidator(_whole)]
 
 
 class Sweep(SQLModel, table=True):

@@ -8,14 +8,15 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel, ConfigDict, ValidationError, model_validator
 from pydantic import Field as PField
 
+from runner.ledger.models import whole
 from trainer.config import describe_errors
 
 MAX_DEPTH = 24  # metrics.json nests 5 levels; the rest is a margin, not an invitation
 
-NonNegative = Annotated[int, PField(strict=True, ge=0, le=2**62)]
+NonNegative = whole(0, 2**62)
 Finite = Annotated[float, PField(allow_inf_nan=False)]
 Text = Annotated[str, PField(max_length=10_000)]
 
@@ -26,7 +27,7 @@ class _Doc(BaseModel):
 
 class ResultRun(_Doc):
     status: Literal["succeeded", "killed", "failed", "preempted"]
-    exit_code: int | None = PField(None, strict=True, ge=-255, le=255)
+    exit_code: whole(-255, 255) | None = None
     exit_reason: str | None = PField(None, max_length=10_000)
     attempts: NonNegative | None = None
     finished_at: Finite | None = None
@@ -88,7 +89,7 @@ class ResultFinalModel(_Doc):
 
 
 class ResultDoc(_Doc):
-    schema_version: int | None = PField(None, strict=True, ge=1, le=1000)
+    schema_version: whole(1, 1000) | None = None
     run: ResultRun
     config: dict[str, Any] | None = None
     plan: dict[str, Any] | None = None
@@ -106,6 +107,13 @@ class ResultDoc(_Doc):
     params: dict[Text, NonNegative] | None = None
     final_model: ResultFinalModel | None = None
     timings: dict[Text, Finite] | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _not_too_deep(cls, doc):
+        if depth(doc) > MAX_DEPTH:
+            raise ValueError(f"nested deeper than {MAX_DEPTH} levels (docs/metrics.md)")
+        return doc
 
 
 def depth(doc: Any, limit: int = MAX_DEPTH) -> int:
@@ -126,8 +134,6 @@ def check_result(doc: Any) -> ResultDoc:
     """The document, typed; ValueError naming what is wrong (the field, or the depth)."""
     if not isinstance(doc, dict):
         raise ValueError("result: a metrics.json document is a JSON object")
-    if depth(doc) > MAX_DEPTH:
-        raise ValueError(f"result: nested deeper than {MAX_DEPTH} levels (docs/metrics.md)")
     try:
         return ResultDoc.model_validate(doc)
     except ValidationError as e:

@@ -238,7 +238,8 @@ def run_list(
     """A page of runs as plain dicts (their public columns and `latest` metrics), newest
     first: two queries (the page, then its runs' latest values) and no ORM objects, so 1,000
     rows cost little. Keyset paging: `before_id` (the page after one that ended at that id) or
-    `after_id` (ids above it, oldest first: every run exactly once while runs are added).
+    `after_id` (ids above it, oldest first: every run exactly once while runs are added); both
+    together: the ids between them, oldest first.
     `since`: only runs changed after that time (state, progress or a heartbeat). `count`: also
     how many match the filters, `since` aside (None when not asked)."""
     conds = []
@@ -251,11 +252,11 @@ def run_list(
     page = select(R.id).where(*conds)
     if since is not None:
         page = page.where(or_(R.updated_at > since, R.last_heartbeat > since))
+    if before_id is not None:
+        page = page.where(R.id < before_id)
     if after_id is not None:
         page = page.where(R.id > after_id).order_by(R.id)
     else:
-        if before_id is not None:
-            page = page.where(R.id < before_id)
         page = page.order_by(R.id.desc()).offset(offset if before_id is None else 0)
     page = page.limit(limit).subquery()
     with engine.connect() as conn:

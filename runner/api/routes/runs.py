@@ -39,7 +39,7 @@ from runner.api.schemas import (
 )
 from runner.ledger import attempts, events, lifecycle, results, runs, series
 from runner.ledger.models import FINISHED, Run, RunStatus
-from runner.ledger.result_doc import check_result
+from runner.ledger.result_doc import ResultDoc, check_result
 from trainer.config import describe_errors, validate
 
 router = APIRouter(prefix="/runs", tags=["runs"])
@@ -115,9 +115,8 @@ def list_runs(
 ):
     """Runs, newest first (or oldest first from `after_id`). Page with `before_id`/`after_id`:
     `next_before_id`/`next_after_id` give the next page's key; no run is skipped or repeated
-    while runs are being added. The response is built from plain rows (no per-row model)."""
-    if before_id is not None and after_id is not None:
-        raise HTTPException(422, "before_id, after_id: give one of them, not both")
+    while runs are being added. Both keys: the runs between them, oldest first. The response
+    is built from plain rows (no per-row model)."""
     rows, total = runs.run_list(
         engine,
         status=status,
@@ -314,12 +313,13 @@ def post_result(
     settings: SettingsDep,
     pricing: PricingDep,
     run: RunCallerDep,
-    metrics: Annotated[dict[str, Any], Body()],
+    body: Annotated[ResultDoc, Body()],
 ):
-    """Trainer-facing: the run's final metrics.json (docs/metrics.md; checked before it is
-    stored). The run's state follows its exit; a result for a run that was never launched (an
-    import by the admin) is its own exit."""
+    """Trainer-facing: the run's final metrics.json (docs/metrics.md; its schema is this
+    body's, checked whole before it is stored). The run's state follows its exit; a result for
+    a run that was never launched (an import by the admin) is its own exit."""
     _open(run, "results")
+    metrics = body.model_dump(mode="json", exclude_unset=True)
     try:
         doc = check_result(metrics)
     except ValueError as e:

@@ -13,14 +13,15 @@ from pydantic import Field
 from runner.api.deps import EngineDep, PricingDep
 from runner.api.schemas import Strict
 from runner.cost import measured_tokens_per_s
+from runner.ledger.models import whole
 
 router = APIRouter(prefix="/sky", tags=["sky"])
 
 
 class ForecastRequest(Strict):
-    tokens: int = Field(strict=True, ge=0, le=10**13, description="Tokens to train, in all.")
-    jobs: int = Field(strict=True, ge=0, le=100_000, description="Cloud jobs (a start-up each).")
-    sweep_id: int | None = Field(None, strict=True, ge=1, le=2**62)
+    tokens: whole(0, 10**13) = Field(description="Tokens to train, in all.")
+    jobs: whole(0, 100_000) = Field(description="Cloud jobs (a start-up each).")
+    sweep_id: whole(1, 2**62) | None = None
 
 
 def _options(request: Request):

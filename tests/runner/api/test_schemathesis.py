@@ -1,27 +1,26 @@
-"""The API against its own OpenAPI document, with schemathesis: generated requests (valid and
-invalid), the admin token, a fixed seed. No server error, and every answer documented: its
-status code, content type and body schema."""
+"""The API against its own OpenAPI document, with schemathesis and every one of its checks:
+generated requests (valid and invalid), the admin token, a fixed seed. No server error, every
+answer documented (status code, content type, headers, body schema, Allow on a 405), and
+conformance both ways: what the document calls valid is accepted, what it calls invalid is
+refused.
+
+One exception, said here: whether POST /runs and POST /sweeps accept a well-formed config or
+plan depends on the planner (can it build that budget split?) and on the data this service has
+for a local launch; no schema can say either, and both answers are a documented 422 naming the
+reason. For those two, "valid data is accepted" is not asked; every other check is."""
 
 import pytest
 import schemathesis
+import schemathesis.checks
 from hypothesis import HealthCheck, given, settings
 from hypothesis.errors import Unsatisfiable
 from schemathesis import GenerationMode
-from schemathesis.checks import not_a_server_error
-from schemathesis.specs.openapi.checks import (
-    content_type_conformance,
-    response_schema_conformance,
-    status_code_conformance,
-)
 
 from tests.runner.conftest import ADMIN, start_service
 
-CHECKS = [
-    not_a_server_error,
-    status_code_conformance,
-    content_type_conformance,
-    response_schema_conformance,
-]
+schemathesis.checks.load_all_checks()
+CHECKS = list(schemathesis.checks.CHECKS.get_all())
+SEMANTIC = {"POST /api/v1/runs", "POST /api/v1/sweeps"}  # acceptance is the planner's call
 EXAMPLES = 60  # per operation: about 1,000 cases over the API's operations
 
 
@@ -59,6 +58,11 @@ def test_the_api_conforms_to_its_openapi_document(api_schema, live):
     for op in operations(api_schema):
         counts["operations"] += 1
         for mode in (GenerationMode.POSITIVE, GenerationMode.NEGATIVE):
+            checks = [
+                c
+                for c in CHECKS
+                if not (op.label in SEMANTIC and c.__name__ == "positive_data_acceptance")
+            ]
 
             @given(case=op.as_strategy(generation_mode=mode))
             @settings(
@@ -71,7 +75,9 @@ def test_the_api_conforms_to_its_openapi_document(api_schema, live):
             def check(case):
                 counts["cases"] += 1
                 case.call_and_validate(
-                    base_url=live.url, headers={"Authorization": f"Bearer {ADMIN}"}, checks=CHECKS
+                    base_url=live.url,
+                    headers={"Authorization": f"Bearer {ADMIN}"},
+                    checks=checks,  # noqa: B023 - used within this iteration only
                 )
 
             try:
@@ -79,3 +85,4 @@ def test_the_api_conforms_to_its_openapi_document(api_schema, live):
             except Unsatisfiable:  # nothing to break (an operation without inputs)
                 assert mode is GenerationMode.NEGATIVE, op.label
     assert counts["operations"] >= 15 and counts["cases"] >= 500, counts
+    assert len(CHECKS) >= 14  # all of schemathesis's checks, not a chosen few
