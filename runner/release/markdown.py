@@ -19,7 +19,7 @@ SAMPLE_NOTE = (
 
 # What Markdown gives meaning to: user text (a sweep's name, a reason) is escaped so that it can
 # never form an image, a link, a heading or a table cell; it reads as typed.
-MARKUP = re.compile(r"([\\`*_{}\[\]()<>#+\-.!|~&])")
+MARKUP = re.compile(r"([\\`*_\[\]()<>#!|~&])")
 
 
 def text(s) -> str:
@@ -243,7 +243,7 @@ def kills_section(f: dict) -> list[str]:
     if not f["kills"]:
         return [*lines, "No run was killed.", ""]
     for k in f["kills"]:
-        lines.append(f"- run {k['run_id']} ({text(k['name'])}): {text(k['reason'])}")
+        lines.append(f"- run {k['run_id']} (`{k['name']}`): {text(k['reason'])}")
         if k["gap_relative"] is not None:
             sig = k["gap_sigmas"]
             lines.append(
