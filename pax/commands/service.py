@@ -97,10 +97,8 @@ def serve(
         port=settings.port,
         log_level=log_level,
         access_log=False,
-        # h11 with bounded heads and deadlines (runner/api/http11.py), never httptools,
-        # which reads headers of any size
+        # uvicorn's httptools protocol with bounded heads and deadlines (runner/api/http11.py)
         http=protocol_for(settings),
-        h11_max_incomplete_event_size=settings.http_max_header_bytes,
         timeout_keep_alive=settings.http_keep_alive_s,
     )
 

@@ -1,11 +1,14 @@
-"""The service's HTTP/1.1 server protocol: uvicorn's h11 protocol with what a service on an
-open port needs and uvicorn lacks (its httptools protocol reads headers without any bound):
+"""The service's HTTP/1.1 server protocol: uvicorn's httptools protocol (the fast parser) with what
+a service on an open port needs and uvicorn lacks, since it reads a request's head of any size
+and waits for it forever:
 
-- request heads are bounded, in bytes (h11's buffer) and in count: past either, 431;
+- request heads are bounded, in bytes and in header fields: past either, 431 (the bytes are
+  counted as they arrive, before the parser is fed more: a 64 MiB header costs the service one
+  buffer, not 64 MiB);
 - deadlines: a request's head must arrive whole within `head_timeout_s` of its first byte (a
-  connection that sends nothing at all, within that of its opening), its body within
-  `body_timeout_s` of its head; past either, 408 and the connection closes. Idle keep-alive
-  connections close after uvicorn's own `timeout_keep_alive`;
+  connection that sends nothing, within that of its opening), its body within `body_timeout_s`
+  of its head; past either, 408 and the connection closes. Idle keep-alive connections close
+  after uvicorn's own `timeout_keep_alive`;
 - its own refusals (400, 408, 431) carry the security headers every other answer has.
 
 `protocol_for(settings)` gives the class `pax serve` runs uvicorn with (`http=`).
@@ -13,48 +16,28 @@ open port needs and uvicorn lacks (its httptools protocol reads headers without 
 
 from __future__ import annotations
 
-import h11
-from uvicorn.protocols.http.h11_impl import H11Protocol
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from runner.api.headers import HEADERS
 
 REASONS = {400: b"Bad Request", 408: b"Request Timeout", 431: b"Request Header Fields Too Large"}
 
 
-class _Watched:
-    """The connection's h11 state machine, watched: a request's head and its end move the
-    deadlines, and a refusal's status hint is kept for the answer."""
-
-    def __init__(self, conn: h11.Connection, proto: GuardedH11Protocol):
-        self._conn, self._proto = conn, proto
-
-    def __getattr__(self, name):
-        return getattr(self._conn, name)
-
-    def next_event(self):
-        try:
-            event = self._conn.next_event()
-        except h11.RemoteProtocolError as e:
-            self._proto.refusal = e.error_status_hint
-            raise
-        if isinstance(event, h11.Request):
-            if len(event.headers) > self._proto.max_headers:
-                self._proto.refusal = 431
-                raise h11.RemoteProtocolError("too many header fields", error_status_hint=431)
-            self._proto.head_arrived(body=self._conn.their_state is h11.SEND_BODY)
-        elif isinstance(event, h11.EndOfMessage):
-            self._proto.body_arrived()
-        return event
+class HeadTooLarge(Exception):
+    """Raised from a parser callback: the parser stops, and the answer is 431."""
 
 
-class GuardedH11Protocol(H11Protocol):
+class GuardedHttpProtocol(HttpToolsProtocol):
     head_timeout_s: float = 10.0
     body_timeout_s: float = 60.0
     max_headers: int = 100
+    max_head_bytes: int = 64 * 1024
 
     def __init__(self, *args, **kw):
         super().__init__(*args, **kw)
-        self.conn = _Watched(self.conn, self)
+        self.in_head = True  # bytes now arriving belong to a request's head
+        self.head_bytes = 0
+        self.fields = 0
         self.refusal: int | None = None
         self.deadline = None  # the one pending timer: the head's or the body's
 
@@ -78,19 +61,38 @@ class GuardedH11Protocol(H11Protocol):
         super().connection_lost(exc)
 
     def data_received(self, data: bytes) -> None:
-        idle = self.cycle is None or self.cycle.response_complete
-        if idle and self.deadline is None:
-            self._arm(self.head_timeout_s)  # the next request's head starts arriving
+        if self.in_head:
+            if self.deadline is None:
+                self._arm(self.head_timeout_s)  # the next request's head starts arriving
+            self.head_bytes += len(data)
         super().data_received(data)
+        if (
+            self.in_head
+            and self.head_bytes > self.max_head_bytes
+            and not self.transport.is_closing()
+        ):
+            self._refuse(431, b"request head too large: too many or too long header fields")
 
-    def head_arrived(self, body: bool) -> None:
-        if body:
-            self._arm(self.body_timeout_s)
-        else:
-            self._disarm()
+    def on_message_begin(self) -> None:
+        super().on_message_begin()
+        self.in_head, self.fields = True, 0
 
-    def body_arrived(self) -> None:
+    def on_header(self, name: bytes, value: bytes) -> None:
+        self.fields += 1
+        if self.fields > self.max_headers:
+            self.refusal = 431
+            raise HeadTooLarge(f"more than {self.max_headers} header fields")
+        super().on_header(name, value)
+
+    def on_headers_complete(self) -> None:
+        self.in_head, self.head_bytes = False, 0
+        self._arm(self.body_timeout_s)  # disarmed when the message is whole
+        super().on_headers_complete()
+
+    def on_message_complete(self) -> None:
         self._disarm()
+        self.in_head = True
+        super().on_message_complete()
 
     def _expired(self) -> None:
         self.deadline = None
@@ -107,14 +109,12 @@ class GuardedH11Protocol(H11Protocol):
     # ------------------------------------------------------------ refusals
 
     def send_400_response(self, msg: str) -> None:
-        status = self.refusal if self.refusal in REASONS else 400
-        if status == 431:
+        if self.refusal == 431:
             self._refuse(431, b"request head too large: too many or too long header fields")
         else:
             self._refuse(400, msg.encode("ascii", "replace"))
 
     def _refuse(self, status: int, body: bytes) -> None:
-        """Written as bytes: h11 cannot answer a request whose head never arrived."""
         self._disarm()
         head = [f"HTTP/1.1 {status} ".encode() + REASONS[status]]
         head += [b"content-type: text/plain; charset=utf-8", b"connection: close"]
@@ -124,14 +124,15 @@ class GuardedH11Protocol(H11Protocol):
         self.transport.close()
 
 
-def protocol_for(settings) -> type[GuardedH11Protocol]:
+def protocol_for(settings) -> type[GuardedHttpProtocol]:
     """The protocol class with this service's bounds (PAX_HTTP_*)."""
     return type(
-        "PaxH11Protocol",
-        (GuardedH11Protocol,),
+        "PaxHttpProtocol",
+        (GuardedHttpProtocol,),
         {
             "head_timeout_s": settings.http_head_timeout_s,
             "body_timeout_s": settings.http_body_timeout_s,
             "max_headers": settings.http_max_headers,
+            "max_head_bytes": settings.http_max_header_bytes,
         },
     )
