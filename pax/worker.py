@@ -15,6 +15,7 @@ reports its exit; the trainer streams metrics and heartbeats with the run's own 
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import shutil
@@ -124,6 +125,7 @@ class Worker:
         spot: bool = False,
         checkpoint_url: str | None = None,
         passthrough=(),
+        alive_file: Path | None = None,
         log=lambda m: print(m, file=sys.stderr, flush=True),
     ):
         self.url = url
@@ -139,6 +141,7 @@ class Worker:
         self.spot = spot
         self.store = CheckpointStore(checkpoint_url) if checkpoint_url else None
         self.passthrough = tuple(passthrough)
+        self.alive_file = Path(alive_file) if alive_file else None
         self.log = log
         self.stopping = threading.Event()
         self.lock = threading.Lock()
@@ -155,6 +158,7 @@ class Worker:
         if threading.current_thread() is threading.main_thread():
             for sig in (signal.SIGTERM, signal.SIGINT):
                 signal.signal(sig, self._on_signal)
+        self.alive()
         devices = slot_devices(self.slots, gpu_count() if self.gpus is None else self.gpus)
         threads = [
             threading.Thread(target=self._slot, args=(i, *devices[i]), name=f"slot-{i}")
@@ -176,6 +180,13 @@ class Worker:
         for proc in trainers:  # each checkpoints and exits 75; its exit is reported
             if proc.poll() is None:
                 proc.send_signal(signal.SIGTERM)
+
+    def alive(self) -> None:
+        """Touch the alive file (a container's healthcheck reads its age): at start, at every
+        answer from the service, and while trainers run."""
+        if self.alive_file is not None:
+            with contextlib.suppress(OSError):
+                self.alive_file.touch()
 
     def _take(self) -> bool:
         with self.lock:
@@ -209,6 +220,7 @@ class Worker:
                     self.failure = 2
                     self.stopping.set()
                     return
+                self.alive()  # the service answered
                 if claim is None:
                     self._untake()
                     if self.idle_exit_s and time.monotonic() - idle_since > self.idle_exit_s:
@@ -278,6 +290,7 @@ class Worker:
                 try:
                     proc.wait(timeout=SYNC_S)
                 except subprocess.TimeoutExpired:
+                    self.alive()
                     if self.store is not None:
                         self.store.push(run_id, run_dir, sent)
             with self.lock:

@@ -69,6 +69,8 @@ def create_app(
         from runner.launch.local import trainer_account
 
         trainer_account(settings.trainer_user)  # a user trainers can't run as stops the start
+    if settings.launcher == "docker":
+        docker_options(settings)  # so does a container its trainers couldn't post from
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
@@ -157,14 +159,37 @@ def check_sky(settings: Settings, pricing: Pricing) -> None:
     """Refuse, at start-up, SkyPilot options whose jobs could not finish a run: an unpinned or
     missing image, a GPU without a price, a runner URL the cloud cannot reach, or no way at all
     to hear from the jobs."""
-    from runner.launch.skypilot import REACHING_THE_SERVICE, SkyOptions, validate_options
+    from runner.launch.skypilot import (
+        REACHING_THE_SERVICE,
+        SkyOptions,
+        registry_login,
+        validate_options,
+    )
 
     validate_options(SkyOptions.from_settings(settings, bucket="pax-ledger"), pricing)
+    registry_login(settings)  # all three, or none
     if not settings.sky_runner_url and not settings.sky_bucket_path:
         raise ValueError(
             "PAX_SKY_RUNNER_URL and PAX_SKY_BUCKET_PATH are both unset, so the service would "
             "hear nothing from its cloud jobs: " + REACHING_THE_SERVICE
         )
+
+
+def docker_options(settings: Settings):
+    """The docker launcher's options; ValueError (a refusal at start-up) when its trainers could
+    not reach this service."""
+    from runner.launch.docker import DockerOptions, trainer_url
+
+    opts = DockerOptions(
+        image=settings.docker_image,
+        engine=settings.docker_engine,
+        gpus=settings.docker_gpus or None,
+        data_dir=settings.docker_data_dir,
+        network=settings.docker_network,
+        runner_url=settings.docker_runner_url,
+    )
+    trainer_url(settings.url, opts)
+    return opts
 
 
 def launcher_capacity(settings: Settings, launcher) -> int:
@@ -186,13 +211,14 @@ def make_launchers(settings: Settings, pricing: Pricing, engine) -> list:
     place = Placement(accelerator=settings.accelerator, spot=settings.spot)
     out = []
     if settings.launcher == "docker":
-        from runner.launch.docker import DockerLauncher, DockerOptions, engine_available
+        from runner.launch.docker import DockerLauncher, engine_available
 
-        if engine_available():
-            out.append(DockerLauncher(DockerOptions(image=settings.docker_image), place))
+        if engine_available(settings.docker_engine):
+            out.append(DockerLauncher(docker_options(settings), place))
         else:
             logging.getLogger("pax").warning(
-                "launcher=docker but no Docker engine answers `docker info`: using local processes"
+                "launcher=docker but no engine answers `%s info`: using local processes",
+                settings.docker_engine,
             )
     if settings.launcher != "skypilot" and not out:
         out.append(
@@ -205,7 +231,7 @@ def make_launchers(settings: Settings, pricing: Pricing, engine) -> list:
             )
         )
     if settings.sky or settings.launcher == "skypilot":
-        from runner.launch.skypilot import SkyOptions, SkyPilotLauncher
+        from runner.launch.skypilot import SkyOptions, SkyPilotLauncher, registry_login
         from runner.ledger.db import ledger_id
 
         bucket = f"pax-{(ledger_id(engine) or 'ledger')[:16]}"  # unique to this ledger
@@ -215,6 +241,7 @@ def make_launchers(settings: Settings, pricing: Pricing, engine) -> list:
                 pricing=pricing,
                 takes_unassigned=settings.launcher == "skypilot",
                 bucket_path=settings.sky_bucket_path,
+                login=registry_login(settings),
             )
         )
     return out

@@ -118,6 +118,25 @@ class Settings(BaseSettings):
         '"launcher": "skypilot"), beside the default launcher.',
     )
     docker_image: str = Field("pax:latest", description="Image for the docker launcher.")
+    docker_engine: Literal["docker", "podman"] = Field(
+        "docker", description="The docker launcher's engine (podman takes the same commands)."
+    )
+    docker_network: str | None = Field(
+        None,
+        description="The network trainer containers join: the compose network (with "
+        "PAX_DOCKER_RUNNER_URL=http://service:8000), or host.",
+    )
+    docker_runner_url: str | None = Field(
+        None,
+        description="The URL trainer containers post to (default: the service's own, which must "
+        "not be a loopback address unless PAX_DOCKER_NETWORK=host).",
+    )
+    docker_gpus: str | None = Field(
+        "all", description="`--gpus` of trainer containers (empty: CPU only)."
+    )
+    docker_data_dir: Path = Field(
+        Path("data"), description="The host folder mounted read-only as the containers' data/."
+    )
     sky_concurrency: int = Field(
         8, ge=0, le=1000, description="SkyPilot jobs at once (each takes its own machine)."
     )
@@ -135,6 +154,15 @@ class Settings(BaseSettings):
     sky_bucket: str | None = Field(
         None,
         description="The checkpoint bucket; default pax-<ledger id>, unique to this ledger.",
+    )
+    sky_registry_server: str | None = Field(
+        None,
+        description="The registry of a private PAX_SKY_IMAGE (e.g. ghcr.io): with the user and "
+        "password below, handed to SkyPilot as its docker-login secrets, never as plain env.",
+    )
+    sky_registry_username: str | None = Field(None, description="The registry's user name.")
+    sky_registry_password: str | None = Field(
+        None, description="The registry's password or token (a read-only package token)."
     )
     sky_runner_url: str | None = Field(
         None,

@@ -98,7 +98,7 @@ class ModelSpec(Section):
 
 class DataSpec(Section):
     tokenized_dir: str = Field(
-        "data/lm_tokenized", description="Root written by preprocess_lm.py; sp<V>/ is used."
+        "data/lm_tokenized", description="Root written by `pax tokenize`; sp<V>/ is used."
     )
     seq_len: int = Field(256, ge=8, le=4096, description="Training context length in tokens.")
     batch_size: int = Field(16, ge=1, le=4096, description="Sequences per optimizer step.")
@@ -279,11 +279,16 @@ class TrainConfig(Section):
         manifest = self.tokenized_path() / "manifest.json"
         if manifest.is_file():
             return None
-        return (
+        return (  # commands of the `pax` an installed wheel has, not scripts of a checkout
             f"data.tokenized_dir: {manifest} is missing; run "
-            f"`scripts/preprocess_lm.py --input data/wikitext-2 --vocab_size "
-            f"{self.model.vocab_size} --output {self.data.tokenized_dir}` first"
+            f"`{tokenize_command(self.model.vocab_size, self.data.tokenized_dir)}` first "
+            "(after `pax data wikitext --output data/wikitext-2`)"
         )
+
+
+def tokenize_command(vocab_size, output: str = "data/lm_tokenized") -> str:
+    """The command that makes a tokenizer's files, as every message names it."""
+    return f"pax tokenize --input data/wikitext-2 --vocab-size {vocab_size} --output {output}"
 
 
 class ConfigError(ValueError):

@@ -72,6 +72,15 @@ def worker_cmd(
         ),
     ] = None,
     spot: Annotated[bool, typer.Option(envvar="PAX_SPOT", help="A spot machine.")] = False,
+    alive_file: Annotated[
+        Path | None,
+        typer.Option(
+            "--alive-file",
+            envvar="PAX_WORKER_ALIVE_FILE",
+            help="Touched at start, at each answer from the service and while trainers run: "
+            "a container's healthcheck reads its age.",
+        ),
+    ] = None,
 ) -> None:
     """Pull queued runs from a service and train them here (GPU if present). The worker token
     comes from the environment or a file, never the command line (ps shows command lines)."""
@@ -107,6 +116,7 @@ def worker_cmd(
             checkpoint_url=checkpoint_url,
             accelerator=accelerator,
             spot=spot,
+            alive_file=alive_file,
             log=err.print,
         )
     )

@@ -4,6 +4,8 @@ environment, which every launcher uses."""
 
 from __future__ import annotations
 
+import contextlib
+import os
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from pathlib import Path
@@ -155,3 +157,13 @@ class Launcher(ABC):
     def run_dir_url(self, run_id: int, local: Path) -> str:
         """Where the service reads the run's folder (a local path, or a bucket's URL)."""
         return str(local)
+
+
+def hand_over(run_dir, uid: int, gid: int) -> None:
+    """The run folder and everything in it owned by the trainer's user (a resumed run's
+    checkpoints too), never following a link."""
+    for root, dirs, files in os.walk(run_dir):
+        for name in [*dirs, *files]:
+            with contextlib.suppress(FileNotFoundError):
+                os.chown(os.path.join(root, name), uid, gid, follow_symlinks=False)
+    os.chown(run_dir, uid, gid, follow_symlinks=False)

@@ -19,6 +19,7 @@ from runner.launch.base import (
     JobState,
     Launcher,
     LaunchSpec,
+    hand_over,
     trainer_args,
     trainer_env,
 )
@@ -193,13 +194,3 @@ def trainer_account(user: str | None) -> tuple[int, int] | None:
             "another user; start it as root, or leave PAX_TRAINER_USER unset"
         )
     return pw.pw_uid, pw.pw_gid
-
-
-def hand_over(run_dir, uid: int, gid: int) -> None:
-    """The run folder and everything in it owned by the trainer's user (a resumed run's
-    checkpoints too), never following a link."""
-    for root, dirs, files in os.walk(run_dir):
-        for name in [*dirs, *files]:
-            with contextlib.suppress(FileNotFoundError):
-                os.chown(os.path.join(root, name), uid, gid, follow_symlinks=False)
-    os.chown(run_dir, uid, gid, follow_symlinks=False)

@@ -138,8 +138,37 @@ def validate_options(o: SkyOptions, pricing=None) -> None:
     check_runner_url(o.runner_url)
 
 
-def task_config(spec: LaunchSpec, config: dict, opts: SkyOptions, pricing=None) -> dict:
-    """The task's YAML for one run (with its secret under `secrets`)."""
+# SkyPilot's docker login, read from a task's secrets (all three together)
+REGISTRY_SECRETS = (
+    "SKYPILOT_DOCKER_SERVER",
+    "SKYPILOT_DOCKER_USERNAME",
+    "SKYPILOT_DOCKER_PASSWORD",
+)
+
+
+def registry_login(settings) -> dict[str, str]:
+    """The docker-login secrets of a private image, from the settings ({} for a public one);
+    ValueError when only some are set."""
+    values = (
+        settings.sky_registry_server,
+        settings.sky_registry_username,
+        settings.sky_registry_password,
+    )
+    if not any(values):
+        return {}
+    if not all(values):
+        raise ValueError(
+            "PAX_SKY_REGISTRY_SERVER, PAX_SKY_REGISTRY_USERNAME and PAX_SKY_REGISTRY_PASSWORD "
+            "go together: set all three for a private image, or none for a public one"
+        )
+    return dict(zip(REGISTRY_SECRETS, values, strict=True))
+
+
+def task_config(
+    spec: LaunchSpec, config: dict, opts: SkyOptions, pricing=None, login: dict | None = None
+) -> dict:
+    """The task's YAML for one run (its run token, and a private image's registry login, under
+    `secrets`: SkyPilot keeps them out of the task's plain env and its logs)."""
     validate_options(opts, pricing)
     doc = copy.deepcopy(yaml.safe_load(TEMPLATE.read_text()))
     doc["name"] = f"pax-run-{spec.run_id}"
@@ -161,7 +190,7 @@ def task_config(spec: LaunchSpec, config: dict, opts: SkyOptions, pricing=None) 
     )
     if opts.runner_url:  # otherwise no inbound connection: the job's outbox is in the bucket
         doc["envs"]["PAX_RUNNER_URL"] = opts.runner_url
-    doc["secrets"] = {"PAX_RUN_TOKEN": spec.env["PAX_RUN_TOKEN"]}
+    doc["secrets"] = {"PAX_RUN_TOKEN": spec.env["PAX_RUN_TOKEN"], **(login or {})}
     return doc
 
 
@@ -171,11 +200,13 @@ def redacted_yaml(doc: dict) -> str:
     return yaml.safe_dump(shown, sort_keys=False)
 
 
-def build_task(spec: LaunchSpec, config: dict, opts: SkyOptions, pricing=None):
+def build_task(
+    spec: LaunchSpec, config: dict, opts: SkyOptions, pricing=None, login: dict | None = None
+):
     """A real sky.Task for one run (no cloud call)."""
     import sky
 
-    doc = task_config(spec, config, opts, pricing)
+    doc = task_config(spec, config, opts, pricing, login)
     secrets = doc.pop("secrets")
     # secrets are added after parsing: SkyPilot keeps the parsed YAML text (and prints it), so
     # the token must not be in it
@@ -239,8 +270,10 @@ class SkyPilotLauncher(Launcher):
         pricing=None,
         takes_unassigned: bool = False,
         bucket_path: str | None = None,
+        login: dict | None = None,
     ):
         self.opts = opts
+        self.login = login or {}  # a private image's registry login (secrets, never in opts)
         self.adapter = adapter or SkyAdapter()
         self.pricing = pricing
         self.takes_unassigned = takes_unassigned
@@ -268,7 +301,7 @@ class SkyPilotLauncher(Launcher):
 
     def start(self, spec: LaunchSpec) -> str:
         config = yaml.safe_load(spec.config_path.read_text())["base"]
-        task = build_task(spec, config, self.opts, self.pricing)
+        task = build_task(spec, config, self.opts, self.pricing, self.login)
         name = f"pax-run-{spec.run_id}"
         if self.opts.managed:
             return str(self.adapter.launch(task, name=name))

@@ -132,7 +132,9 @@ def test_the_wheel_alone_migrates_serves_and_trains(installed, tmp_path, tokeniz
         # launch without its data is refused with the command that makes it
         submit = ("sweep", "submit", "configs/embed_ratio.yaml", "--url", url, "--token", ADMIN)
         r = pax(installed, empty, *submit)
-        assert r.returncode != 0 and "scripts/preprocess_lm.py" in r.stderr, r.stderr
+        # the installed wheel's own commands, never a script of the source tree
+        assert r.returncode != 0 and "`pax tokenize --input" in r.stderr, r.stderr
+        assert "pax data wikitext" in r.stderr and "scripts/" not in r.stderr
         r = pax(installed, empty, *submit, "--launcher", "worker")
         assert r.returncode == 0, r.stderr
         assert httpx.get(f"{url}/api/v1/runs").json()["total"] == 3

@@ -295,7 +295,7 @@ def test_missing_token_files_say_what_to_run(tmp_path):
         tmp_path,
     )
     _, err = p.communicate(timeout=120)
-    assert p.returncode == 2 and "preprocess_lm.py" in err
+    assert p.returncode == 2 and "pax tokenize" in err
 
 
 @pytest.mark.slow

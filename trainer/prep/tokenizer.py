@@ -221,7 +221,7 @@ def load_tokens(tok_dir: Path, split: str) -> np.ndarray:
     path = Path(tok_dir) / f"{split}.bin"
     if not path.is_file():
         raise FileNotFoundError(
-            f"{path} is missing: run `scripts/preprocess_lm.py --input "
-            "data/wikitext-2 --vocab_size N --output data/lm_tokenized` first"
+            f"{path} is missing: run `pax tokenize --input data/wikitext-2 --vocab-size N "
+            "--output data/lm_tokenized` first"
         )
     return np.memmap(path, dtype=np.uint16, mode="r")

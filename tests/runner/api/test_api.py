@@ -225,10 +225,8 @@ def test_submission_with_missing_data_is_refused_with_the_command(service, spec,
     assert r.status_code == 422, r.text
     detail = r.json()["detail"]
     assert f"{nowhere}/sp512/manifest.json is missing" in detail
-    assert (
-        f"scripts/preprocess_lm.py --input data/wikitext-2 --vocab_size 512 --output {nowhere}"
-        in detail
-    )
+    assert f"pax tokenize --input data/wikitext-2 --vocab-size 512 --output {nowhere}" in detail
+    assert "scripts/" not in detail  # an installed wheel has no scripts folder
     from trainer.config import validate
 
     assert detail == validate(bad).missing_data()  # the trainer's text, exactly
@@ -238,7 +236,7 @@ def test_submission_with_missing_data_is_refused_with_the_command(service, spec,
 
     plan = small_plan(tmp_path / "elsewhere").replace("launcher: worker\n", "")  # local
     r = submit(service, plan)
-    assert r.status_code == 422 and "scripts/preprocess_lm.py" in r.json()["detail"]
+    assert r.status_code == 422 and "pax tokenize" in r.json()["detail"]
     assert service.get("/sweeps").json() == []
     # a worker or a cloud job brings its own data: not checked here
     assert service.post("/runs", json={"config": bad, "launcher": "worker"}).status_code == 201

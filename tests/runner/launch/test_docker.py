@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from runner.launch.base import LaunchSpec
-from runner.launch.docker import DockerOptions, container_name, run_command
+from runner.launch.docker import DockerOptions, container_name, run_as, run_command, trainer_url
 from tests.conftest import ROOT
 
 BIN = Path(os.environ.get("VIRTUAL_ENV", Path(__import__("sys").executable).parent.parent)) / "bin"
@@ -42,13 +42,47 @@ def test_run_command_gpu(tmp_path):
     assert cmd[image + 1 : image + 3] == ["train", "--config"]
     assert cmd[-5:] == ["--run-dir", run_dir, "--no-progress", "--lock-wait", "120"]
     envs = [cmd[i + 1] for i, a in enumerate(cmd) if a == "--env"]
-    assert envs == ["PAX_RUNNER_URL", "PAX_RUN_ID", "PAX_RUN_TOKEN"]
+    assert envs == [f"HOME={run_dir}", "PAX_RUNNER_URL", "PAX_RUN_ID", "PAX_RUN_TOKEN"]
     assert "s3cret-token" not in " ".join(cmd)  # the token never appears in argv
 
 
 def test_run_command_cpu(tmp_path):
     cmd = run_command(spec(tmp_path), DockerOptions(gpus=None))
     assert "--gpus" not in cmd and "pax:latest" in cmd
+
+
+def test_podman_takes_the_same_command_and_the_trainer_runs_as_the_folders_owner(tmp_path):
+    cmd = run_command(spec(tmp_path), DockerOptions(engine="podman"), user="1000:1000")
+    assert cmd[:2] == ["podman", "run"] and cmd[cmd.index("--user") + 1] == "1000:1000"
+
+
+@pytest.mark.parametrize(
+    "url", ["http://127.0.0.1:8000", "http://localhost:8123", "http://0.0.0.0:8000"]
+)
+def test_trainers_in_containers_never_post_to_their_own_loopback(url):
+    """Trainers got http://127.0.0.1:8000, which inside a container is the container itself."""
+    with pytest.raises(ValueError, match="their own loopback"):
+        trainer_url(url, DockerOptions())
+    assert trainer_url(url, DockerOptions(network="host")) == url  # the host's own loopback
+    opts = DockerOptions(network="pax_default", runner_url="http://service:8000")
+    assert trainer_url(url, opts) == "http://service:8000"
+
+
+def test_a_service_that_would_launch_unreachable_trainers_refuses_to_start(tmp_path):
+    from runner.app import create_app
+    from runner.settings import Settings
+
+    with pytest.raises(ValueError, match="PAX_DOCKER_RUNNER_URL"):
+        create_app(Settings(db=tmp_path / "pax.db", launcher="docker"), start_scheduler=False)
+
+
+def test_a_run_folder_of_roots_is_handed_to_the_images_user(tmp_path):
+    if os.geteuid() != 0:
+        pytest.skip("only root owns folders of root's")
+    run_dir = tmp_path / "run"
+    (run_dir / "checkpoints").mkdir(parents=True)
+    assert run_as(run_dir) == "10001:10001"
+    assert run_dir.stat().st_uid == (run_dir / "checkpoints").stat().st_uid == 10001
 
 
 def tool(name):
@@ -151,6 +185,14 @@ def test_compose_config_is_valid():
     # `docker compose run --rm service data` writes the data volume the workers read
     data = {v["target"]: v for v in svc["volumes"]}["/var/lib/pax/data"]
     assert data["source"] == "data" and not data.get("read_only")
+    # offline, the mirror reaches the containers: a URL passed through, a folder mounted
+    assert "PAX_DATA_MIRROR" in svc["environment"]
+    assert {v["target"]: v for v in svc["volumes"]}["/mirror"].get("read_only") is True
+    # workers' health is their own (the image's healthcheck reads their alive file)
+    for worker in ("worker", "worker-cpu"):
+        assert "healthcheck" not in cfg["services"][worker] or not cfg["services"][worker][
+            "healthcheck"
+        ].get("disable")
     # without the token the file refuses to render, saying how to fix it
     env.pop("PAX_ADMIN_TOKEN")
     bad = subprocess.run(
@@ -197,3 +239,6 @@ def test_compose_postgres_profile():
     assert proxy["ports"][0]["host_ip"] == "127.0.0.1" and proxy["ports"][0]["published"] == "8000"
     assert cfg["worker-pg"]["command"][-1] == "http://proxy:8000"
     assert "PAX_ADMIN_TOKEN" not in cfg["worker-pg"]["environment"]
+    # every GPU worker reserves the GPUs (worker-pg had none: it would have trained on CPU)
+    gpu = cfg["worker-pg"]["deploy"]["resources"]["reservations"]["devices"][0]
+    assert gpu["capabilities"] == ["gpu"] and gpu["driver"] == "nvidia"

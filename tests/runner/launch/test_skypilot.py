@@ -70,6 +70,32 @@ def test_build_task_is_a_real_spot_task_pinned_by_digest(sky, tmp_path):
     assert with_url.envs["PAX_RUNNER_URL"] == "https://pax.example.org"
 
 
+def test_a_private_images_registry_login_travels_as_secrets(sky, tmp_path):
+    """Nothing handed a cloud VM the credentials to pull a private image; now SkyPilot gets its
+    docker-login secrets, never in the task's plain env or its printed YAML."""
+    from runner.launch.skypilot import build_task, redacted_yaml, registry_login, task_config
+    from runner.settings import Settings
+
+    login = registry_login(
+        Settings(
+            sky_registry_server="ghcr.io",
+            sky_registry_username="pax-bot",
+            sky_registry_password="ghp_s3cret-registry-token",
+        )
+    )
+    doc = task_config(spec(tmp_path), {}, opts(), login=login)
+    assert doc["secrets"]["SKYPILOT_DOCKER_PASSWORD"] == "ghp_s3cret-registry-token"
+    assert not any(k.startswith("SKYPILOT_DOCKER") for k in doc["envs"])
+    assert "ghp_s3cret" not in redacted_yaml(doc)
+    task = build_task(spec(tmp_path), {}, opts(), login=login)
+    assert "ghp_s3cret" not in str(task.envs) and "ghp_s3cret" not in repr(task)
+    got = {r.docker_login_config.server for r in task.resources}
+    assert got == {"ghcr.io"}  # SkyPilot will log in there before pulling the image
+    with pytest.raises(ValueError, match="go together"):
+        registry_login(Settings(sky_registry_server="ghcr.io"))
+    assert registry_login(Settings()) == {}  # a public image needs none
+
+
 def test_the_run_script_writes_only_the_bucket_and_tmp(sky):
     """The job's image folders are read-only to it: every path the script writes or changes
     into is under /pax (the bucket) or /tmp."""
