@@ -18,10 +18,10 @@ from pathlib import Path
 import pytest
 import yaml
 
-from pax.client import Client, ServiceError
+from pax.client import Client
 from tests.conftest import ROOT
 from tests.deploy.conftest import IMAGE
-from tests.deploy.test_image import free_port
+from tests.deploy.test_image import free_port, ready
 from tests.helpers import tiny_raw, wait_until
 
 pytestmark = pytest.mark.slow
@@ -121,15 +121,7 @@ def two_runs() -> str:
 
 
 def finish_a_plan(url: str, what: str) -> dict:
-    client = Client(url, ADMIN, timeout=30)
-
-    def up():
-        try:
-            return client.health()
-        except ServiceError:
-            return None
-
-    wait_until(up, 180, f"the service behind {url}", every=1)
+    client = ready(url, ADMIN)
     sweep = client.submit_plan(two_runs(), launcher="worker")
     t0 = time.monotonic()
     done = wait_until(

@@ -27,8 +27,9 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def ready(url: str, timeout: float = 180) -> Client:
-    client = Client(url, ADMIN, timeout=30)
+def ready(url: str, token: str = ADMIN, timeout: float = 180) -> Client:
+    """A client of the service at `url`, once it answers /healthz."""
+    client = Client(url, token, timeout=30)
 
     def up():
         try:
