@@ -26,6 +26,7 @@ from runner.api.headers import SecurityHeaders
 from runner.api.routes import health, results, runs, sky, sweeps, workers
 from runner.api.schemas import ErrorBody
 from runner.cost import Pricing
+from runner.ledger.db import ledger_id
 from runner.ledger.ingest import GroupWriter
 from runner.settings import Settings
 from runner.startup import open_ledger
@@ -50,9 +51,15 @@ REFUSALS = {
 
 
 def allowed_hosts(settings: Settings) -> list[str]:
-    if settings.allowed_hosts:
-        return settings.allowed_hosts
-    return sorted({settings.host, "localhost", "127.0.0.1", "::1", "[::1]"})
+    """Host headers the service answers: PAX_ALLOWED_HOSTS, else its own names; and always the
+    hosts of the URLs it hands out (trainers behind a proxy or a tunnel post to those)."""
+    from urllib.parse import urlparse
+
+    hosts = set(settings.allowed_hosts or {settings.host, "localhost", "127.0.0.1", "::1", "[::1]"})
+    for url in (settings.runner_url, settings.sky_runner_url, settings.docker_runner_url):
+        if url and urlparse(url).hostname:
+            hosts.add(urlparse(url).hostname)
+    return sorted(hosts)
 
 
 def create_app(
@@ -79,6 +86,7 @@ def create_app(
         opened = open_ledger(settings)  # raises StartupError: `pax serve` checks first
         engine = opened.engine
         app.state.engine = engine
+        app.state.ledger_id = ledger_id(engine)  # fixed for the ledger's life: read once
         app.state.admin_token = opened.admin_token
         app.state.worker_token = opened.worker_token
         app.state.pricing = pricing
@@ -95,6 +103,7 @@ def create_app(
                 launchers,
                 pricing,
                 on_tick=lambda: study_sweeps.advance(engine, pricing),
+                on_points=app.state.kill_rule.answer,  # points read from run folders too
                 capacity={lr.name: launcher_capacity(settings, lr) for lr in launchers},
             )
             sched.start()
@@ -232,7 +241,6 @@ def make_launchers(settings: Settings, pricing: Pricing, engine) -> list:
         )
     if settings.sky or settings.launcher == "skypilot":
         from runner.launch.skypilot import SkyOptions, SkyPilotLauncher, registry_login
-        from runner.ledger.db import ledger_id
 
         bucket = f"pax-{(ledger_id(engine) or 'ledger')[:16]}"  # unique to this ledger
         out.append(

@@ -19,6 +19,8 @@ OUTBOX = "outbox.jsonl"  # every metric point for the runner, fsynced before it 
 ACK = "outbox.ack"  # how much of the outbox the runner acknowledged (bytes)
 HEARTBEAT = "heartbeat.json"  # step, tokens, attempt, time: rewritten as the run goes
 EXIT = "exit.json"  # how the trainer exited, for a runner that could not watch the process
+OUTBOX_PARTS = "outbox"  # a runner that can't be reached: closed part files, one per flush
+STOP = "stop.json"  # the runner's word to a trainer it can't answer: why to stop
 
 
 def run_id(cfg: TrainConfig) -> str:

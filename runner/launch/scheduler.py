@@ -55,6 +55,7 @@ from runner.ledger.runs import (
     active_runs,
     cancelled_with_jobs,
     get_run,
+    run_ref,
     runs_by_backend,
 )
 from runner.settings import Settings
@@ -77,6 +78,7 @@ class Scheduler:
         on_tick: Callable[[], None] | None = None,
         clock: Callable[[], float] = time.time,
         capacity: dict[str, int] | None = None,
+        on_points: Callable | None = None,
     ):
         launchers = launchers if isinstance(launchers, list) else [launchers]
         self.engine = engine
@@ -86,6 +88,8 @@ class Scheduler:
         self.on_tick = on_tick
         self.clock = clock
         self.dirs = RunDirs()  # what was taken in from each run's folder
+        # what a posted point meets (the kill rule), for points read from run folders too
+        self.on_points = on_points
         # runs at once per launcher: the local one by PAX_CONCURRENCY, a cloud by its own
         self.capacity = capacity or {name: settings.concurrency for name in self.launchers}
         self.stop_event = threading.Event()
@@ -170,11 +174,7 @@ class Scheduler:
     def _judge(self, run: Run, st: JobState, now: float) -> None:
         launcher = self.launchers.get(run.launcher or "")
         if launcher is not None and launcher.heard_through_files and run.run_dir:
-            # a job without inbound access speaks through its folder
-            self.dirs.take_in(
-                self.engine, run, run.run_dir, now=now, heartbeats=True, pricing=self.pricing
-            )
-            run = get_run(self.engine, run_id=run.id)
+            run = self._hear_through_files(run, now)
         recorded = attempts.recoveries_recorded(
             self.engine, run_id=run.id, backend_id=run.backend_id
         )
@@ -219,6 +219,19 @@ class Scheduler:
             self._end(run, "failed", why)
         elif self._lease_expired(run, now):
             self._lose(run, st)
+
+    def _hear_through_files(self, run: Run, now: float) -> Run:
+        """A job without inbound access speaks through its folder: take in what it wrote, let
+        its points meet the kill rule as posted ones do, and answer a stop through the folder."""
+        got = self.dirs.take_in(
+            self.engine, run, run.run_dir, now=now, heartbeats=True, pricing=self.pricing
+        )
+        if got["new"] and self.on_points is not None:
+            self.on_points(self.engine, run_ref(self.engine, run_id=run.id), got["new"])
+        run = get_run(self.engine, run_id=run.id)
+        if run.stop_reason:
+            self.dirs.tell_stop(run.run_dir, run.stop_reason)
+        return run
 
     def _note_usage(self, run: Run, usage: Usage) -> None:
         key = (run.id, run.attempt)

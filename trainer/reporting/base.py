@@ -3,6 +3,7 @@ nothing, so the training loop never branches on which reporters are on."""
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 
@@ -54,3 +55,31 @@ class Reporters(Reporter):
     def close(self) -> None:
         for r in self.reporters:
             r.close()
+
+
+def to_points(record: dict) -> list[dict]:
+    """metrics.jsonl events -> metric points named like 'train/loss' or 'dev/token_ppl'."""
+    kind = record.get("event")
+    if kind == "train":
+        prefix, keys = "train", ("loss", "lr", "tokens_per_s", "grad_norm", "elapsed_s")
+    elif kind == "eval":
+        # interval evals (maybe capped) and the whole-split final eval are different series
+        prefix = {"valid": "dev"}.get(record["split"], record["split"])
+        if record.get("final"):
+            prefix = f"final_{prefix}"
+        keys = ("loss", "token_ppl", "word_ppl", "bits_per_byte")
+    else:
+        return []
+    out = []
+    for k in keys:
+        v = record.get(k)
+        if isinstance(v, (int, float)) and math.isfinite(v):
+            out.append(
+                {
+                    "name": f"{prefix}/{k}",
+                    "step": int(record["step"]),
+                    "tokens": int(record["tokens"]),
+                    "value": float(v),
+                }
+            )
+    return out

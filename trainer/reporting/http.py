@@ -11,7 +11,6 @@ name, step), so nothing is lost or doubled. The same thread sends heartbeats. An
 from __future__ import annotations
 
 import json
-import math
 import os
 import sys
 import threading
@@ -20,41 +19,14 @@ from pathlib import Path
 
 import httpx
 
-from trainer.reporting.base import Reporter, Stop
+from trainer.reporting.base import Reporter, Stop, to_points
+from trainer.reporting.folder import FolderReporter
 from trainer.runs import ACK, EXIT, HEARTBEAT, OUTBOX
 
 PERMANENT = {400, 404, 409, 413, 422}  # retrying cannot help: skip, say so
 # The token was revoked: a newer attempt of this run owns it now. Keep the points in the shared
 # outbox (the next attempt's reporter sends them with its own token) and stop sending.
 REVOKED = {401, 403}
-
-
-def to_points(record: dict) -> list[dict]:
-    """metrics.jsonl events -> metric points named like 'train/loss' or 'dev/token_ppl'."""
-    kind = record.get("event")
-    if kind == "train":
-        prefix, keys = "train", ("loss", "lr", "tokens_per_s", "grad_norm", "elapsed_s")
-    elif kind == "eval":
-        # interval evals (maybe capped) and the whole-split final eval are different series
-        prefix = {"valid": "dev"}.get(record["split"], record["split"])
-        if record.get("final"):
-            prefix = f"final_{prefix}"
-        keys = ("loss", "token_ppl", "word_ppl", "bits_per_byte")
-    else:
-        return []
-    out = []
-    for k in keys:
-        v = record.get(k)
-        if isinstance(v, (int, float)) and math.isfinite(v):
-            out.append(
-                {
-                    "name": f"{prefix}/{k}",
-                    "step": int(record["step"]),
-                    "tokens": int(record["tokens"]),
-                    "value": float(v),
-                }
-            )
-    return out
 
 
 def _write_json(path: Path, doc: dict) -> None:
@@ -262,9 +234,10 @@ class HttpReporter(OutboxReporter):
         client.close()
 
 
-def from_env(run_dir: Path) -> OutboxReporter | None:
+def from_env(run_dir: Path) -> Reporter | None:
     """The runner's reporter for a launched run: posting to PAX_RUNNER_URL, or, for a job that
-    the service cannot be reached from (PAX_RUN_ID without a URL), its outbox files alone."""
+    the service cannot be reached from (PAX_RUN_ID without a URL), its run folder alone
+    (trainer.reporting.folder: closed part files, the heartbeat, the stop file)."""
     url, run_id, token = (
         os.environ.get(k) for k in ("PAX_RUNNER_URL", "PAX_RUN_ID", "PAX_RUN_TOKEN")
     )
@@ -272,7 +245,7 @@ def from_env(run_dir: Path) -> OutboxReporter | None:
     if url and run_id and token:
         return HttpReporter(run_dir, url, run_id, token, heartbeat_s=beat)
     if run_id:
-        return OutboxReporter(run_dir, heartbeat_s=beat)
+        return FolderReporter(run_dir, flush_s=beat)
     return None  # not launched by a runner: local files only
 
 

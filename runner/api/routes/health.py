@@ -1,5 +1,6 @@
-"""/healthz: the service answers and its ledger reads; which database, and whether this
-service runs the scheduler (one of several replicas on PostgreSQL does)."""
+"""/healthz: the service answers and its ledger reads; which database and which ledger (its id
+names its bucket: pax-<id>), and whether this service runs the scheduler (one of several
+replicas on PostgreSQL does)."""
 
 from __future__ import annotations
 
@@ -19,5 +20,6 @@ def healthz(engine: EngineDep, request: Request) -> dict:
         "ok": True,
         "runs": status_counts(engine),
         "database": engine.dialect.name,
+        "ledger_id": request.app.state.ledger_id,
         "scheduler": role,
     }

@@ -118,3 +118,22 @@ def test_a_500_carries_the_security_headers_and_no_internals(tmp_path):
     assert r.status_code == 500 and "secret internals" not in r.text
     assert r.headers["x-content-type-options"] == "nosniff"
     assert "frame-ancestors 'none'" in r.headers["content-security-policy"]
+
+
+def test_trainers_behind_a_proxy_are_answered_on_the_runner_urls_host(tmp_path):
+    """Every post of a trainer behind Caddy or cloudflared got `400 Invalid host header`: the
+    host of PAX_SKY_RUNNER_URL was not allowed. It is now, with the bind host's names."""
+    from fastapi.testclient import TestClient
+
+    from runner.app import create_app
+    from runner.settings import Settings
+
+    settings = Settings(
+        db=tmp_path / "pax.db", admin_token=ADMIN, concurrency=0,
+        sky_runner_url="https://pax.example.org",
+    )  # fmt: skip
+    with TestClient(create_app(settings, start_scheduler=False)) as http:
+        r = http.get("/healthz", headers={"Host": "pax.example.org"})
+        assert r.status_code == 200 and len(r.json()["ledger_id"]) == 32  # names its bucket
+        assert http.get("/healthz", headers={"Host": "127.0.0.1"}).status_code == 200
+        assert http.get("/healthz", headers={"Host": "evil.example"}).status_code == 400

@@ -364,9 +364,12 @@ def test_no_inbound_a_run_is_heard_through_the_bucket_alone(tmp_path, tokenized_
     done = get_run(engine, run_id=run.id)
     assert done.status == "succeeded", done.exit_reason
     run_dir = bucket / "runs" / str(run.id)
+    parts = sorted((run_dir / "outbox").glob("*.jsonl"))  # closed files: a mount uploads them
+    assert parts and not (run_dir / "outbox.jsonl").exists()
     logged = {
         (p["name"], p["step"])
-        for p in map(json.loads, (run_dir / "outbox.jsonl").read_text().splitlines())
+        for part in parts
+        for p in map(json.loads, part.read_text().splitlines())
     }
     from sqlalchemy import text
 
@@ -389,3 +392,46 @@ def test_no_inbound_a_run_is_heard_through_the_bucket_alone(tmp_path, tokenized_
     (a,) = attempts(engine, run.id)
     assert a["accelerator"] == "L4" and a["outcome"] == "succeeded" and done.cost_usd > 0
     assert cloud.cancelled == []
+
+
+@pytest.mark.slow
+def test_no_inbound_a_stop_reaches_the_trainer_through_the_bucket(tmp_path, tokenized_dir):
+    """In no-inbound mode the kill rule could not stop a run: the trainer never heard an
+    answer. Now the service writes stop.json into its bucket folder, the trainer reads it at
+    its next flush, evaluates and exits 3, and the run ends killed: its cost ends there."""
+    import time
+
+    from tests.helpers import wait_until
+
+    bucket = tmp_path / "bucket"
+    manifest = bucket / "cache" / "data" / "wikitext-2" / "DATASET_MANIFEST.json"
+    manifest.parent.mkdir(parents=True)
+    manifest.write_text("{}")
+    cloud = LocalCloud(time.time, bucket)
+    engine, sched, launcher = make(tmp_path, time.time, cloud, bucket=bucket)
+    launcher.opts = SkyOptions(image=IMAGE, accelerators=("L4",), vocabs="")
+    heard = []
+    sched.on_points = lambda engine, run, points: heard.append((run.id, len(points)))
+    cfg = tiny_raw(tokenized_dir.parent, max_tokens=4000 * 8 * 64)
+    cfg["eval"]["every_tokens"] = 10**9  # no interval eval: the stop is what ends it
+    run = create_run(engine, cfg=validate(cfg), launcher="skypilot")
+
+    def training():
+        sched.tick()
+        return get_run(engine, run_id=run.id).tokens_seen > 0
+
+    wait_until(training, 180, "the bucket-only trainer training", every=0.3)
+    assert heard and heard[0][0] == run.id  # its points met the kill rule's hook
+    request_stop(engine, run_id=run.id, kind="kill", reason="kill rule: trailed", evidence={})
+
+    def settled():
+        sched.tick()
+        return get_run(engine, run_id=run.id).status not in ("queued", "launching", "running")
+
+    wait_until(settled, 180, "the stopped run settled", every=0.3)
+    done = get_run(engine, run_id=run.id)
+    run_dir = bucket / "runs" / str(run.id)
+    assert done.status == "killed" and done.exit_reason == "kill rule: trailed"
+    assert json.loads((run_dir / "stop.json").read_text())["reason"] == "kill rule: trailed"
+    assert json.loads((run_dir / "exit.json").read_text())["code"] == 3
+    assert done.tokens_seen < 4000 * 8 * 64  # stopped well before its budget
