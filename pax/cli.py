@@ -7,14 +7,25 @@ import sys
 
 import typer
 
-from pax.commands import data, demo, plan, release, service, sky, sweep, train, worker
+from pax.commands import (
+    cloud,
+    data,
+    demo,
+    plan,
+    release,
+    service,
+    sky,
+    sweep,
+    train,
+    worker,
+)
 
 app = typer.Typer(
     help="pax: parameter-allocation experiments for small language models.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
 )
-for group in (data, plan, train, service, sweep, worker, sky, demo, release):
+for group in (data, plan, train, service, sweep, worker, sky, cloud, demo, release):
     group.register(app)
 
 

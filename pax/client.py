@@ -142,6 +142,9 @@ class Client:
     def sweep(self, sweep_id: int) -> dict:
         return self.get(f"/sweeps/{sweep_id}")
 
+    def resume_sweep(self, sweep_id: int) -> dict:
+        return self.post(f"/sweeps/{sweep_id}/resume")
+
     def submit_run(self, config: dict, *, launcher: str | None = None, **fields) -> dict:
         body = {"config": config, **fields}
         if launcher:
@@ -167,6 +170,15 @@ class Client:
 
     def sky_options(self) -> dict:
         return self.get("/sky")
+
+    def cloud_up(self, body: dict) -> dict:
+        return self.post("/cloud/up", json=body)
+
+    def cloud_down(self) -> dict:
+        return self.post("/cloud/down")
+
+    def cloud_status(self) -> dict:
+        return self.get("/cloud")
 
     def sky_forecast(self, *, tokens: int, jobs: int) -> dict:
         return self.post("/sky/forecast", json={"tokens": tokens, "jobs": jobs})

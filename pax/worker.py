@@ -7,8 +7,8 @@ reports its exit; the trainer streams metrics and heartbeats with the run's own 
   (CUDA_VISIBLE_DEVICES), else they share; each GPU's time is split between the runs on it
   (the claim names the device), so a run alone pays the whole GPU and two together half each.
 - Resume anywhere: with `--checkpoint-url` (a folder, or s3://, gs:// through fsspec) every
-  checkpoint a trainer writes is copied there, and a run requeued to another worker starts from
-  its last one.
+  checkpoint a trainer writes is copied there, with best.pt each time it improves, and a run
+  requeued to another worker starts from its last one, its best dev model with it.
 - Stopping: SIGTERM (docker stop, a preemption) is passed to every trainer, which checkpoints
   and exits 75; the exits are reported (the runs are requeued) before the worker leaves.
 """
@@ -32,6 +32,7 @@ import yaml
 
 from pax.client import Client, ServiceError, Unreachable
 from runner.launch.base import run_dir_under, trainer_args, trainer_env
+from trainer.runs import BEST
 
 SYNC_S = 2.0  # how often a running trainer's new checkpoints are looked for and copied out
 
@@ -88,6 +89,9 @@ class CheckpointStore:
             stem = Path(meta).stem
             self.fs.get(weights, str(local / f"{stem}.pt"))
             self.fs.get(meta, str(local / f"{stem}.json"))
+            best = f"{self.remote(run_id)}/{BEST}"
+            if self.fs.exists(best):  # the best dev model so far: `final_model: best` needs it
+                self.fs.get(best, str(local / BEST))
             return stem
         return None
 
@@ -106,6 +110,27 @@ class CheckpointStore:
             except FileNotFoundError:  # pruned by the trainer meanwhile: a newer one follows
                 continue
             sent.add(meta.name)
+        self._push_best(run_id, local, sent)
+
+    def _push_best(self, run_id: int, local: Path, sent: set[str]) -> None:
+        """best.pt is replaced in place at each better dev evaluation: copied out again each
+        time it changed, under a temporary name first so the store never holds half of one."""
+        best = local / BEST
+        try:
+            st = best.stat()
+        except FileNotFoundError:
+            return
+        version = f"{BEST}@{st.st_mtime_ns}:{st.st_size}"
+        if version in sent:
+            return
+        remote = self.remote(run_id)
+        self.fs.makedirs(remote, exist_ok=True)
+        try:
+            self.fs.put(str(best), f"{remote}/{BEST}.part")
+        except FileNotFoundError:  # replaced meanwhile: the next push sends the newer one
+            return
+        self.fs.mv(f"{remote}/{BEST}.part", f"{remote}/{BEST}")
+        sent.add(version)
 
 
 class Worker:

@@ -23,7 +23,7 @@ from runner.api import docs, errors
 from runner.api.allow import AllowHeader
 from runner.api.guard import Guard
 from runner.api.headers import SecurityHeaders
-from runner.api.routes import health, results, runs, sky, sweeps, workers
+from runner.api.routes import cloud, health, results, runs, sky, sweeps, workers
 from runner.api.schemas import ErrorBody
 from runner.cost import Pricing
 from runner.ledger.db import ledger_id
@@ -114,7 +114,10 @@ def create_app(
             else None
         )
         app.state.scheduler = sched
+        app.state.cloud_pool = cloud_pool(settings, app.state.sky_launcher, engine, opened, sched)
         yield
+        if app.state.cloud_pool is not None:
+            app.state.cloud_pool.shutdown()
         if sched:
             sched.shutdown()
         app.state.ingest.close()
@@ -137,6 +140,7 @@ def create_app(
         workers.router,
         results.router,
         sky.router,
+        cloud.router,
         health.router,
     ):
         api.include_router(r)
@@ -154,6 +158,28 @@ def create_app(
     app.add_middleware(SecurityHeaders)
     logging.getLogger("pax").setLevel(logging.INFO)
     return app
+
+
+def cloud_pool(settings: Settings, sky_launcher, engine, opened, sched):
+    """Warm workers on SkyPilot (runner/launch/sky_workers.py), beside the SkyPilot launcher;
+    its thread steps only where this service leads the scheduler."""
+    if sky_launcher is None:
+        return None
+    from runner.launch.sky_workers import CloudPool
+
+    pool = CloudPool(
+        engine,
+        settings,
+        sky_launcher.opts,
+        sky_launcher.adapter,
+        sky_launcher.pricing,
+        opened.worker_token,
+        login=sky_launcher.login,
+        call_timeout_s=settings.sky_call_timeout_s,
+        leading=lambda: sched.leading,
+    )
+    pool.start()
+    return pool
 
 
 def launch_kinds(settings: Settings) -> set[str]:
@@ -182,6 +208,30 @@ def check_sky(settings: Settings, pricing: Pricing) -> None:
             "PAX_SKY_RUNNER_URL and PAX_SKY_BUCKET_PATH are both unset, so the service would "
             "hear nothing from its cloud jobs: " + REACHING_THE_SERVICE
         )
+
+
+def probe_cloud(settings: Settings, engine) -> list[str]:
+    """SkyPilot's set-up checked by calling it (runner/launch/sky_probe.py), at `pax serve`
+    before anything listens: the lines to show, or StartupError with the fix. [] when the
+    service does not launch on SkyPilot, or PAX_SKY_PROBE=false."""
+    if not (settings.sky or settings.launcher == "skypilot") or not settings.sky_probe:
+        return []
+    from runner.launch.sky_adapter import load_adapter
+    from runner.launch.sky_probe import ProbeError, probe
+    from runner.launch.skypilot import bucket_for
+    from runner.startup import StartupError
+
+    ledger = ledger_id(engine)
+    try:
+        said = probe(
+            load_adapter(settings.sky_adapter),
+            bucket=bucket_for(settings, ledger),
+            bucket_path=settings.sky_bucket_path,
+            timeout_s=settings.sky_probe_timeout_s,
+        )
+    except ProbeError as e:
+        raise StartupError(f"{e} (PAX_SKY_PROBE=false skips this check)") from None
+    return [f"ledger {ledger}", *said]
 
 
 def docker_options(settings: Settings):
@@ -240,16 +290,24 @@ def make_launchers(settings: Settings, pricing: Pricing, engine) -> list:
             )
         )
     if settings.sky or settings.launcher == "skypilot":
-        from runner.launch.skypilot import SkyOptions, SkyPilotLauncher, registry_login
+        from runner.launch.sky_adapter import load_adapter
+        from runner.launch.skypilot import (
+            SkyOptions,
+            SkyPilotLauncher,
+            bucket_for,
+            registry_login,
+        )
 
-        bucket = f"pax-{(ledger_id(engine) or 'ledger')[:16]}"  # unique to this ledger
         out.append(
             SkyPilotLauncher(
-                SkyOptions.from_settings(settings, bucket),
+                SkyOptions.from_settings(settings, bucket_for(settings, ledger_id(engine))),
+                adapter=load_adapter(settings.sky_adapter),
                 pricing=pricing,
                 takes_unassigned=settings.launcher == "skypilot",
                 bucket_path=settings.sky_bucket_path,
                 login=registry_login(settings),
+                poll_s=settings.sky_poll_s,
+                call_timeout_s=settings.sky_call_timeout_s,
             )
         )
     return out

@@ -125,6 +125,16 @@ class Pricing:
         row = self.table["accelerators"].get(accelerator or "", {})
         return float(row.get("tokens_per_s") or DEFAULT_TOKENS_PER_S)
 
+    def controller(self) -> tuple[float, float, str]:
+        """SkyPilot's jobs controller VM: ($/h, its autostop after the last job, the source)."""
+        row = self.table.get("jobs_controller") or {}
+        where = ", ".join(str(row[k]) for k in ("source", "region") if row.get(k))
+        return (
+            float(row.get("usd_per_h", 0.0)),
+            float(row.get("autostop_s", 600)),
+            f"table of {self.table.get('date')}" + (f" ({where})" if where else ""),
+        )
+
     @property
     def startup_overhead_s(self) -> float:
         return float(self.table.get("startup_overhead_s", 0))

@@ -102,7 +102,22 @@ class Settings(BaseSettings):
         description="Time a launched trainer has to "
         "send its first heartbeat (imports, data, model build).",
     )
-    max_attempts: int = Field(3, ge=1, le=100, description="Attempts before a run fails.")
+    max_attempts: int = Field(
+        3,
+        ge=1,
+        le=100,
+        description="Times a run may train before it fails: its one retry budget, crashes, "
+        "lost leases and cloud jobs alike (SkyPilot itself restarts nothing).",
+    )
+    launch_retry_s: float = Field(
+        60.0,
+        gt=0,
+        description="A launch error that can pass (no capacity, a quota, the network) is "
+        "retried after this long, doubled for each further error in a row.",
+    )
+    launch_retry_max_s: float = Field(
+        1800.0, gt=0, description="The longest wait between launch retries."
+    )
     stop_grace_s: float = Field(10.0, ge=0, description="SIGTERM -> SIGKILL grace on cancel.")
     tick_s: float = Field(0.5, gt=0, description="Scheduler loop interval.")
     max_points_per_post: int = Field(10_000, ge=1)
@@ -175,6 +190,34 @@ class Settings(BaseSettings):
         "s3fs), or an fsspec URL (s3://<bucket>, gs://<bucket>). Jobs' outboxes, heartbeats, "
         "results and exits are read from it while they run and when they end: with no "
         "inbound connection (PAX_SKY_RUNNER_URL unset) it is all the service hears of them.",
+    )
+    sky_poll_s: float = Field(
+        10.0,
+        ge=0,
+        le=600,
+        description="How often SkyPilot's job queue (and the bucket) is read: each read is a "
+        "request to SkyPilot's API server, so not every scheduler tick.",
+    )
+    sky_call_timeout_s: float = Field(
+        600.0,
+        ge=10,
+        le=7200,
+        description="How long a SkyPilot launch call may stay out (it runs off the scheduler's "
+        "tick) before the launch is given up and retried; a job it makes later is cancelled.",
+    )
+    sky_probe: bool = Field(
+        True,
+        description="At `pax serve`, check that SkyPilot imports, that a cloud is enabled, and "
+        "that the bucket takes a write and a read, before anything is launched.",
+    )
+    sky_probe_timeout_s: float = Field(
+        180.0, gt=0, description="How long the start-up's SkyPilot check may take."
+    )
+    sky_adapter: str = Field(
+        "runner.launch.sky_adapter:SkyAdapter",
+        pattern=r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$",
+        description="module:Class of the one object that calls SkyPilot's API (a test's or a "
+        "site's stand-in for the cloud).",
     )
     max_run_hours: float = Field(
         0.0, ge=0, description="Stop a run after this long (0 = no limit)."

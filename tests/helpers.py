@@ -10,6 +10,12 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TypeVar
 
+# the ledger's newest Alembic revision: the highest numbered file in migrations/versions/
+HEAD_REVISION = max(
+    p.name.split("_")[0]
+    for p in (Path(__file__).resolve().parents[1] / "migrations" / "versions").glob("0*.py")
+)
+
 T = TypeVar("T")
 
 

@@ -17,6 +17,7 @@ import numpy as np
 import torch
 
 from trainer.config import ConfigError
+from trainer.runs import BEST  # the weights of the best dev evaluation so far
 
 
 def rng_state() -> dict:
@@ -100,9 +101,6 @@ def latest(ckpt_dir: Path) -> tuple[dict, dict] | None:
             "again with checkpoint.resume=false or another --run-dir"
         ) from None
     return state, meta
-
-
-BEST = "best.pt"  # the weights of the best dev evaluation so far, beside the latest ones
 
 
 def save_best(ckpt_dir: Path, model_state: dict, meta: dict) -> Path:

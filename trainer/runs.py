@@ -21,6 +21,7 @@ HEARTBEAT = "heartbeat.json"  # step, tokens, attempt, time: rewritten as the ru
 EXIT = "exit.json"  # how the trainer exited, for a runner that could not watch the process
 OUTBOX_PARTS = "outbox"  # a runner that can't be reached: closed part files, one per flush
 STOP = "stop.json"  # the runner's word to a trainer it can't answer: why to stop
+BEST = "best.pt"  # in checkpoints/: the weights of the best dev evaluation so far
 
 
 def run_id(cfg: TrainConfig) -> str:

@@ -79,12 +79,20 @@ def serve(
     from runner.startup import StartupError, open_ledger
 
     try:  # every reason not to start, in one line, before anything listens
-        open_ledger(settings).close()
-        from pax.app import build_app
+        opened = open_ledger(settings)
+        try:
+            from pax.app import build_app
+            from runner.app import probe_cloud
 
-        app_ = build_app(settings)
+            app_ = build_app(settings)
+            # then the cloud set-up, by calling it (after the checks that need no call)
+            said = probe_cloud(settings, opened.engine)
+        finally:
+            opened.close()
     except (StartupError, ValueError, FileNotFoundError) as e:
         fail(str(e))
+    if said:
+        err.print("pax serve: SkyPilot: " + "; ".join(said))
     err.print(
         f"pax serve: ledger {redacted(settings.ledger)}, http://{settings.host}:{settings.port} "
         f"(API /api/v1, docs /docs), concurrency {settings.concurrency}"

@@ -1,4 +1,4 @@
-"""`pax sweep submit|status` (over the service's API) and `pax aggregate` (run folders)."""
+"""`pax sweep submit|status|resume` (over the service's API) and `pax aggregate` (run folders)."""
 
 from __future__ import annotations
 
@@ -56,6 +56,23 @@ def sweep_status(sweep_id: int, url: UrlOpt = "http://127.0.0.1:8000") -> None:
             print(json.dumps(c.sweep(sweep_id), indent=2))
         except ServiceError as e:
             fail(str(e))
+
+
+@sweep_app.command("resume")
+def sweep_resume(
+    sweep_id: int, url: UrlOpt = "http://127.0.0.1:8000", token: TokenOpt = None
+) -> None:
+    """Launch a paused sweep's runs again, once the cause it was paused for is fixed (its
+    `paused_reason`: SkyPilot missing, no cloud access, a bad credential)."""
+    from pax.client import Client, ServiceError
+
+    with Client(url, admin_token(token)) as c:
+        try:
+            sw = c.resume_sweep(sweep_id)
+        except ServiceError as e:
+            fail(str(e))
+    err.print(f"sweep {sweep_id} resumed: its queued runs launch again")
+    print(json.dumps(sw))
 
 
 def aggregate_cmd(

@@ -25,14 +25,20 @@ def worker_cmd(
             "ledger as <db>.worker_token); default: $PAX_WORKER_TOKEN.",
         ),
     ] = None,
-    name: Annotated[str | None, typer.Option(help="Worker name (default host-pid).")] = None,
-    runs_root: Annotated[Path, typer.Option("--runs-root")] = Path("var/worker-runs"),
-    poll_s: Annotated[float, typer.Option("--poll-s")] = 5.0,
+    name: Annotated[
+        str | None, typer.Option(envvar="PAX_WORKER_NAME", help="Worker name (default host-pid).")
+    ] = None,
+    runs_root: Annotated[Path, typer.Option("--runs-root", envvar="PAX_WORKER_RUNS_ROOT")] = Path(
+        "var/worker-runs"
+    ),
+    poll_s: Annotated[float, typer.Option("--poll-s", envvar="PAX_WORKER_POLL_S")] = 5.0,
     max_runs: Annotated[int, typer.Option("--max-runs", help="Stop after N runs (0 = never).")] = 0,
     idle_exit_s: Annotated[
         float,
         typer.Option(
-            "--idle-exit-s", help="Stop after the queue stayed empty this long (0 = never)."
+            "--idle-exit-s",
+            envvar="PAX_WORKER_IDLE_EXIT_S",
+            help="Stop after the queue stayed empty this long (0 = never).",
         ),
     ] = 0,
     slots: Annotated[

@@ -123,6 +123,9 @@ class SweepPublic(BaseModel):
     kind: str
     phase: str
     status: str
+    paused_reason: str | None = PField(
+        None, description="Why its launches are held (status paused): the fix, then resume."
+    )
     report_dir: str | None
     budget_usd: float | None
     created_at: float

@@ -29,6 +29,23 @@ class JobState:
     ended_outside: bool = False  # cancelled by someone other than pax (a user, in the cloud)
     detail: str | None = None  # the platform's own words (a failure reason)
     prior_seconds: float | None = None  # running time before the last recovery (SkyPilot)
+    # the platform's account of a failure that was not the trainer's (no capacity, a failed
+    # set-up), said instead of "trainer crashed"
+    cause: str | None = None
+    never_ran: bool = False  # the platform found no machines: a launch to retry, not a crash
+    # a launch that finished off the scheduler's tick: the platform's id of the job it became
+    # (the ledger renames the run's provisional backend id), or the error it met
+    job_id: str | None = None
+    launch_error: LaunchError | None = None
+
+
+@dataclass(frozen=True)
+class LaunchError:
+    """What a failed start() means: `passes` (no capacity, a quota, the network) is retried
+    with back-off; otherwise a user must fix something (the sweep pauses with `reason`)."""
+
+    passes: bool
+    reason: str
 
 
 ALIVE = JobState(RUNNING)
@@ -114,8 +131,11 @@ class Launcher(ABC):
     # not track them has a run cancelled in the ledger cancelled where its job runs instead
     tracks_processes: bool = False
     # its trainers may not reach the service (a cloud job without inbound access): their
-    # folders are read every tick, heartbeats included
+    # folders are read each time its jobs are observed, heartbeats included
     heard_through_files: bool = False
+    # its jobs are observed (and judged) at most this often: a cloud's API and its bucket are
+    # not asked every 0.5 s tick (0: every tick)
+    poll_s: float = 0.0
 
     @abstractmethod
     def start(self, spec: LaunchSpec) -> str:
@@ -123,11 +143,21 @@ class Launcher(ABC):
 
     @abstractmethod
     def observe(self, backend_ids: list[str]) -> dict[str, JobState]:
-        """The state of each job, in one call per scheduler tick (a cloud is asked once)."""
+        """The state of each job, in one call (a cloud is asked once for all its jobs)."""
 
     @abstractmethod
     def stop(self, backend_id: str, grace_s: float) -> None:
         """Ask the trainer to stop (SIGTERM: it checkpoints), force it after `grace_s`."""
+
+    # its jobs wait for machines after start() (a cloud): the run stays `launching` until
+    # observe() says RUNNING
+    starts_pending: bool = False
+
+    def launch_error(self, e: Exception) -> LaunchError:
+        """What an exception from start() means. Only a network error passes by itself here;
+        anything else (a missing program, an unusable image) waits for a user."""
+        passes = isinstance(e, (ConnectionError, TimeoutError))
+        return LaunchError(passes, f"the {self.name} launcher could not start the trainer: {e}")
 
     def placement(self) -> Placement:
         """Where its runs train, as far as it knows before launching (GPU, spot, share)."""

@@ -1,7 +1,8 @@
 """The in-process scheduler: claim queued runs, launch them, watch their jobs, settle exits.
 
 One loop, every `tick_s`:
-  1) observe every active run's job, one call per launcher (a cloud is asked once per tick)
+  1) observe every active run's job, one call per launcher, at most every `poll_s` (a cloud
+     every PAX_SKY_POLL_S, not every tick)
   2) judge each run by what its launcher sees, never by a lease alone:
      - exited: take in what the trainer left in its folder (runner.launch.run_dir), then
        `lifecycle.apply_exit`: succeeded / killed / failed, or requeued (crash, preemption); a
@@ -32,6 +33,7 @@ import yaml
 from sqlalchemy.engine import Engine
 
 from runner.cost import Pricing, budget_refusal
+from runner.launch import retries
 from runner.launch.base import (
     EXITED,
     NOT_OURS,
@@ -44,6 +46,7 @@ from runner.launch.base import (
     LaunchSpec,
     run_dir_under,
 )
+from runner.launch.limits import lease_expired, over_limit
 from runner.launch.run_dir import RunDirs
 from runner.ledger import attempts, lifecycle
 from runner.ledger.attempts import Usage
@@ -97,6 +100,7 @@ class Scheduler:
         self.stopping: set[str] = set()
         self.cancelled_by_us: set[str] = set()  # jobs pax itself asked to stop
         self.observed: dict[tuple[int, int], Usage] = {}  # last usage written, per attempt
+        self.polled_at: dict[str, float] = {}  # when each launcher's jobs were last observed
         # a restarted service cannot know how long it was away: every run active now gets one
         # full lease to be heard from again before its lease is judged
         self.judge_from = clock() + settings.lease_s
@@ -141,7 +145,7 @@ class Scheduler:
     # ------------------------------------------------------------ one pass
 
     def tick(self) -> None:
-        active = active_runs(self.engine)
+        active = self._due(active_runs(self.engine), self.clock())
         states = self._observe(active)
         for run in active:
             try:
@@ -153,6 +157,17 @@ class Scheduler:
             self.on_tick()
         for launcher in self.launchers.values():
             self._claim_and_launch(launcher)
+
+    def _due(self, active: list[Run], now: float) -> list[Run]:
+        """The active runs to observe and judge in this tick: a launcher's runs at most every
+        `poll_s` seconds (a cloud is polled every few seconds, not every tick)."""
+        due = {
+            name
+            for name, lr in self.launchers.items()
+            if now - self.polled_at.get(name, float("-inf")) >= lr.poll_s
+        }
+        self.polled_at.update(dict.fromkeys(due, now))
+        return [r for r in active if r.launcher not in self.launchers or r.launcher in due]
 
     def _observe(self, active: list[Run]) -> dict[int, JobState]:
         """Each run's job state, one observe() per launcher. A launcher that cannot be asked
@@ -173,6 +188,20 @@ class Scheduler:
 
     def _judge(self, run: Run, st: JobState, now: float) -> None:
         launcher = self.launchers.get(run.launcher or "")
+        if st.job_id is not None:  # a launch that returned off the tick: the job's real id
+            attempts.record_launch(
+                self.engine, run_id=run.id, backend_id=st.job_id, run_dir=run.run_dir or ""
+            )
+            return
+        if st.launch_error is not None:  # ... or that failed there: waits, or pauses its sweep
+            retries.launch_failed(
+                self.engine,
+                self.settings,
+                run,
+                st.launch_error,
+                fail=lambda why: self._end(run, "failed", why),
+            )
+            return
         if launcher is not None and launcher.heard_through_files and run.run_dir:
             run = self._hear_through_files(run, now)
         recorded = attempts.recoveries_recorded(
@@ -194,17 +223,30 @@ class Scheduler:
             # after any recovery: what the cloud reports now is the new attempt's GPU
             self._note_usage(run, st.usage)
         if st.phase == EXITED:
-            if st.ended_outside and run.backend_id not in self.cancelled_by_us:
+            if st.never_ran:  # no machines anywhere: a launch that waits, not a crash
+                retries.retry_launch(
+                    self.engine,
+                    self.settings,
+                    run,
+                    st.cause or "the job never started",
+                    only_from=ACTIVE,
+                )
+            elif st.ended_outside and run.backend_id not in self.cancelled_by_us:
                 self._end(
                     run, "cancelled", f"{run.launcher}: the job was cancelled outside pax", st.usage
                 )
             else:
-                self.settle(run, st.code if st.code is not None else 1, st.usage)
+                self.settle(run, st.code if st.code is not None else 1, st.usage, st.cause)
             return
         if st.phase in (PENDING, RECOVERING):
             return  # waiting for machines, or being moved: the platform's job, not a lease's
         if st.phase == RUNNING and run.running_since is None:
-            lifecycle.mark_running(self.engine, run_id=run.id, since=now)
+            lifecycle.mark_running(
+                self.engine,
+                run_id=run.id,
+                since=now,
+                reason=f"{run.launcher} reports the job running ({run.backend_id})",
+            )
             run.running_since = now
         if (
             st.phase == UNKNOWN
@@ -214,10 +256,10 @@ class Scheduler:
             # our launcher's run, but an earlier service instance started its process, so its
             # exit cannot be watched; it has ended, and its result says how
             self.settle(run, int((result.get("run") or {}).get("exit_code", EXIT_OK)))
-        elif why := self._over_limit(run, now):
+        elif why := over_limit(self.engine, self.settings, run, now):
             self._stop(run)
             self._end(run, "failed", why)
-        elif self._lease_expired(run, now):
+        elif lease_expired(self.settings, run, now, self.judge_from):
             self._lose(run, st)
 
     def _hear_through_files(self, run: Run, now: float) -> Run:
@@ -260,13 +302,13 @@ class Scheduler:
 
     def _lose(self, run: Run, st: JobState) -> None:
         s = self.settings
-        if st.phase == RUNNING:
-            self._stop(run)
         why = f"no heartbeat for {s.lease_s:.0f}s (lease expired)"
         if run.stop_reason:  # told to stop, and silent since: the decision stands
+            if st.phase == RUNNING:
+                self._stop(run)
             self._end(run, "killed", f"{run.stop_reason}; the trainer did not exit ({why})")
             return
-        lifecycle.requeue_or_fail(
+        lost = lifecycle.requeue_or_fail(
             self.engine,
             run_id=run.id,
             max_attempts=s.max_attempts,
@@ -275,32 +317,11 @@ class Scheduler:
             reason=why,
             silent_since=(run.attempt, run.last_heartbeat),
         )
-
-    def _over_limit(self, run: Run, now: float) -> str | None:
-        """A reason to stop a run that ran too long or cost too much, or None."""
-        s = self.settings
-        since = run.running_since or run.started_at
-        if not since:
-            return None
-        if s.max_run_hours and now - since > 3600 * s.max_run_hours:
-            return f"time limit: running {(now - since) / 3600:.2f} h > {s.max_run_hours} h"
-        if (
-            s.max_run_usd
-            and attempts.running_cost(self.engine, run_id=run.id, t=now) > s.max_run_usd
-        ):
-            return f"cost limit: over ${s.max_run_usd:.2f} (PAX_MAX_RUN_USD)"
-        return None
-
-    def _lease_expired(self, run: Run, now: float) -> bool:
-        if (
-            now < self.judge_from
-            and (run.started_at or 0) < self.judge_from - self.settings.lease_s
-        ):
-            return False  # active before this service started: its grace is not over
-        if run.last_heartbeat is None:  # not heard from yet: start-up grace, from running
-            since = run.running_since or run.started_at
-            return since is not None and now - since > self.settings.startup_grace_s
-        return now - run.last_heartbeat > self.settings.lease_s
+        # Stopped only once the ledger has decided: a heartbeat that landed after this tick
+        # read the run keeps it (None), and its trainer must not be signalled either, or it
+        # dies as a "crash" of a run whose lease was never lost.
+        if lost is not None and st.phase == RUNNING:
+            self._stop(run)
 
     def _stop_finished(self) -> None:
         """Cancelled runs whose process still runs: SIGTERM, then SIGKILL after the grace.
@@ -351,10 +372,21 @@ class Scheduler:
         except ValueError as e:  # no price for where it would train: nothing is claimed
             log.error("%s launcher: %s", launcher.name, e)
             return
+        paused: set[int] = set()  # sweeps a launch error paused in this batch
         for run, token in claimed:
-            self.launch(run, token, launcher)
+            if run.sweep_id in paused:
+                lifecycle.unclaim(
+                    self.engine,
+                    run_id=run.id,
+                    reason=f"not launched: sweep {run.sweep_id} was paused",
+                    retry_in=None,
+                )
+            elif self.launch(run, token, launcher) is False and run.sweep_id is not None:
+                paused.add(run.sweep_id)
 
-    def launch(self, run: Run, token: str, launcher: Launcher | None = None) -> None:
+    def launch(self, run: Run, token: str, launcher: Launcher | None = None) -> bool | None:
+        """Start a claimed run. False when its launcher refused in a way a user must fix (its
+        sweep is paused); None when it will be retried, or could not be prepared."""
         launcher = launcher or next(iter(self.launchers.values()))
         # the local folder the launcher starts from (a cloud's own folder is in its bucket,
         # run_dir_url below): always the same one for a run, so a retry resumes there
@@ -380,9 +412,11 @@ class Scheduler:
         )
         try:
             backend_id = launcher.start(spec)
-        except Exception as e:  # missing credentials, quota, a bad image: this run fails
-            self._end(run, "failed", f"{launcher.name} launcher could not start the trainer: {e}")
-            return
+        except Exception as e:  # no capacity, a quota, missing credentials, a bad image
+            err = launcher.launch_error(e)
+            return retries.launch_failed(
+                self.engine, self.settings, run, err, fail=lambda why: self._end(run, "failed", why)
+            )
         attempts.record_launch(
             self.engine,
             run_id=run.id,
@@ -390,16 +424,18 @@ class Scheduler:
             run_dir=launcher.run_dir_url(run.id, run_dir),
             device=launcher.device_of(backend_id),  # slots on a GPU
         )
-        lifecycle.set_status(
+        if launcher.starts_pending:  # running once the platform says so (observe)
+            return True
+        lifecycle.mark_running(
             self.engine,
             run_id=run.id,
-            to="running",
             reason=f"started by the {launcher.name} launcher ({backend_id})",
-            pricing=self.pricing,
-            only_from=("launching",),
         )
+        return True
 
-    def settle(self, run: Run, code: int, usage: Usage | None = None) -> None:
+    def settle(
+        self, run: Run, code: int, usage: Usage | None = None, cause: str | None = None
+    ) -> None:
         """The trainer exited with `code`: take in what it left in its folder, then decide
         the run's state (the same path for every launcher)."""
         url = run.run_dir or str(run_dir_for(self.settings, run))
@@ -420,4 +456,5 @@ class Scheduler:
             log=f"{url}/train.log",
             metrics=get_result(self.engine, run_id=run.id),
             usage=usage,
+            cause=cause,
         )

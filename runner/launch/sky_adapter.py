@@ -1,5 +1,6 @@
 """The only module that calls SkyPilot's cloud API (sky.jobs.launch/queue_v2/cancel, sky.launch,
-sky.job_status, sky.down, sky.get). Tests replace this adapter and nothing else."""
+sky.job_status, sky.down, sky.jobs.tail_logs, enabled_clouds, sky.get). Tests replace this
+adapter and nothing else."""
 
 from __future__ import annotations
 
@@ -19,7 +20,22 @@ def _record(rec) -> dict:
     return {k: rec.get(k) for k in QUEUE_FIELDS} | {"now": time.time()}
 
 
+def load_adapter(spec: str):
+    """The adapter named by PAX_SKY_ADAPTER ("module:Class"), built."""
+    import importlib
+
+    module, _, cls = spec.partition(":")
+    return getattr(importlib.import_module(module), cls)()
+
+
 class SkyAdapter:
+    def enabled_clouds(self) -> list[str]:
+        """The clouds `sky check` enabled (SkyPilot's API server answers; it starts one
+        locally when none is configured)."""
+        from sky.client import sdk
+
+        return [str(c) for c in sdk.get(sdk.enabled_clouds())]
+
     def launch(self, task, name: str) -> int:
         import sky
 
@@ -33,6 +49,16 @@ class SkyAdapter:
         got = sky.get(sky.jobs.queue_v2(refresh=False, job_ids=job_ids, fields=QUEUE_FIELDS))
         records = got[0] if isinstance(got, tuple) else got
         return [_record(r) for r in records]
+
+    def job_log(self, job_id: int, tail: int) -> str:
+        """The last `tail` lines of a managed job's log (`sky jobs logs N --no-follow`)."""
+        import io
+
+        import sky
+
+        out = io.StringIO()
+        sky.jobs.tail_logs(job_id=job_id, follow=False, tail=tail, output_stream=out)
+        return out.getvalue()
 
     def cancel(self, job_id: int) -> None:
         import sky

@@ -11,10 +11,13 @@ from a preemption is never cancelled by a lease.
 
 from __future__ import annotations
 
+import concurrent.futures as cf
 import copy
 import ipaddress
 import json
-from dataclasses import dataclass, field
+import logging
+import time
+from dataclasses import dataclass, field, replace
 from importlib import resources
 from urllib.parse import urlparse
 
@@ -28,12 +31,17 @@ from runner.launch.base import (
     RUNNING,
     JobState,
     Launcher,
+    LaunchError,
     LaunchSpec,
 )
 from runner.launch.sky_adapter import SkyAdapter
+from runner.launch.sky_errors import classify, failure_cause
 from runner.ledger.attempts import Placement, Usage
 
+log = logging.getLogger("pax.scheduler")
 TEMPLATE = resources.files("runner.launch") / "sky_task.yaml"  # shipped with the package
+PROVISIONAL = "launching:"  # a run's backend id while SkyPilot's launch call is still out
+QUEUE_TIMEOUT_S = 60.0  # `sky jobs queue` answers in seconds; longer is an outage
 KNOWN_GPUS = {"T4", "L4", "A10G", "A10", "A100", "A100-80GB", "H100", "H200", "L40S", "V100"}
 PHASES = {
     "PENDING": PENDING,
@@ -70,8 +78,12 @@ class SkyOptions:
     cloud: str | None = None
     region: str | None = None
     bucket: str = "pax-checkpoints"
+    store: str | None = None  # s3, gcs, r2: where the bucket lives (None: SkyPilot picks)
     runner_url: str | None = None  # what the jobs post to; None: no inbound connection
-    max_restarts_on_errors: int = 2
+    # pax's attempts (PAX_MAX_ATTEMPTS) are a run's one retry budget: a crashed job ends
+    # FAILED and pax queues it again as a new job that resumes from the bucket's checkpoint,
+    # so SkyPilot restarts nothing itself (preemptions are still recovered by SkyPilot)
+    max_restarts_on_errors: int = 0
     vocabs: str = "16000 8000"
     extra_envs: dict = field(default_factory=dict)
     managed: bool = True  # a managed job with recovery; False: a plain autostop+down cluster
@@ -80,6 +92,8 @@ class SkyOptions:
 
     @classmethod
     def from_settings(cls, settings, bucket: str) -> SkyOptions:
+        from runner.launch.sky_probe import store_of
+
         return cls(
             image=settings.sky_image,
             accelerators=tuple(settings.sky_accelerators),
@@ -87,8 +101,15 @@ class SkyOptions:
             cloud=settings.sky_cloud,
             region=settings.sky_region,
             bucket=settings.sky_bucket or bucket,
+            store=store_of(settings.sky_bucket_path),
             runner_url=settings.sky_runner_url,
         )
+
+
+def bucket_for(settings, ledger: str | None) -> str:
+    """The checkpoint bucket's name: PAX_SKY_BUCKET, else pax-<ledger id>, unique to the
+    ledger (the one place this name is made)."""
+    return settings.sky_bucket or f"pax-{(ledger or 'ledger')[:16]}"
 
 
 def check_runner_url(url: str | None) -> None:
@@ -179,6 +200,8 @@ def task_config(
     res["job_recovery"]["max_restarts_on_errors"] = opts.max_restarts_on_errors
     res["image_id"] = opts.image
     doc["file_mounts"]["/pax"]["name"] = opts.bucket
+    if opts.store:  # the store this host reads (PAX_SKY_BUCKET_PATH): the same bucket
+        doc["file_mounts"]["/pax"]["store"] = opts.store
     doc["envs"].update(
         {
             "PAX_RUN_ID": str(spec.run_id),
@@ -215,7 +238,7 @@ def build_task(
     return task
 
 
-def state_of(rec: dict | None, use_spot: bool) -> JobState:
+def state_of(rec: dict | None, use_spot: bool, accelerators=()) -> JobState:
     """A SkyPilot managed-job record as the scheduler needs it."""
     if rec is None:
         return NOT_OURS
@@ -239,6 +262,8 @@ def state_of(rec: dict | None, use_spot: bool) -> JobState:
             ended_outside=status == "CANCELLED",
             detail=detail,
             prior_seconds=prior,
+            cause=failure_cause(status, rec, accelerators, use_spot),
+            never_ran=status == "FAILED_NO_RESOURCE",
         )
     return JobState(
         PHASES.get(status, PENDING),
@@ -262,6 +287,7 @@ def _segment_seconds(rec: dict) -> float | None:
 class SkyPilotLauncher(Launcher):
     name = "skypilot"
     kinds = ("skypilot",)
+    starts_pending = True  # a submitted job waits for SkyPilot to provision it
 
     def __init__(
         self,
@@ -271,8 +297,21 @@ class SkyPilotLauncher(Launcher):
         takes_unassigned: bool = False,
         bucket_path: str | None = None,
         login: dict | None = None,
+        poll_s: float = 0.0,
+        launch_wait_s: float = 2.0,
+        call_timeout_s: float = 600.0,
+        clock=time.time,
     ):
         self.opts = opts
+        # the launch call runs off the scheduler's tick: waited for `launch_wait_s` at most,
+        # then collected by observe(); one out longer than `call_timeout_s` is given up (the
+        # run's launch is retried) and the job it makes, if it ever returns, cancelled
+        self.launch_wait_s = launch_wait_s
+        self.call_timeout_s = call_timeout_s
+        self.clock = clock
+        self.calls = cf.ThreadPoolExecutor(max_workers=4, thread_name_prefix="sky-launch")
+        self.out: dict[str, tuple[cf.Future, float]] = {}  # provisional id -> (call, since)
+        self.poll_s = poll_s  # PAX_SKY_POLL_S: one `sky jobs queue` (and bucket read) per poll
         self.login = login or {}  # a private image's registry login (secrets, never in opts)
         self.adapter = adapter or SkyAdapter()
         self.pricing = pricing
@@ -300,29 +339,106 @@ class SkyPilotLauncher(Launcher):
         return max(priced)[1] if priced else self.opts.accelerators[0]
 
     def start(self, spec: LaunchSpec) -> str:
+        """The job's id; or, when SkyPilot has not answered within `launch_wait_s`, a
+        provisional id that observe() resolves once it has (the tick never waits longer)."""
         config = yaml.safe_load(spec.config_path.read_text())["base"]
         task = build_task(spec, config, self.opts, self.pricing, self.login)
-        name = f"pax-run-{spec.run_id}"
+        call = self.calls.submit(self._launch, task, f"pax-run-{spec.run_id}")
+        try:
+            return call.result(timeout=self.launch_wait_s)  # its error is the launch's error
+        except cf.TimeoutError:
+            provisional = f"{PROVISIONAL}{spec.run_id}.{spec.attempt}"
+            self.out[provisional] = (call, self.clock())
+            return provisional
+
+    def _launch(self, task, name: str) -> str:
         if self.opts.managed:
             return str(self.adapter.launch(task, name=name))
         job = self.adapter.launch_cluster(task, name, self.opts.idle_minutes)
         return f"cluster:{name}:{job}"
 
+    def _resolve(self, provisional: str) -> JobState:
+        """Where a launch that outlived the tick's wait stands."""
+        got = self.out.get(provisional)
+        if got is None:  # an earlier service's call: its answer is lost with it
+            return JobState(
+                EXITED,
+                never_ran=True,
+                cause="the service restarted while SkyPilot's launch call was out",
+            )
+        call, since = got
+        if not call.done():
+            waited = self.clock() - since
+            if waited <= self.call_timeout_s:
+                return JobState(PENDING, detail=f"SkyPilot's launch call out for {waited:.0f} s")
+            del self.out[provisional]
+            call.add_done_callback(self._cancel_late)  # a job it makes after all is not kept
+            return JobState(
+                EXITED,
+                never_ran=True,
+                cause=f"SkyPilot's launch call did not return within {self.call_timeout_s:.0f} s",
+            )
+        del self.out[provisional]
+        try:
+            return JobState(PENDING, job_id=call.result())
+        except Exception as e:
+            return JobState(PENDING, launch_error=self.launch_error(e))
+
+    def _cancel_late(self, call: cf.Future) -> None:
+        if call.cancelled() or call.exception() is not None:
+            return
+        backend_id = call.result()
+        log.warning("a launch given up on returned job %s late: cancelling it", backend_id)
+        try:
+            self.stop(backend_id, 0)
+        except Exception as e:  # said, so a user can cancel it by hand
+            log.error("could not cancel the late job %s (%s): `sky jobs cancel` it", backend_id, e)
+
     def observe(self, backend_ids: list[str]) -> dict[str, JobState]:
+        out: dict[str, JobState] = {
+            b: self._resolve(b) for b in backend_ids if b.startswith(PROVISIONAL)
+        }
+        backend_ids = [b for b in backend_ids if not b.startswith(PROVISIONAL)]
         managed = [b for b in backend_ids if not b.startswith("cluster:")]
-        out: dict[str, JobState] = {}
         if managed:
-            records = self.adapter.queue([int(b) for b in managed])  # one call for all jobs
+            # one call for all jobs, with a deadline (its error: judged again next poll)
+            ask = self.calls.submit(self.adapter.queue, [int(b) for b in managed])
+            records = ask.result(timeout=QUEUE_TIMEOUT_S)
             by_id = {str(r["job_id"]): r for r in records}
-            out.update({b: state_of(by_id.get(b), self.opts.use_spot) for b in managed})
+            out.update({b: self._state(by_id.get(b)) for b in managed})
         for b in backend_ids:
             if b.startswith("cluster:"):
                 _, cluster, job = b.split(":")
                 status = self.adapter.cluster_job_status(cluster, int(job))
-                out[b] = state_of({"status": status} if status else None, self.opts.use_spot)
+                out[b] = self._state({"status": status} if status else None)
         return out
 
+    def _state(self, rec: dict | None) -> JobState:
+        st = state_of(rec, self.opts.use_spot, self.opts.accelerators)
+        u = st.usage
+        if st.phase == EXITED and u is not None and u.accelerator is None and u.seconds:
+            # SkyPilot reports the GPU only while the cluster exists: a job that ran and ended
+            # while the service was down is charged at the dearest GPU it could have had,
+            # flagged (a GPU seen while it ran is kept: see attempts.end)
+            st = replace(st, usage=replace(st.usage, assumed=self.costliest()))
+        return st
+
+    def launch_error(self, e: Exception) -> LaunchError:
+        return classify(e)
+
+    def job_log(self, backend_id: str, tail: int) -> str | None:
+        """The job's own log from SkyPilot (set-up, image pull, the trainer's output): what a
+        run page shows when no train.log reached this host."""
+        if backend_id.startswith("cluster:") or not backend_id.isdigit():
+            return None
+        return self.adapter.job_log(int(backend_id), tail)
+
     def stop(self, backend_id: str, grace_s: float) -> None:
+        if backend_id.startswith(PROVISIONAL):  # the launch is still out: cancel what it makes
+            got = self.out.pop(backend_id, None)
+            if got is not None:
+                got[0].add_done_callback(self._cancel_late)
+            return
         if backend_id.startswith("cluster:"):
             self.adapter.down(backend_id.split(":")[1])  # a plain cluster: tear it down
         else:

@@ -49,6 +49,9 @@ class Usage:
     accelerator: str | None = None
     spot: bool | None = None
     resources: dict | None = None
+    # the GPU to charge when none was ever seen (a cloud that stopped saying which GPU it
+    # used once the machine was gone): the dearest the job could have had, never $0
+    assumed: str | None = None
 
 
 class Prices(Protocol):
@@ -96,6 +99,14 @@ def begin(
     return row
 
 
+def forget(s: Session, run: Run) -> None:
+    """Drop the current attempt of a launch that never happened (nothing ran, nothing is owed:
+    the launcher refused it, or the platform found no machines for it)."""
+    row = current(s, run)
+    if row is not None and row.ended_at is None:
+        s.delete(row)
+
+
 def observe(s: Session, run: Run, usage: Usage, prices: Prices | None) -> None:
     """The launcher learned what the current attempt runs on (a cloud's provisioned GPU):
     record it, and price the attempt by it."""
@@ -129,6 +140,14 @@ def end(
         return None
     if usage is not None:
         observe(s, run, usage, prices)
+        if row.accelerator is None and usage.assumed and prices is not None:
+            row.accelerator = usage.assumed
+            price, source = prices.price_for(row.accelerator, row.spot)
+            row.price_per_hour = price
+            row.price_source = (
+                f"{source}; ASSUMED {usage.assumed}, the dearest GPU the job could have had: "
+                "the cloud never said which it used"
+            )
     row.ended_at = t
     row.outcome = outcome
     row.seconds = max(

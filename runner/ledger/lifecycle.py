@@ -25,7 +25,8 @@ from runner.ledger.db import lock_run, write_session
 from runner.ledger.errors import Conflict, NotFound
 from runner.ledger.events import event, now
 from runner.ledger.models import ACTIVE, FINISHED, Run, Sweep
-from runner.ledger.runs import RunRef, get_run
+from runner.ledger.runs import get_run
+from runner.ledger.stops import stop_answer
 from trainer.exits import EXIT_BAD_CONFIG, EXIT_KILLED, EXIT_OK, EXIT_PREEMPTED
 
 REQUEUABLE = ("failed", "lost", "cancelled")
@@ -121,7 +122,7 @@ def requeue_run(engine: Engine, *, run_id: int, pricing: Prices | None) -> Run:
             )
         if run.sweep_id is not None:
             sweep = s.get(Sweep, run.sweep_id)
-            if sweep is not None and sweep.status != "active":
+            if sweep is not None and sweep.status == "done":
                 raise Conflict(
                     f"run {run_id} belongs to sweep {run.sweep_id}, which is {sweep.status}; "
                     "submit a new run instead"
@@ -190,9 +191,12 @@ def requeue_or_fail(
 # is handed out once. On SQLite the write transaction took the database's lock at its start; on
 # PostgreSQL the pick locks its row and skips rows other claimers hold (SKIP LOCKED), so claimers
 # in many processes take different runs instead of queueing behind one.
+# A run waiting out a launch error's back-off (`not_before`), or in a paused sweep, is skipped.
 _NEXT = (
     "SELECT id FROM runs WHERE status = 'queued' AND (launcher_wanted IN :kinds OR "
-    "(:any_kind AND launcher_wanted IS NULL)) ORDER BY priority DESC, created_at, id LIMIT 1"
+    "(:any_kind AND launcher_wanted IS NULL)) AND (not_before IS NULL OR not_before <= :now) "
+    "AND (sweep_id IS NULL OR sweep_id NOT IN (SELECT id FROM sweeps WHERE status = 'paused')) "
+    "ORDER BY priority DESC, created_at, id LIMIT 1"
 )
 NEXT_QUEUED = {
     "sqlite": text(_NEXT).bindparams(bindparam("kinds", expanding=True)),
@@ -235,7 +239,7 @@ def claim_queued(
         while len(claimed) < limit:
             row = conn.execute(
                 NEXT_QUEUED[conn.dialect.name],
-                {"kinds": list(kinds) or [""], "any_kind": takes_unassigned},
+                {"kinds": list(kinds) or [""], "any_kind": takes_unassigned, "now": now()},
             ).first()
             if row is None:
                 break
@@ -276,40 +280,66 @@ def claim_queued(
     return claimed
 
 
-def mark_running(engine: Engine, *, run_id: int, since: float) -> None:
-    """Its launcher saw the job start: the start-up grace counts from here."""
+def unclaim(
+    engine: Engine,
+    *,
+    run_id: int,
+    reason: str,
+    retry_in: float | None,
+    only_from: tuple[str, ...] = ("launching",),
+) -> Run | None:
+    """A launch that did not happen (its launcher refused, or the platform found no machines):
+    the run goes back to the queue as if never claimed (its attempt is not used up and costs
+    nothing), to be tried again after `retry_in` seconds (None: when a user resumes its sweep).
+    A retried launch counts as one more error in a row, for the back-off; a held one does not
+    (the runs of a paused sweep start again from the first wait). None when it was no longer
+    in `only_from`."""
     with write_session(engine) as s:
         run = lock_run(s, run_id)
-        if run is not None and run.status in ACTIVE and run.running_since is None:
+        if run is None or run.status not in only_from:
+            return None
+        t = now()
+        attempts.forget(s, run)
+        s.add(
+            event(
+                kind="state",
+                reason=reason,
+                run_id=run.id,
+                sweep_id=run.sweep_id,
+                t=t,
+                from_status=run.status,
+                to_status="queued",
+                data={"retry_at": t + retry_in if retry_in else None},
+            )
+        )
+        run.status, run.updated_at = "queued", t
+        run.attempt = max(0, run.attempt - 1)
+        run.token_hash = run.backend_id = None
+        run.started_at = run.running_since = run.last_heartbeat = None
+        run.launch_errors = run.launch_errors + 1 if retry_in else 0
+        run.not_before = t + retry_in if retry_in else None
+        s.add(run)
+        s.commit()
+        s.refresh(run)
+        return run
+
+
+def mark_running(engine: Engine, *, run_id: int, reason: str, since: float | None = None) -> None:
+    """Its launcher started the job, or saw it start (a cloud job SkyPilot reports RUNNING):
+    launching -> running, the launch back-off reset, and the start-up grace counted from
+    `since` when given."""
+    with write_session(engine) as s:
+        run = lock_run(s, run_id)
+        if run is None or run.status not in ACTIVE:
+            return
+        if run.status == "launching":
+            _transition(s, run, "running", reason, None, launch_errors=0, not_before=None)
+        if since is not None and run.running_since is None:
             run.running_since = since
-            s.add(run)
+        s.add(run)
 
 
 # ---------------------------------------------------------------- what the trainer hears
-
-
-def stop_answer(run: RunRef | Run) -> tuple[str, str | None]:
-    """The answer to a trainer's post: continue, or stop (cancelled, or a stop requested)."""
-    if run.status in FINISHED:
-        return "stop", f"run {run.id} is {run.status}"
-    if run.stop_reason:
-        return "stop", run.stop_reason
-    return "continue", None
-
-
-def request_stop(engine: Engine, *, run_id: int, kind: str, reason: str, evidence: dict) -> bool:
-    """Record a decision to stop a run (e.g. the kill rule's verdict) with its evidence; the
-    trainer learns it in its next answer, and the run ends when its exit arrives. False when a
-    stop was already requested (the first decision stands)."""
-    with write_session(engine) as s:
-        run = lock_run(s, run_id)
-        if run is None or run.stop_reason or run.status in FINISHED:
-            return False
-        run.stop_reason = reason
-        run.updated_at = now()
-        s.add(run)
-        s.add(event(kind=kind, reason=reason, run_id=run.id, sweep_id=run.sweep_id, data=evidence))
-    return True
 
 
 def heartbeat(
@@ -349,7 +379,15 @@ def heartbeat(
             if tokens is not None:
                 r.tokens_seen = max(r.tokens_seen, tokens)
             if r.status == "launching":
-                _transition(s, r, "running", f"first heartbeat ({source})", None)
+                _transition(
+                    s,
+                    r,
+                    "running",
+                    f"first heartbeat ({source})",
+                    None,
+                    launch_errors=0,
+                    not_before=None,
+                )
             s.add(r)
         s.commit()
         return stop_answer(r)
@@ -368,11 +406,13 @@ def apply_exit(
     log: str,
     metrics: dict | None = None,
     usage: Usage | None = None,
+    cause: str | None = None,
 ) -> None:
     """The run's next state from its trainer's exit code (the documented codes, trainer.exits):
     the one place an exit becomes a state, whoever reports it (local launcher, worker, cloud
     job, import). A queued run may be finished too: a result imported for a run trained
-    elsewhere."""
+    elsewhere. `cause`: the platform's account of a failure that was not the trainer's (a
+    cloud job's failed set-up), said instead of "trainer crashed"."""
     retry = {"run_id": run_id, "max_attempts": max_attempts, "pricing": pricing, "usage": usage}
     stop_reason = get_run(engine, run_id=run_id).stop_reason
     if code == EXIT_PREEMPTED:
@@ -381,7 +421,8 @@ def apply_exit(
         )
         return
     if code not in (EXIT_OK, EXIT_KILLED, EXIT_BAD_CONFIG):
-        requeue_or_fail(engine, reason=f"trainer crashed (exit {code}); see {log}", **retry)
+        why = cause or f"trainer crashed (exit {code}); see {log}"
+        requeue_or_fail(engine, reason=why, **retry)
         return
     if code == EXIT_OK:
         doc = (metrics or {}).get("run") or {}

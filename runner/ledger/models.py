@@ -55,7 +55,8 @@ class Sweep(SQLModel, table=True):
     name: str
     kind: str = "plan"
     spec_json: str = Field(default="{}", sa_column=Column(Text, nullable=False))
-    status: str = "active"
+    status: str = "active"  # active, paused (a launch error a user must fix), done
+    paused_reason: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
     phase: str = "ranking"
     report_dir: str | None = None
     budget_usd: float | None = None
@@ -105,6 +106,16 @@ class RunBase(SQLModel):
     cell: str | None = None
     axis: str | None = None
     is_baseline: bool = False
+    not_before: float | None = Field(
+        default=None,
+        description="Not launched before this time: a launch that failed in a way that can "
+        "pass (no capacity, a quota, the network) is retried with back-off.",
+    )
+    launch_errors: int = Field(
+        default=0,
+        sa_column_kwargs={"server_default": "0"},
+        description="Launch errors in a row (the back-off grows with them; a launch resets it).",
+    )
 
 
 class Run(RunBase, table=True):
@@ -239,3 +250,41 @@ class Result(SQLModel, table=True):
     metrics_json: str = Field(sa_column=Column(Text, nullable=False))
     sample: bool = Field(default=False, description="Made from sample data (not WikiText-2).")
     created_at: float
+
+
+class CloudWorker(SQLModel, table=True):
+    """A warm GPU worker on SkyPilot (`pax cloud up`): one managed spot job running `pax worker
+    --slots N` on one GPU, claiming runs until the queue has had nothing for it for a while.
+    Its VM time, as SkyPilot's records show it while they are seen, is kept here so that a
+    restart of the service loses none of the bill."""
+
+    __tablename__ = "cloud_workers"
+    id: int | None = Field(default=None, primary_key=True)
+    name: str = Field(
+        index=True, description="`pax worker --name`: its runs' launcher is worker:<name>[-sN]."
+    )
+    accelerator: str
+    spot: bool = True
+    slots: int = 1
+    idle_exit_s: float = 0.0
+    status: str = Field(
+        default="launching",
+        index=True,
+        description="launching (no job yet), pending (waiting for a VM), running, recovering, "
+        "ended, failed or cancelled.",
+    )
+    reason: str | None = Field(default=None, sa_type=Text)
+    backend_id: str | None = Field(default=None, description="SkyPilot's managed job id.")
+    launch_errors: int = 0
+    not_before: float | None = None
+    down_requested: bool = False
+    created_at: float
+    provisioned_at: float | None = Field(
+        default=None, description="When its VM was first seen (STARTING or later)."
+    )
+    ended_at: float | None = None
+    recoveries: int = 0
+    vm_seconds: float = 0.0
+    price_per_hour: float | None = None
+    price_source: str | None = None
+    cost_usd: float = 0.0

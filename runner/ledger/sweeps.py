@@ -10,7 +10,7 @@ from sqlmodel import Session, col
 from sqlmodel import select as orm_select
 
 from runner.ledger.db import write_session
-from runner.ledger.errors import NotFound
+from runner.ledger.errors import Conflict, NotFound
 from runner.ledger.events import event, now
 from runner.ledger.models import FINISHED, LatestMetric, Run, Sweep
 from runner.ledger.runs import add_queued_run
@@ -106,7 +106,7 @@ def add_finalists(
             )
             created.append(run.id)
         sw.phase = phase
-        sw.status = "active" if phase != "done" else "done"
+        sw.status = "done" if phase == "done" else "paused" if sw.status == "paused" else "active"
         sw.updated_at = t
         s.add(sw)
         data = {**decision, "created_runs": created}
@@ -120,6 +120,37 @@ def close_sweep(engine: Engine, *, sweep_id: int, reason: str) -> None:
         sw.phase, sw.status, sw.updated_at = "done", "done", now()
         s.add(sw)
         s.add(event(kind="sweep", reason=reason, sweep_id=sweep_id))
+
+
+def pause_sweep(engine: Engine, *, sweep_id: int, reason: str) -> bool:
+    """Hold an active sweep's queued runs (a launch error that will not pass by itself: a
+    missing credential, no cloud enabled); False when it was not active."""
+    with write_session(engine) as s:
+        sw = s.get(Sweep, sweep_id, with_for_update=True)
+        if sw is None or sw.status != "active":
+            return False
+        sw.status, sw.paused_reason, sw.updated_at = "paused", reason, now()
+        s.add(sw)
+        s.add(event(kind="sweep", reason=f"paused: {reason}", sweep_id=sweep_id))
+        return True
+
+
+def resume_sweep(engine: Engine, *, sweep_id: int, who: str = "a user") -> Sweep:
+    """A paused sweep's runs may launch again (the cause was fixed). NotFound, or Conflict
+    when it is not paused."""
+    with write_session(engine) as s:
+        sw = s.get(Sweep, sweep_id, with_for_update=True)
+        if sw is None:
+            raise NotFound(f"sweep {sweep_id} does not exist")
+        if sw.status != "paused":
+            raise Conflict(f"sweep {sweep_id} is {sw.status}; only a paused sweep resumes")
+        was = sw.paused_reason
+        sw.status, sw.paused_reason, sw.updated_at = "active", None, now()
+        s.add(sw)
+        s.add(event(kind="sweep", reason=f"resumed by {who} (was paused: {was})", sweep_id=sw.id))
+        s.commit()
+        s.refresh(sw)
+        return sw
 
 
 # ---------------------------------------------------------------- reads

@@ -29,9 +29,9 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy.engine import Engine
 
-from runner.ledger.lifecycle import request_stop, stop_answer
 from runner.ledger.runs import RunRef, baseline_runs
 from runner.ledger.series import curve
+from runner.ledger.stops import request_stop, stop_answer
 from runner.ledger.sweeps import get_sweep
 from trainer.config import Count
 

@@ -16,7 +16,7 @@ import pytest
 import yaml
 
 from tests.conftest import ROOT
-from tests.helpers import tiny_raw, wait_until
+from tests.helpers import HEAD_REVISION, tiny_raw, wait_until
 from tests.runner.conftest import ADMIN, free_port
 
 
@@ -98,7 +98,7 @@ def test_the_wheel_alone_migrates_serves_and_trains(installed, tmp_path, tokeniz
 
     r = pax(installed, empty, "db", "upgrade", "--db", "var/pax.db")
     assert r.returncode == 0, r.stderr
-    assert json.loads(r.stdout.splitlines()[-1])["revision"] == "0007"
+    assert json.loads(r.stdout.splitlines()[-1])["revision"] == HEAD_REVISION
 
     port = free_port()
     env = {

@@ -40,6 +40,7 @@ from runner.api.schemas import (
 from runner.ledger import attempts, events, lifecycle, results, runs, series
 from runner.ledger.models import FINISHED, Run, RunStatus
 from runner.ledger.result_doc import ResultDoc, check_result
+from runner.ledger.stops import stop_answer
 from trainer.config import describe_errors, validate
 
 router = APIRouter(prefix="/runs", tags=["runs"])
@@ -270,7 +271,7 @@ async def post_metrics(
     if points:
         action, reason = await run_in_threadpool(kill_rule.answer, engine, run, points)
     else:
-        action, reason = lifecycle.stop_answer(run)
+        action, reason = stop_answer(run)
     return MetricsAck(
         accepted=len(points), duplicates=len(points) - inserted, action=action, reason=reason
     )
@@ -368,12 +369,33 @@ def report_exit(
     return {"run_id": run_id, "status": runs.get_run(engine, run_id=run_id).status}
 
 
+JOB_LOG_TIMEOUT_S = 60.0
+
+
 @router.get("/{run_id}/log", response_class=Response)
-def get_log(run_id: RunId, engine: EngineDep, tail: Annotated[int, Query(ge=1, le=100_000)] = 200):
-    """The last lines of the run's train.log (local and docker launchers)."""
-    run = runs.get_run(engine, run_id=run_id)
+async def get_log(
+    run_id: RunId,
+    request: Request,
+    engine: EngineDep,
+    tail: Annotated[int, Query(ge=1, le=100_000)] = 200,
+):
+    """The last lines of the run's train.log (local, docker and worker launchers); for a cloud
+    job, whose log stays on its VM, the job's own log fetched from SkyPilot on demand."""
+    run = await run_in_threadpool(runs.get_run, engine, run_id=run_id)
     path = pathlib.Path(run.run_dir or "") / "train.log"
-    if not run.run_dir or not path.is_file():
+    if run.run_dir and "://" not in run.run_dir and path.is_file():
+        lines = path.read_text(errors="replace").splitlines()[-tail:]
+        return Response("\n".join(lines) + "\n", media_type="text/plain")
+    sky = getattr(request.app.state, "sky_launcher", None)
+    if run.launcher != "skypilot" or sky is None or not run.backend_id:
         return Response("", media_type="text/plain")
-    lines = path.read_text(errors="replace").splitlines()[-tail:]
-    return Response("\n".join(lines) + "\n", media_type="text/plain")
+    try:
+        text = await asyncio.wait_for(
+            run_in_threadpool(sky.job_log, run.backend_id, tail), JOB_LOG_TIMEOUT_S
+        )
+    except Exception as e:  # SkyPilot's API server down, a job it no longer knows
+        text = (
+            f"pax could not fetch SkyPilot job {run.backend_id}'s log ({type(e).__name__}: "
+            f"{e}); on the service's host: sky jobs logs {run.backend_id} --no-follow\n"
+        )
+    return Response(text or "", media_type="text/plain")

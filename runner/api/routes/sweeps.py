@@ -1,5 +1,5 @@
-"""/api/v1/sweeps: submit a plan (YAML or JSON), inspect it, promote by hand, its cost and
-decisions."""
+"""/api/v1/sweeps: submit a plan (YAML or JSON), inspect it, promote by hand, resume a paused
+one, its cost and decisions."""
 
 from __future__ import annotations
 
@@ -134,6 +134,15 @@ def promote(
         force=body.force,
         who="manual",
     )
+
+
+@router.post("/{sweep_id}/resume", response_model=SweepPublic)
+def resume(sweep_id: SweepId, engine: EngineDep, _: GuardedDep):
+    """Launch a paused sweep's runs again, once the cause in its `paused_reason` is fixed (a
+    launch error no wait could cure: SkyPilot missing, no cloud access, a bad credential).
+    409 when the sweep is not paused."""
+    sw = sweep_store.resume_sweep(engine, sweep_id=sweep_id, who="the API")
+    return _public(sw, sweep_store.run_counts(engine, sweep_ids=[sweep_id])[sweep_id])
 
 
 @router.get("/{sweep_id}/decisions.md", response_class=Response)

@@ -10,127 +10,26 @@ import pytest
 
 from runner.cost import Pricing
 from runner.launch.scheduler import Scheduler
-from runner.launch.skypilot import SkyOptions, SkyPilotLauncher
+from runner.launch.skypilot import SkyOptions
 from runner.ledger import events
-from runner.ledger.attempts import attempt_rows
-from runner.ledger.db import make_engine, upgrade
-from runner.ledger.lifecycle import request_stop
-from runner.ledger.results import get_result, store_result
-from runner.ledger.runs import create_run, get_run, set_run_fields
-from runner.settings import Settings
+from runner.ledger.results import get_result
+from runner.ledger.runs import create_run, get_run
+from runner.ledger.stops import request_stop
 from tests.helpers import tiny_raw
+from tests.runner.launch.fake_sky import (
+    IMAGE,
+    MIN,
+    Clock,
+    FakeCloud,
+    attempts,
+    beat,
+    finish,
+    make,
+    run_for,
+    sky_home,  # noqa: F401 (an autouse fixture)
+    submit,
+)
 from trainer.config import validate
-
-IMAGE = "docker:ghcr.io/pax/pax@sha256:" + "a" * 64
-MIN = 60.0
-
-
-class Clock:
-    def __init__(self, t: float = 1_800_000_000.0):
-        self.t = t
-
-    def __call__(self) -> float:
-        return self.t
-
-    def advance(self, seconds: float) -> None:
-        self.t += seconds
-
-
-class FakeCloud:
-    """Stands for SkyPilot's API: launches record the task, queue answers scripted records."""
-
-    def __init__(self, clock: Clock, fail_launch: str | None = None):
-        self.clock = clock
-        self.fail_launch = fail_launch
-        self.tasks, self.cancelled, self.queue_calls = [], [], 0
-        self.jobs: dict[int, dict] = {}
-
-    def launch(self, task, name):
-        if self.fail_launch and name.endswith(self.fail_launch):
-            raise RuntimeError("No cloud access: AWS credentials not found; run `sky check`")
-        self.tasks.append(task)
-        job = 100 + len(self.tasks)
-        self.jobs[job] = {"job_id": job, "status": "PENDING", "recovery_count": 0}
-        return job
-
-    def set(self, job: int, **fields) -> None:
-        self.jobs[job].update(fields)
-
-    def queue(self, job_ids):
-        self.queue_calls += 1
-        return [{**self.jobs[j], "now": self.clock()} for j in job_ids if j in self.jobs]
-
-    def cancel(self, job_id):
-        self.cancelled.append(job_id)
-        self.jobs[job_id]["status"] = "CANCELLED"
-
-
-@pytest.fixture(scope="module", autouse=True)
-def sky_home(tmp_path_factory):
-    pytest.importorskip("sky", reason="SkyPilot not installed (pip install .[cloud])")
-    old = os.environ.get("HOME")
-    os.environ["HOME"] = str(tmp_path_factory.mktemp("home"))  # `import sky` writes ~/.sky
-    yield
-    if old is not None:
-        os.environ["HOME"] = old
-
-
-def make(tmp_path, clock, cloud, bucket=None, **settings):
-    db = tmp_path / "pax.db"
-    upgrade(db)
-    engine = make_engine(db)
-    s = Settings(
-        db=db,
-        runs_root=tmp_path / "runs",
-        concurrency=0,
-        lease_s=60,
-        startup_grace_s=180,
-        max_attempts=3,
-        sky_bucket_path=str(bucket) if bucket else None,
-        **settings,
-    )
-    pricing = Pricing()
-    launcher = SkyPilotLauncher(
-        SkyOptions(image=IMAGE, accelerators=("L4", "A100"), runner_url="https://pax.example.org"),
-        adapter=cloud,
-        pricing=pricing,
-        bucket_path=str(bucket) if bucket else None,
-    )
-    sched = Scheduler(engine, s, [launcher], pricing, clock=clock, capacity={"skypilot": 8})
-    return engine, sched, launcher
-
-
-def submit(engine, tmp_path, name="emb25"):
-    cfg = validate(tiny_raw(tmp_path, name=name))
-    return create_run(engine, cfg=cfg, launcher="skypilot")
-
-
-def beat(engine, run_id, clock, tokens=1024):
-    """The trainer's heartbeat, at the test's clock."""
-    set_run_fields(engine, run_id=run_id, last_heartbeat=clock(), tokens_seen=tokens)
-
-
-def run_for(sched, clock, seconds, step=30.0, heartbeat=None):
-    """Tick every `step` seconds of the test's clock; `heartbeat()` each tick when given."""
-    t_end = clock() + seconds
-    while clock() < t_end:
-        clock.advance(step)
-        if heartbeat:
-            heartbeat()
-        sched.tick()
-
-
-def attempts(engine, run_id):
-
-    return attempt_rows(engine, run_id=run_id)
-
-
-def finish(engine, run_id, status="succeeded"):
-    store_result(
-        engine,
-        run_id=run_id,
-        metrics={"run": {"status": status, "exit_code": 0}, "training": {"tokens_seen": 4096}},
-    )
 
 
 def test_slow_provisioning_is_never_cancelled_and_grace_counts_from_running(tmp_path):
@@ -144,7 +43,8 @@ def test_slow_provisioning_is_never_cancelled_and_grace_counts_from_running(tmp_
     run_for(sched, clock, 10 * MIN)  # PENDING for 10 min: far past lease and start-up grace
     cloud.set(job, status="STARTING")
     run_for(sched, clock, 5 * MIN)
-    assert cloud.cancelled == [] and get_run(engine, run_id=run.id).status == "running"
+    # still launching: the run shows running only once SkyPilot says RUNNING (issue 27)
+    assert cloud.cancelled == [] and get_run(engine, run_id=run.id).status == "launching"
     start = clock()
     cloud.set(job, status="RUNNING", start_at=start, accelerators={"A100": 1}, cloud="gcp")
     run_for(sched, clock, 2 * MIN)  # within the start-up grace, counted from RUNNING
@@ -224,6 +124,34 @@ def test_a_service_restart_mid_run_cancels_nothing(tmp_path):
     assert cloud.cancelled == [] and get_run(engine, run_id=run.id).attempt == 1
 
 
+def test_a_heartbeat_landing_while_the_lease_is_judged_leaves_the_job_running(tmp_path):
+    """The tick read a stale heartbeat, then the trainer spoke before the requeue: the ledger
+    keeps the run, and the job is not cancelled either (it used to be: stopped first, then
+    kept, so the trainer died as a "crash" of a run whose lease was never lost)."""
+    clock = Clock()
+    cloud = FakeCloud(clock)
+    engine, sched, _ = make(tmp_path, clock, cloud)
+    run = submit(engine, tmp_path)
+    sched.tick()
+    cloud.set(101, status="RUNNING", start_at=clock(), accelerators={"L4": 1})
+    run_for(sched, clock, 2 * MIN, heartbeat=lambda: beat(engine, run.id, clock))
+    clock.advance(2 * MIN)  # silent for two leases, as far as the next read can tell
+    cloud.on_queue = lambda: beat(engine, run.id, clock)  # speaks while SkyPilot is asked
+    sched.tick()
+    cloud.on_queue = None
+    kept = get_run(engine, run_id=run.id)
+    assert kept.status == "running" and kept.attempt == 1
+    assert cloud.cancelled == []
+    assert not [e for e in events.events(engine, run_id=run.id) if e["to_status"] == "lost"]
+    clock.advance(2 * MIN)  # and silent for real now: lost, requeued, and only then stopped
+    sched.tick()
+    assert cloud.cancelled == [101]
+    assert any(
+        e["to_status"] == "lost" and "lease expired" in e["reason"]
+        for e in events.events(engine, run_id=run.id)
+    )
+
+
 def test_a_job_cancelled_in_skypilot_is_cancelled_not_preempted(tmp_path):
     clock = Clock()
     cloud = FakeCloud(clock)
@@ -270,19 +198,28 @@ def test_a_launch_error_fails_that_run_not_the_tick(tmp_path):
     sched.tick()
     failed = get_run(engine, run_id=bad.id)
     assert failed.status == "failed" and "AWS credentials" in failed.exit_reason
-    assert get_run(engine, run_id=good.id).status == "running"  # launched in that tick
+    launched = get_run(engine, run_id=good.id)  # launched in that tick
+    assert launched.status == "launching" and launched.backend_id is not None
 
 
-def test_skypilot_is_asked_once_per_tick(tmp_path):
+def test_skypilot_is_asked_once_per_poll_not_every_tick(tmp_path):
+    """SkyPilot (and the bucket) were asked every 0.5 s tick: one request to its API server per
+    tick, forever. Now once per PAX_SKY_POLL_S, in one call for every job."""
     clock = Clock()
     cloud = FakeCloud(clock)
-    engine, sched, _ = make(tmp_path, clock, cloud)
+    engine, sched, _ = make(tmp_path, clock, cloud, poll_s=10.0)
     runs = [submit(engine, tmp_path, f"r{i}") for i in range(5)]
+    sched.tick()  # launched: the next poll is due 10 s after this one
+    clock.advance(10.0)
     sched.tick()
-    before = cloud.queue_calls
+    assert cloud.queue_calls == 1  # all five jobs in one call
+    for _ in range(19):  # 19 ticks of 0.5 s: within one poll
+        clock.advance(0.5)
+        sched.tick()
+    assert cloud.queue_calls == 1 and len(runs) == 5
+    clock.advance(0.5)
     sched.tick()
-    sched.tick()
-    assert cloud.queue_calls - before == 2 and len(runs) == 5
+    assert cloud.queue_calls == 2
 
 
 def test_a_gpu_without_a_price_is_refused_at_launch(tmp_path):
@@ -435,3 +372,45 @@ def test_no_inbound_a_stop_reaches_the_trainer_through_the_bucket(tmp_path, toke
     assert json.loads((run_dir / "stop.json").read_text())["reason"] == "kill rule: trailed"
     assert json.loads((run_dir / "exit.json").read_text())["code"] == 3
     assert done.tokens_seen < 4000 * 8 * 64  # stopped well before its budget
+
+
+def test_a_job_that_ended_while_the_service_was_down_is_never_free(tmp_path):
+    """A job that ran 55 minutes and finished while the service was down was recorded as
+    "CPU: free": SkyPilot reports the GPU only while the cluster exists. Now it is charged
+    for its 55 minutes at the dearest GPU it could have had, and the price says so."""
+    clock = Clock()
+    cloud = FakeCloud(clock)
+    engine, sched, launcher = make(tmp_path, clock, cloud)
+    run = submit(engine, tmp_path)
+    sched.tick()
+    start = clock()
+    clock.advance(55 * MIN)  # the service was down the whole time the job ran
+    finish(engine, run.id)
+    cloud.set(101, status="SUCCEEDED", start_at=start, end_at=clock())  # no accelerators now
+    again = Scheduler(
+        engine, sched.settings, [launcher], sched.pricing, clock=clock, capacity={"skypilot": 8}
+    )
+    again.tick()
+    done = get_run(engine, run_id=run.id)
+    (a,) = attempts(engine, run.id)
+    price = Pricing().hourly("A100", True)  # the dearer of L4 and A100
+    assert done.status == "succeeded" and a["accelerator"] == "A100"
+    assert a["seconds"] == pytest.approx(55 * MIN)
+    assert done.cost_usd == pytest.approx(55 / 60 * price) and done.cost_usd > 0
+    assert "ASSUMED A100" in a["price_source"]
+
+
+def test_a_gpu_seen_while_running_is_kept_when_the_record_forgets_it(tmp_path):
+    clock = Clock()
+    cloud = FakeCloud(clock)
+    engine, sched, _ = make(tmp_path, clock, cloud)
+    run = submit(engine, tmp_path)
+    sched.tick()
+    start = clock()
+    cloud.set(101, status="RUNNING", start_at=start, accelerators={"L4": 1})
+    run_for(sched, clock, 5 * MIN, heartbeat=lambda: beat(engine, run.id, clock))
+    finish(engine, run.id)
+    cloud.set(101, status="SUCCEEDED", end_at=clock(), accelerators=None)
+    sched.tick()
+    (a,) = attempts(engine, run.id)
+    assert a["accelerator"] == "L4" and "ASSUMED" not in (a["price_source"] or "")

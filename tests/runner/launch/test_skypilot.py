@@ -57,7 +57,7 @@ def test_build_task_is_a_real_spot_task_pinned_by_digest(sky, tmp_path):
     assert {list(r.accelerators)[0] for r in res} == {"L4", "A10G"}
     for r in res:
         assert r.use_spot and r.job_recovery["strategy"] == "FAILOVER"
-        assert r.job_recovery["max_restarts_on_errors"] == 2
+        assert r.job_recovery["max_restarts_on_errors"] == 0  # pax alone retries crashes
         assert list(r.image_id.values()) == [IMAGE]
     assert task.envs["PAX_RUN_ID"] == "7" and '"name":"emb25"' in task.envs["PAX_SPEC_JSON"]
     assert "PAX_RUNNER_URL" not in task.envs  # no runner URL: no inbound connection at all

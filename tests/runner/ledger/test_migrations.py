@@ -14,6 +14,7 @@ from sqlmodel import SQLModel
 from runner.ledger import models  # noqa: F401 - the tables, on SQLModel.metadata
 from runner.ledger.db import current_revision, make_engine, upgrade
 from tests.conftest import ROOT
+from tests.helpers import HEAD_REVISION as HEAD
 from tests.runner.conftest import new_postgres_ledger
 
 
@@ -62,7 +63,7 @@ def test_upgrading_an_old_ledger_keeps_its_data(tmp_path):
     c.commit()
     c.close()
     upgrade(db)
-    assert current_revision(db) == "0007"
+    assert current_revision(db) == HEAD
     c = sqlite3.connect(db)
     # 0007 summarized the stored points into their bucket (steps 0-63)
     assert c.execute(
@@ -90,10 +91,10 @@ def test_postgresql_upgrade_check_and_one_step_down_and_back(postgres):
     url = new_postgres_ledger(postgres, "migrate", migrated=False)
     assert current_revision(url) is None
     upgrade(url)
-    assert current_revision(url) == "0007" and schema_diff(url) == []
+    assert current_revision(url) == HEAD and schema_diff(url) == []
     from alembic import command
 
-    command.downgrade(alembic_config(url), "-1")
+    command.downgrade(alembic_config(url), "0006")  # before 0007's buckets
     assert current_revision(url) == "0006"
     assert any("metric_buckets" in str(d) for d in schema_diff(url))  # 0007 added the table
     # points stored before 0007 are summarized by it: a spiky series, two buckets
@@ -114,7 +115,7 @@ def test_postgresql_upgrade_check_and_one_step_down_and_back(postgres):
             [{"s": s, "t": 10 * s, "v": 9.0 if s == 70 else 1.0 + s / 100} for s in range(100)],
         )
     upgrade(url)
-    assert current_revision(url) == "0007" and schema_diff(url) == []
+    assert current_revision(url) == HEAD and schema_diff(url) == []
     with eng.connect() as conn:
         rows = conn.execute(
             sa.text(
@@ -142,7 +143,7 @@ def test_replicas_migrating_at_once_take_turns(postgres):
     ]
     errors = [p.communicate(timeout=120)[1].decode() for p in procs]
     assert [p.returncode for p in procs] == [0] * 4, errors
-    assert current_revision(url) == "0007" and schema_diff(url) == []
+    assert current_revision(url) == HEAD and schema_diff(url) == []
 
 
 def test_pax_db_upgrade_takes_a_database_url(postgres):
@@ -157,5 +158,5 @@ def test_pax_db_upgrade_takes_a_database_url(postgres):
         timeout=120,
     )
     assert res.returncode == 0, res.stderr
-    assert json.loads(res.stdout.strip().splitlines()[-1])["revision"] == "0007"
-    assert current_revision(url) == "0007"
+    assert json.loads(res.stdout.strip().splitlines()[-1])["revision"] == HEAD
+    assert current_revision(url) == HEAD

@@ -1,0 +1,192 @@
+"""A study through the cloud path, end to end: a real `pax serve` with SkyPilot on, `pax cloud up`
+asking for two warm workers with two slots each, and a fake SkyPilot adapter whose "VMs" are
+real `pax worker` processes (tests/runner/launch/fake_vms.py; only the cloud is fake). In it:
+the first launch finds no capacity and is retried; the workers pack the study's runs; one
+worker is SIGKILLed mid-run (a preemption) and its runs resume from the bucket's checkpoints;
+the kill rule stops the bad control; the sweep finishes and its report is written; the idle
+workers leave; and the bill is the simulated VM time at the catalog price, the runs' share plus
+idle, plus the jobs controller, to the cent."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import sqlite3
+import subprocess
+import time
+
+import pytest
+
+from runner.cost import Pricing
+from tests.helpers import tiny_raw, wait_until
+from tests.runner.conftest import free_port, kill_trainers, start_service
+
+pytestmark = pytest.mark.slow
+IMAGE = "docker:ghcr.io/pax/pax@sha256:" + "a" * 64
+pytest.importorskip("sky", reason="SkyPilot not installed (pip install .[cloud])")
+
+
+@pytest.fixture
+def cloud(tmp_path, tokenized_dir):
+    vms = tmp_path / "cloud"
+    (vms / "bucket").mkdir(parents=True)
+    home = tmp_path / "home"
+    home.mkdir()
+    port = free_port()
+    svc = start_service(
+        tmp_path,
+        tmp_path / "var" / "pax.db",
+        port=port,
+        PAX_SKY="true",
+        PAX_SKY_IMAGE=IMAGE,
+        PAX_SKY_ACCELERATORS='["H100"]',
+        PAX_SKY_RUNNER_URL="https://pax.example.org",
+        PAX_SKY_BUCKET="pax-e2e",
+        PAX_SKY_ADAPTER="tests.runner.launch.fake_vms:FakeVMs",
+        PAX_SKY_POLL_S="0.5",
+        PAX_LAUNCH_RETRY_S="1",
+        PAX_REPORTS_ROOT=str(tmp_path / "reports"),
+        PAX_FAKE_VM_DIR=str(vms),
+        PAX_FAKE_VM_URL=f"http://127.0.0.1:{port}",
+        PAX_FAKE_NO_CAPACITY="1",
+        HOME=str(home),  # `import sky` writes ~/.sky
+    )
+    try:
+        yield svc, vms
+    finally:
+        for pid_file in (vms / "pids").glob("*") if (vms / "pids").is_dir() else []:
+            with contextlib.suppress(ProcessLookupError, PermissionError, ValueError):
+                os.killpg(int(pid_file.read_text()), signal.SIGKILL)
+        svc.proc.terminate()
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            svc.proc.wait(timeout=20)
+        svc.http.close()
+        kill_trainers(svc.db)
+
+
+def plan(tok_root) -> dict:
+    base = tiny_raw(
+        tok_root,
+        max_tokens=96 * 8 * 64,
+        eval={"every_tokens": 512, "max_tokens": 1024},
+        checkpoint={"every_steps": 8, "every_minutes": 0, "keep_latest_k": 2},
+    )
+    base.pop("name")
+    return {
+        "name": "cloud",
+        "launcher": "worker",
+        "baseline": {"embedding_ratio": 0.35, "glu_expansion": 2.66, "vocab_size": 512,
+                     "tied_lm_head": True},
+        "base": base,
+        "ranking": {"max_tokens": 96 * 8 * 64, "seeds": [7], "embedding_ratio": [0.35],
+                    "glu_expansion": [2.66]},
+        "controls": [{"name": "lr-tiny", "overrides": {"optim": {"lr": 1e-6}}}],
+        "finalists": {"max_tokens": 4096, "seeds": [1, 2], "top_k": 1},
+        "kill_rule": {"margin": 0.03, "relative": True, "window_tokens": 2048},
+    }  # fmt: skip
+
+
+def runs_of(svc, sweep):
+    return svc.get("/runs", params={"sweep": sweep}).json()["items"]
+
+
+def test_a_study_on_warm_spot_workers_finishes_and_bills_what_the_cloud_would(cloud, tokenized_dir):
+    svc, vms = cloud
+    assert svc.post("/cloud/up", token=None, json={"gpu": "H100"}).status_code == 401
+    t_up = time.time()
+    up = svc.post("/cloud/up", json={"gpu": "H100", "workers": 2, "slots": 2, "idle_exit_s": 15})
+    assert up.status_code == 202, up.text
+    assert up.json()["workers"] == ["pax-w1", "pax-w2"] and up.json()["bucket"] == "pax-e2e"
+    r = svc.post("/sweeps", json=plan(tokenized_dir.parent))
+    assert r.status_code == 201, r.text
+    sweep = r.json()["id"]
+
+    def status():
+        return svc.get("/cloud").json()
+
+    # no capacity at first: that worker waits with back-off (the reason says so), then launches
+    wait_until(
+        lambda: (
+            any("ResourcesUnavailableError" in (w["reason"] or "") for w in status()["workers"])
+            or all(w["backend_id"] for w in status()["workers"])
+        ),
+        60,
+        "the first launch refused",
+    )
+    wait_until(
+        lambda: all(w["backend_id"] for w in status()["workers"]), 60, "both workers launched"
+    )
+    with sqlite3.connect(svc.db) as db:
+        said = [r for (r,) in db.execute("SELECT reason FROM events WHERE kind = 'cloud'")]
+    assert any("ResourcesUnavailableError" in r and "launch retried in" in r for r in said), said
+    assert len(json.loads((vms / "jobs.json").read_text())) == 2  # the refusal made no job
+
+    # a preemption: the VM of the worker training the baseline is lost mid-run
+    def baseline():
+        return next((x for x in runs_of(svc, sweep) if x["is_baseline"]), None)
+
+    def checkpointed():
+        b = baseline()
+        if not b or not (b["launcher"] or "").startswith("worker:"):
+            return None
+        found = list((vms / "bucket").glob(f"checkpoints/runs/{b['id']}/checkpoints/step_*.json"))
+        return b if found else None
+
+    b = wait_until(checkpointed, 180, "the baseline's first checkpoint in the bucket", every=0.2)
+    victim = b["launcher"].split(":", 1)[1].rsplit("-s", 1)[0]  # pax-wN
+    jobs = json.loads((vms / "jobs.json").read_text())
+    job = next(k for k, j in jobs.items() if j["name"] == victim)
+    os.killpg(int((vms / "pids" / f"job{job}").read_text()), signal.SIGKILL)
+
+    done = wait_until(
+        lambda: (s := svc.get(f"/sweeps/{sweep}").json())["status"] == "done" and s,
+        600,
+        "the sweep finishing on the workers",
+        every=1,
+    )
+    assert done["status"] == "done"
+    runs = runs_of(svc, sweep)
+    by_name = {x["name"]: x for x in runs}
+    base = svc.get(f"/runs/{b['id']}").json()
+    assert base["status"] == "succeeded" and base["attempt"] >= 2
+    ev = svc.get(f"/runs/{b['id']}/events").json()
+    assert any(e["to_status"] == "lost" and "lease expired" in e["reason"] for e in ev)
+    logs = "".join(p.read_text(errors="replace") for p in (vms / "logs").glob("*.log"))
+    assert f"run {b['id']} resumes from step_" in logs  # from the bucket, on a new VM
+    killed = [x for x in runs if "lr-tiny" in x["name"]]
+    assert killed and all(x["status"] == "killed" for x in killed), by_name
+    assert all(x["status"] in ("succeeded", "killed") for x in runs), by_name
+    assert {x["launcher"].split(":")[0] for x in runs} == {"worker"}
+    packed = {x["launcher"].rsplit("-s", 1)[0] for x in runs}
+    assert len(packed) == 2  # both workers trained runs
+    report = svc.post(f"/sweeps/{sweep}/report", params={"pdf": "false"})
+    assert report.status_code == 200, report.text
+
+    # idle for 15 s: each worker leaves, SkyPilot (the fake) ends its job, the VM is gone
+    final = wait_until(
+        lambda: (s := status()) and all(w["status"] == "ended" for w in s["workers"]) and s,
+        120,
+        "the idle workers leaving",
+        every=0.5,
+    )
+    t_status = time.time()
+    jobs = json.loads((vms / "jobs.json").read_text())
+    price = Pricing().hourly("H100", True)
+    vm_s = sum(j["end_at"] - j["start_at"] for j in jobs.values())
+    assert sum(j["recovery_count"] for j in jobs.values()) == 1
+    assert [w["recoveries"] for w in final["workers"]].count(1) == 1
+    # the VM time the cloud would bill, at the catalog price: exactly, not only to the cent
+    assert final["vm_usd"] == pytest.approx(vm_s / 3600 * price, rel=1e-9)
+    for w in final["workers"]:
+        assert w["price_source"].startswith("table of") and w["vm_usd"] > 0
+        assert w["runs_usd"] > 0 and w["idle_usd"] > 0
+        assert w["runs_usd"] + w["idle_usd"] == pytest.approx(w["vm_usd"], rel=1e-9)
+    spent = svc.get(f"/sweeps/{sweep}/cost").json()["spent_usd"]
+    assert final["runs_usd"] == pytest.approx(spent, rel=1e-9)  # the runs' charges: the sweep's
+    # the controller: up since the ask (the first launch waited), within its autostop still
+    ctl = final["controller"]
+    assert ctl["usd"] > 0 and t_up - 1 <= t_status - ctl["seconds"] <= t_up + 5
+    assert ctl["usd"] == pytest.approx(ctl["seconds"] / 3600 * 0.192, rel=1e-9)
+    assert final["total_usd"] == pytest.approx(final["vm_usd"] + ctl["usd"], rel=1e-9)
