@@ -180,6 +180,15 @@ class Client:
     def cloud_status(self) -> dict:
         return self.get("/cloud")
 
+    def cloud_forecast(self, text: bytes, **params) -> dict:
+        """A plan (YAML) priced on N workers x M slots: POST /cloud/forecast."""
+        return self.post(
+            "/cloud/forecast",
+            params=params,
+            content=text,
+            headers={"Content-Type": "application/yaml"},
+        )
+
     def sky_forecast(self, *, tokens: int, jobs: int) -> dict:
         return self.post("/sky/forecast", json={"tokens": tokens, "jobs": jobs})
 

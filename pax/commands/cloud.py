@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -55,6 +56,54 @@ def up(
         f"{out['bucket']}); `pax cloud status` follows them"
     )
     print(json.dumps(out))
+
+
+@cloud_app.command("forecast")
+def forecast(
+    config: Annotated[Path, typer.Argument(exists=True, dir_okay=False, help="A plan.")],
+    gpu: Annotated[str, typer.Option("--gpu", help="The GPU each worker gets.")] = "H100",
+    workers: Annotated[int, typer.Option("--workers", min=1, max=64)] = 2,
+    slots: Annotated[int, typer.Option("--slots", min=1, max=64)] = 4,
+    idle_exit_s: Annotated[int, typer.Option("--idle-exit-s", min=0, max=86_400)] = 600,
+    on_demand: Annotated[bool, typer.Option("--on-demand", help="Price on-demand VMs.")] = False,
+    url: UrlOpt = "http://127.0.0.1:8000",
+    token: TokenOpt = None,
+    as_json: Annotated[bool, typer.Option("--json", help="The whole answer as JSON.")] = False,
+) -> None:
+    """What a plan costs and how long it takes on WORKERS x SLOTS of GPU, against one job
+    per run: an upper bound (every run trains its whole budget)."""
+    params = {"gpu": gpu, "workers": workers, "slots": slots, "idle_exit_s": idle_exit_s}
+    params["spot"] = str(not on_demand).lower()
+    f = _call(url, token, lambda c: c.cloud_forecast(config.read_bytes(), **params))
+    if as_json:
+        print(json.dumps(f))
+        return
+    for line in forecast_lines(f):
+        print(line)
+
+
+def forecast_lines(f: dict) -> list[str]:
+    kind = "spot" if f["spot"] else "on-demand"
+    out = [
+        f"{f['plan']}: {f['workers']} x {f['accelerator']} {kind} with {f['slots']} slots "
+        f"(${f['price_per_hour']:.2f}/h, {f['tokens_per_s']:,.0f} tokens/s per run alone, "
+        f"{f['packing_speedup']:.2f}x packed)"
+    ]
+
+    def row(name, x):
+        return (
+            f"  {name:<22} ${x['usd']:>8.2f}  {x['gpu_hours']:>6.2f} GPU-h  "
+            f"{x['wall_s'] / 3600:>6.2f} h to the report  (controller ${x['controller_usd']:.2f})"
+        )
+
+    for k in ("low", "high"):
+        out.append(row(f"workers, {k}", f["workers_forecast"][k]))
+    for k in ("low", "high"):
+        out.append(row(f"one job per run, {k}", f["one_job_per_run"][k]))
+    if f["budget_usd"]:
+        out.append(f"  budget ${f['budget_usd']:.2f}")
+    out.append(f"  upper bound: {f['upper_bound']}")
+    return out
 
 
 @cloud_app.command("down")

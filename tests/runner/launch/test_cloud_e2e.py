@@ -15,13 +15,15 @@ import os
 import signal
 import sqlite3
 import subprocess
+import sys
 import time
 
 import pytest
 
 from runner.cost import Pricing
+from tests.conftest import ROOT
 from tests.helpers import tiny_raw, wait_until
-from tests.runner.conftest import free_port, kill_trainers, start_service
+from tests.runner.conftest import ADMIN, free_port, kill_trainers, start_service
 
 pytestmark = pytest.mark.slow
 IMAGE = "docker:ghcr.io/pax/pax@sha256:" + "a" * 64
@@ -159,8 +161,9 @@ def test_a_study_on_warm_spot_workers_finishes_and_bills_what_the_cloud_would(cl
     assert killed and all(x["status"] == "killed" for x in killed), by_name
     assert all(x["status"] in ("succeeded", "killed") for x in runs), by_name
     assert {x["launcher"].split(":")[0] for x in runs} == {"worker"}
-    packed = {x["launcher"].rsplit("-s", 1)[0] for x in runs}
-    assert len(packed) == 2  # both workers trained runs
+    with sqlite3.connect(svc.db) as db:  # every attempt, not only each run's last
+        devices = {d.split(":")[0] for (d,) in db.execute("SELECT device FROM attempts") if d}
+    assert devices == {"pax-w1", "pax-w2"}, devices  # both workers trained runs
     report = svc.post(f"/sweeps/{sweep}/report", params={"pdf": "false"})
     assert report.status_code == 200, report.text
 
@@ -190,3 +193,18 @@ def test_a_study_on_warm_spot_workers_finishes_and_bills_what_the_cloud_would(cl
     assert ctl["usd"] > 0 and t_up - 1 <= t_status - ctl["seconds"] <= t_up + 5
     assert ctl["usd"] == pytest.approx(ctl["seconds"] / 3600 * 0.192, rel=1e-9)
     assert final["total_usd"] == pytest.approx(final["vm_usd"] + ctl["usd"], rel=1e-9)
+    # the same through the CLI a user types: the bill, and the forecast of the 10M study
+    env = {**os.environ, "PAX_ADMIN_TOKEN": ADMIN}
+
+    def pax(*args):
+        out = subprocess.run(
+            [sys.executable, "-m", "pax.cli", "cloud", *args, "--url", svc.url],
+            capture_output=True, text=True, env=env, timeout=120, check=False,
+        )  # fmt: skip
+        assert out.returncode == 0, out.stderr
+        return out.stdout
+
+    said = pax("status")
+    assert "ledger " in said and "pax-w1" in said and "controller $" in said
+    fc = pax("forecast", str(ROOT / "configs" / "plan_10m.yaml"), "--workers", "2", "--slots", "4")
+    assert "2 x H100 spot with 4 slots" in fc and "workers, high" in fc and "one job per run" in fc
