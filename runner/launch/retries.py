@@ -10,8 +10,8 @@ from collections.abc import Callable
 
 from sqlalchemy.engine import Engine
 
-from runner.launch.base import LaunchError
-from runner.ledger import lifecycle
+from runner.launch.base import JobState, LaunchError
+from runner.ledger import attempts, lifecycle
 from runner.ledger.models import Run
 from runner.ledger.sweeps import pause_sweep
 from runner.settings import Settings
@@ -51,4 +51,20 @@ def launch_failed(
     lifecycle.unclaim(engine, run_id=run.id, reason=err.reason, retry_in=None)
     if pause_sweep(engine, sweep_id=run.sweep_id, reason=err.reason):
         log.error("sweep %s paused: %s", run.sweep_id, err.reason)
+    return False
+
+
+def launch_returned(
+    engine: Engine, settings: Settings, run: Run, st: JobState, fail: Callable[[str], None]
+) -> bool:
+    """Whether `st` is the outcome of a launch that ran off the scheduler's tick, now taken in:
+    the job's real id recorded, or its error waiting (or pausing the sweep) as above."""
+    if st.job_id is not None:
+        attempts.record_launch(
+            engine, run_id=run.id, backend_id=st.job_id, run_dir=run.run_dir or ""
+        )
+        return True
+    if st.launch_error is not None:
+        launch_failed(engine, settings, run, st.launch_error, fail=fail)
+        return True
     return False

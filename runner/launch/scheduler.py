@@ -188,20 +188,9 @@ class Scheduler:
 
     def _judge(self, run: Run, st: JobState, now: float) -> None:
         launcher = self.launchers.get(run.launcher or "")
-        if st.job_id is not None:  # a launch that returned off the tick: the job's real id
-            attempts.record_launch(
-                self.engine, run_id=run.id, backend_id=st.job_id, run_dir=run.run_dir or ""
-            )
-            return
-        if st.launch_error is not None:  # ... or that failed there: waits, or pauses its sweep
-            retries.launch_failed(
-                self.engine,
-                self.settings,
-                run,
-                st.launch_error,
-                fail=lambda why: self._end(run, "failed", why),
-            )
-            return
+        ended = lambda why: self._end(run, "failed", why)  # noqa: E731 (one use, just below)
+        if retries.launch_returned(self.engine, self.settings, run, st, ended):
+            return  # a launch off the tick came back: its job id, or an error that waits
         if launcher is not None and launcher.heard_through_files and run.run_dir:
             run = self._hear_through_files(run, now)
         recorded = attempts.recoveries_recorded(

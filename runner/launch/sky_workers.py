@@ -312,6 +312,8 @@ class CloudPool:
             fields["reason"] = cause or (
                 f"the worker exited with an error; see `sky jobs logs {w.backend_id}`"
             )
+            if status == "FAILED_NO_RESOURCE" and not w.down_requested and w.status in cw.LIVE:
+                fields["reason"] += f"; replaced by {self._replace(w, cause, now)}"
         elif to == "ended":
             fields["reason"] = "the queue had nothing for it: the worker left, its VM torn down"
         elif to == "cancelled":
@@ -321,6 +323,30 @@ class CloudPool:
         if to is not None:
             fields["status"] = to
         cw.update_worker(self.engine, worker_id=w.id, **fields)
+
+    def _replace(self, w, cause: str, now: float) -> str:
+        """A worker whose job found no capacity (SkyPilot gave up: FAILED_NO_RESOURCE) is a
+        launch that waits, not a worker lost for good: a new one asks again after the back-off.
+        A new row, so that each keeps its own VM time and the gap between them is never billed."""
+        wait = back_off(self.settings, w.launch_errors)
+        (new,) = cw.add_workers(
+            self.engine,
+            accelerator=w.accelerator,
+            spot=w.spot,
+            count=1,
+            slots=w.slots,
+            idle_exit_s=w.idle_exit_s,
+            price=(w.price_per_hour or 0.0, w.price_source or ""),
+        )
+        cw.update_worker(
+            self.engine,
+            worker_id=new.id,
+            launch_errors=w.launch_errors + 1,
+            not_before=now + wait,
+            reason=f"replaces {w.name}: {cause}; launch retried in {wait:.0f} s",
+            note=f"replaces {w.name}; launch retried in {wait:.0f} s",
+        )
+        return new.name
 
     # ------------------------------------------------------------ the thread
 

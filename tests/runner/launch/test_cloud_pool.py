@@ -145,6 +145,30 @@ def test_no_capacity_waits_with_back_off_then_launches(tmp_path):
     assert rows(engine)["pax-w1"].backend_id == "101"
 
 
+def test_a_worker_job_that_found_no_capacity_is_asked_again_not_lost(tmp_path):
+    """SkyPilot's managed job can itself give up for capacity (FAILED_NO_RESOURCE, after its
+    own retries): the worker was then marked failed for good, and the study waited for a user.
+    Now a new worker asks again after the back-off; each row keeps its own VM time."""
+    clock = Clock()
+    cloud = FakeCloud(clock)
+    engine, pool = make_pool(tmp_path, clock, cloud)
+    pool.up(accelerator="H100", workers=1, slots=2, idle_exit_s=600)
+    settle(pool, clock)
+    cloud.set(101, status="FAILED_NO_RESOURCE", failure_reason="no H100 spot in us-east-1")
+    settle(pool, clock, 10)
+    w = rows(engine)
+    assert w["pax-w1"].status == "failed" and "no capacity for H100 spot" in w["pax-w1"].reason
+    assert "replaced by pax-w2" in w["pax-w1"].reason and w["pax-w1"].vm_seconds == 0
+    assert w["pax-w2"].status == "launching" and "retried in 60 s" in w["pax-w2"].reason
+    assert (w["pax-w2"].slots, w["pax-w2"].idle_exit_s) == (2, 600)
+    settle(pool, clock, 30)
+    assert len(cloud.tasks) == 1  # the back-off holds
+    settle(pool, clock, 31)
+    assert rows(engine)["pax-w2"].backend_id == "102"
+    settle(pool, clock, 10)
+    assert len(cw.workers(engine, live_only=True)) == 1  # replaced once, not once per poll
+
+
 def test_a_bad_credential_ends_the_worker_with_the_fix(tmp_path):
     clock = Clock()
     cloud = FakeCloud(clock)
