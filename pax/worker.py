@@ -178,8 +178,8 @@ class Worker:
     # ------------------------------------------------------------ the loop
 
     def run(self) -> int:
-        """Slots work until max_runs are claimed (0 = forever), the queue stays empty for
-        idle_exit_s, or SIGTERM arrives."""
+        """Slots work until max_runs are claimed (0 = forever), the queue stays empty (or the
+        service unreachable) for idle_exit_s, or SIGTERM arrives."""
         if threading.current_thread() is threading.main_thread():
             for sig in (signal.SIGTERM, signal.SIGINT):
                 signal.signal(sig, self._on_signal)
@@ -236,6 +236,14 @@ class Worker:
                     claim = c.claim(body)
                 except Unreachable as e:
                     self._untake()
+                    # nothing to train and no service for as long as idle: leave, or a cloud
+                    # VM whose service is gone for good would be paid for forever
+                    if self.idle_exit_s and time.monotonic() - idle_since > self.idle_exit_s:
+                        self.log(
+                            f"worker {me}: the service has been unreachable for over "
+                            f"{self.idle_exit_s:.0f}s with nothing to train: leaving ({e})"
+                        )
+                        return
                     self.log(f"worker {me}: {e}; retrying in {self.poll_s:.0f}s")
                     self.stopping.wait(self.poll_s)
                     continue

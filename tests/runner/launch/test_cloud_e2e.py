@@ -58,12 +58,13 @@ def cloud(tmp_path, tokenized_dir):
     try:
         yield svc, vms
     finally:
-        for pid_file in (vms / "pids").glob("*") if (vms / "pids").is_dir() else []:
-            with contextlib.suppress(ProcessLookupError, PermissionError, ValueError):
-                os.killpg(int(pid_file.read_text()), signal.SIGKILL)
+        # the service first: while it lives, the fake cloud "recovers" a killed VM with a new one
         svc.proc.terminate()
         with contextlib.suppress(subprocess.TimeoutExpired):
             svc.proc.wait(timeout=20)
+        for pid_file in (vms / "pids").glob("*") if (vms / "pids").is_dir() else []:
+            with contextlib.suppress(ProcessLookupError, PermissionError, ValueError):
+                os.killpg(int(pid_file.read_text()), signal.SIGKILL)
         svc.http.close()
         kill_trainers(svc.db)
 

@@ -53,6 +53,31 @@ def start_worker(service, tmp_path, name, *extra, runs_root=None):
     )
 
 
+def test_a_worker_whose_service_is_gone_leaves_after_its_idle_time(tmp_path):
+    """A cloud worker kept retrying a service that was gone for good (seen as fake VMs left
+    running after their service ended): its VM would be billed forever. Now, with nothing to
+    train, unreachable counts as idle: it leaves after --idle-exit-s, saying why."""
+    from tests.runner.conftest import free_port
+
+    token = tmp_path / "worker_token"
+    token.write_text("w" * 43)
+    token.chmod(0o600)
+    log = tmp_path / "worker.log"
+    with open(log, "wb") as out:
+        proc = subprocess.Popen(
+            [
+                sys.executable, "-m", "pax.cli", "worker",
+                "--runner-url", f"http://127.0.0.1:{free_port()}",  # nothing listens there
+                "--token-file", str(token), "--name", "gone", "--runs-root", str(tmp_path / "r"),
+                "--poll-s", "0.2", "--idle-exit-s", "2",
+            ],
+            env={**os.environ, "PYTHONPATH": str(ROOT)},
+            cwd=tmp_path, stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
+        )  # fmt: skip
+    assert finish(proc, timeout=120) == 0
+    assert "unreachable for over 2s with nothing to train: leaving" in log.read_text()
+
+
 def finish(proc, timeout=300) -> int:
     try:
         return proc.wait(timeout=timeout)
