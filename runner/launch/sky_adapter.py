@@ -7,9 +7,9 @@ from __future__ import annotations
 import time
 
 QUEUE_FIELDS = [
-    "job_id", "job_name", "status", "recovery_count", "job_duration", "start_at", "end_at",
-    "last_recovered_at", "accelerators", "cloud", "region", "cluster_resources",
-    "failure_reason", "details",
+    "job_id", "job_name", "status", "recovery_count", "job_duration", "submitted_at",
+    "start_at", "end_at", "last_recovered_at", "accelerators", "cloud", "region",
+    "cluster_resources", "failure_reason", "details",
 ]  # fmt: skip
 
 

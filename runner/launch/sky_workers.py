@@ -297,9 +297,11 @@ class CloudPool:
         provisioned = w.provisioned_at
         if provisioned is None and status in VM_UP:
             provisioned = seen_at  # the first sight of its VM, if SkyPilot says no earlier
-        start = rec.get("start_at")
-        if start and (provisioned is None or float(start) < provisioned):
-            provisioned = float(start)
+        start = rec.get("start_at")  # and provisioning began at submitted_at (STARTING)
+        asked = rec.get("submitted_at") if (start or status in VM_UP) else None
+        for t in (asked, start):
+            if t and (provisioned is None or float(t) < provisioned):
+                provisioned = float(t)
         if provisioned is not None:
             fields["provisioned_at"] = provisioned
         end = rec.get("end_at")

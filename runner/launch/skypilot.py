@@ -23,45 +23,17 @@ from urllib.parse import urlparse
 
 import yaml
 
-from runner.launch.base import (
-    EXITED,
-    NOT_OURS,
-    PENDING,
-    RECOVERING,
-    RUNNING,
-    JobState,
-    Launcher,
-    LaunchError,
-    LaunchSpec,
-)
+from runner.launch.base import EXITED, PENDING, JobState, Launcher, LaunchError, LaunchSpec
 from runner.launch.sky_adapter import SkyAdapter
-from runner.launch.sky_errors import classify, failure_cause
-from runner.ledger.attempts import Placement, Usage
+from runner.launch.sky_errors import classify
+from runner.launch.sky_records import state_of
+from runner.ledger.attempts import Placement
 
 log = logging.getLogger("pax.scheduler")
 TEMPLATE = resources.files("runner.launch") / "sky_task.yaml"  # shipped with the package
 PROVISIONAL = "launching:"  # a run's backend id while SkyPilot's launch call is still out
 QUEUE_TIMEOUT_S = 60.0  # `sky jobs queue` answers in seconds; longer is an outage
 KNOWN_GPUS = {"T4", "L4", "A10G", "A10", "A100", "A100-80GB", "H100", "H200", "L40S", "V100"}
-PHASES = {
-    "PENDING": PENDING,
-    "SUBMITTED": PENDING,
-    "STARTING": PENDING,
-    "RUNNING": RUNNING,
-    "WINDING_DOWN": RUNNING,
-    "CANCELLING": RUNNING,
-    "RECOVERING": RECOVERING,
-}
-# terminal states -> the exit the scheduler settles (the run script reports 2 and 3 itself)
-EXITS = {
-    "SUCCEEDED": 0,
-    "CANCELLED": 75,
-    "FAILED": 1,
-    "FAILED_SETUP": 1,
-    "FAILED_PRECHECKS": 2,
-    "FAILED_NO_RESOURCE": 1,
-    "FAILED_CONTROLLER": 1,
-}
 REACHING_THE_SERVICE = (
     "cloud jobs cannot reach it. Either put the service behind a public HTTPS URL (a reverse "
     "proxy with TLS, or a tunnel: docs/deploy.md) and set PAX_SKY_RUNNER_URL to it, or leave "
@@ -236,52 +208,6 @@ def build_task(
     task = sky.Task.from_yaml_config(doc)
     task.update_secrets(secrets)
     return task
-
-
-def state_of(rec: dict | None, use_spot: bool, accelerators=()) -> JobState:
-    """A SkyPilot managed-job record as the scheduler needs it."""
-    if rec is None:
-        return NOT_OURS
-    status = str(rec.get("status") or "").split(".")[-1]
-    gpus = rec.get("accelerators") or {}
-    usage = Usage(
-        accelerator=next(iter(gpus), None),
-        spot=use_spot if gpus else None,
-        resources={k: rec.get(k) for k in ("cloud", "region", "cluster_resources") if rec.get(k)},
-        seconds=_segment_seconds(rec),
-    )
-    recoveries = int(rec.get("recovery_count") or 0)
-    detail = rec.get("failure_reason") or rec.get("details")
-    prior = float(rec.get("job_duration") or 0.0)
-    if status in EXITS:
-        return JobState(
-            EXITED,
-            code=EXITS[status],
-            recoveries=recoveries,
-            usage=usage,
-            ended_outside=status == "CANCELLED",
-            detail=detail,
-            prior_seconds=prior,
-            cause=failure_cause(status, rec, accelerators, use_spot),
-            never_ran=status == "FAILED_NO_RESOURCE",
-        )
-    return JobState(
-        PHASES.get(status, PENDING),
-        recoveries=recoveries,
-        usage=usage,
-        detail=detail,
-        prior_seconds=prior,
-    )
-
-
-def _segment_seconds(rec: dict) -> float | None:
-    """Running time of the job's current machines: since its last recovery (or its start) until
-    its end (or now, as SkyPilot last saw it)."""
-    start = rec.get("last_recovered_at") or rec.get("start_at")
-    if not start:
-        return None
-    end = rec.get("end_at") or rec.get("now")
-    return max(0.0, float(end) - float(start)) if end else None
 
 
 class SkyPilotLauncher(Launcher):

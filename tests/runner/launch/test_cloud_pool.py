@@ -93,6 +93,8 @@ def test_up_launches_off_the_step_and_charges_vm_time_from_the_records(tmp_path)
     t0 = clock()
     for job in (101, 102):
         cloud.set(job, status="RUNNING", start_at=t0, accelerators={"H100": 1})
+    # provisioning began 4 min before RUNNING (SkyPilot's submitted_at), seen only for w1
+    cloud.set(101, submitted_at=t0 - 4 * MIN)
     settle(pool, clock, 30 * MIN)
     assert rows(engine)["pax-w1"].status == "running"
     cloud.set(101, status="SUCCEEDED", end_at=clock())  # idle for 10 min: it left
@@ -100,15 +102,15 @@ def test_up_launches_off_the_step_and_charges_vm_time_from_the_records(tmp_path)
     w1 = rows(engine)["pax-w1"]
     assert w1.status == "ended" and "nothing for it" in w1.reason
     price = Pricing().hourly("H100", True)
-    assert w1.vm_seconds == pytest.approx(30 * MIN)
-    assert w1.cost_usd == pytest.approx(30 * MIN / 3600 * price)
+    assert w1.vm_seconds == pytest.approx(34 * MIN)  # from provisioning to the end
+    assert w1.cost_usd == pytest.approx(34 * MIN / 3600 * price)
     # a restart of the service (a new pool on the same ledger) keeps what was seen
     _, again = make_pool(tmp_path, clock, cloud)
     again.engine = engine
     settle(again, clock, MIN)
     w2 = rows(engine)["pax-w2"]
     assert w2.status == "running" and w2.vm_seconds == pytest.approx(41 * MIN)
-    assert rows(engine)["pax-w1"].vm_seconds == pytest.approx(30 * MIN)
+    assert rows(engine)["pax-w1"].vm_seconds == pytest.approx(34 * MIN)
 
 
 def test_a_launch_call_that_hangs_never_blocks_a_step(tmp_path):

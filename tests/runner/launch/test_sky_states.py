@@ -41,7 +41,8 @@ def test_slow_provisioning_is_never_cancelled_and_grace_counts_from_running(tmp_
     job = 101
     assert get_run(engine, run_id=run.id).backend_id == str(job)
     run_for(sched, clock, 10 * MIN)  # PENDING for 10 min: far past lease and start-up grace
-    cloud.set(job, status="STARTING")
+    t_provision = clock()
+    cloud.set(job, status="STARTING", submitted_at=t_provision)  # the controller provisions
     run_for(sched, clock, 5 * MIN)
     # still launching: the run shows running only once SkyPilot says RUNNING (issue 27)
     assert cloud.cancelled == [] and get_run(engine, run_id=run.id).status == "launching"
@@ -58,7 +59,8 @@ def test_slow_provisioning_is_never_cancelled_and_grace_counts_from_running(tmp_
     (a,) = attempts(engine, run.id)
     assert a["accelerator"] == "A100" and a["outcome"] == "succeeded"
     price = Pricing().hourly("A100", True)
-    assert a["seconds"] == pytest.approx(clock() - start)  # running time, not provisioning
+    # the VM from provisioning to tear-down (the 10 PENDING minutes had no VM), not only running
+    assert a["seconds"] == pytest.approx(clock() - t_provision) and t_provision < start
     assert done.cost_usd == pytest.approx(a["seconds"] / 3600 * price) and done.cost_usd > 0
 
 
@@ -69,8 +71,10 @@ def test_a_preemption_is_recovered_by_skypilot_and_recorded_as_a_new_attempt(tmp
     run = submit(engine, tmp_path)
     sched.tick()
     job = 101
+    t_provision = clock()
+    clock.advance(3 * MIN)  # provisioning: paid, though nothing trains yet
     t0 = clock()
-    cloud.set(job, status="RUNNING", start_at=t0, accelerators={"L4": 1})
+    cloud.set(job, status="RUNNING", submitted_at=t_provision, start_at=t0, accelerators={"L4": 1})
     run_for(sched, clock, 20 * MIN, heartbeat=lambda: beat(engine, run.id, clock))
     ran = clock() - t0
     cloud.set(job, status="RECOVERING")  # preempted: 5 minutes of no heartbeats at all
@@ -94,10 +98,14 @@ def test_a_preemption_is_recovered_by_skypilot_and_recorded_as_a_new_attempt(tmp
     assert done.status == "succeeded" and done.attempt == 2 and cloud.cancelled == []
     first, second = attempts(engine, run.id)
     assert first["outcome"] == "preempted" and first["accelerator"] == "L4"
-    assert first["seconds"] == pytest.approx(ran)  # SkyPilot's running time before recovery
+    # the first machines: their provisioning and SkyPilot's running time before the recovery
+    assert first["seconds"] == pytest.approx(3 * MIN + ran)
     assert second["started_at"] == pytest.approx(t1) and second["accelerator"] == "A100"
+    # the second: the new machines' provisioning (the 5 recovering minutes) and their running
+    assert second["seconds"] == pytest.approx(clock() - t0 - ran)
+    assert first["seconds"] + second["seconds"] == pytest.approx(clock() - t_provision)
     # each attempt at the price of the GPU it actually ran on
-    assert first["cost_usd"] == pytest.approx(ran / 3600 * Pricing().hourly("L4", True))
+    assert first["cost_usd"] == pytest.approx((3 * MIN + ran) / 3600 * Pricing().hourly("L4", True))
     assert second["cost_usd"] == pytest.approx(
         second["seconds"] / 3600 * Pricing().hourly("A100", True)
     )

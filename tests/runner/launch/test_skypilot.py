@@ -154,32 +154,53 @@ def test_what_skypilot_does_not_check_is_refused_before_any_launch(sky, tmp_path
     ],
 )
 def test_skypilot_states_as_the_scheduler_reads_them(record, phase, code):
-    from runner.launch.skypilot import state_of
+    from runner.launch.sky_records import state_of
 
     st = state_of(record, use_spot=True)
     assert (st.phase, st.code) == (phase, code)
     assert st.ended_outside == (record["status"] == "CANCELLED")
 
 
-def test_usage_is_the_gpu_provisioned_and_the_time_since_the_last_recovery():
-    from runner.launch.skypilot import state_of
+def test_usage_is_the_gpu_provisioned_and_the_vm_time_from_provisioning_to_now():
+    """Attempts were charged from RUNNING only: provisioning, the image pull and a recovery's
+    new machines were never paid. Now a job's attempts add up to its whole time since SkyPilot
+    began provisioning (`submitted_at`): the first from there, a recovered one from where the
+    stretches SkyPilot counted end (so its machines' provisioning is in it)."""
+    from runner.launch.sky_records import state_of
 
+    first = {
+        "status": "RUNNING",
+        "accelerators": {"L4": 1},
+        "submitted_at": 40.0,  # STARTING: the controller provisions
+        "start_at": 100.0,  # RUNNING
+        "now": 300.0,
+    }
+    st = state_of(first, use_spot=True)
+    assert st.usage.seconds == 260.0 and st.recoveries == 0
+    # preempted at 300 (job_duration: 200 s of running), RECOVERING, running again from 400
     st = state_of(
         {
-            "status": "RUNNING",
+            **first,
             "accelerators": {"A100": 1},
-            "start_at": 100.0,
             "last_recovered_at": 400.0,
             "now": 1000.0,
             "recovery_count": 1,
-            "job_duration": 800.0,
+            "job_duration": 200.0,
             "cloud": "gcp",
         },
         use_spot=True,
     )
     assert st.usage.accelerator == "A100" and st.usage.spot is True
-    assert st.usage.seconds == 600.0 and st.recoveries == 1 and st.prior_seconds == 800.0
+    assert st.prior_seconds == 60.0 + 200.0  # the first machines: provisioning + running
+    assert st.usage.seconds == 100.0 + 600.0  # the new machines: their provisioning + running
+    assert st.prior_seconds + st.usage.seconds == 1000.0 - 40.0  # the job's whole VM time
     assert st.usage.resources == {"cloud": "gcp"}
+    # an older record without submitted_at: from RUNNING, as SkyPilot counts it
+    assert state_of({**first, "submitted_at": None}, use_spot=True).usage.seconds == 200.0
+    assert (
+        state_of({"status": "STARTING", "submitted_at": 40.0, "now": 99.0}, True).usage.seconds
+        is None
+    )
 
 
 class FakeAdapter:
