@@ -19,7 +19,7 @@ from pathlib import Path
 import yaml
 from sqlalchemy.engine import Engine
 
-from runner.ledger import attempts
+from runner.ledger import attempts, cloud_workers
 from runner.ledger.models import ACTIVE, FINISHED
 from trainer.prep.fetch import atomic_write_text
 
@@ -287,6 +287,8 @@ def sweep_cost(
     }
     out["usage"] = usage_hours(out["attempts"], time.time())
     if pricing is not None:
+        out["overhead"] = controller_overhead(out["attempts"], pricing, time.time())
+        out["total_usd"] = spent + out["overhead"]["usd"]
         acc = pricing.accelerator
         tps = measured_tokens_per_s(engine, sweep_id, acc)
         total = sum(r["max_tokens"] for r in runs)
@@ -314,6 +316,23 @@ def sweep_cost(
     return out
 
 
+def controller_overhead(rows: list[dict], pricing: Pricing, t: float) -> dict:
+    """SkyPilot's jobs controller, charged to a sweep as overhead: up while any of its managed
+    jobs (attempts launched on SkyPilot) lives and for its autostop after. Another sweep's
+    jobs at the same time share that VM; each sweep is charged its own stretches. (Warm
+    workers' controller is on their own bill: `pax cloud status`.)"""
+    usd_h, autostop_s, source = pricing.controller()
+    spans = [(a["started_at"], a["ended_at"]) for a in rows if a["launcher"] == "skypilot"]
+    seconds = cloud_workers.controller_seconds(spans, t, autostop_s)
+    return {
+        "what": "SkyPilot's jobs controller VM",
+        "seconds": seconds,
+        "usd_per_h": usd_h,
+        "usd": seconds / 3600 * usd_h,
+        "price_source": source,
+    }
+
+
 def budget_refusal(
     engine: Engine, pricing: Pricing, run, accelerator: str | None = None, jobs: int = 0
 ) -> str | None:
@@ -334,7 +353,8 @@ def budget_refusal(
     )
     acc = accelerator if accelerator is not None else pricing.accelerator
     spot = pricing.spot if accelerator is None else True
-    spent = summary["spent_usd"]
+    overhead = controller_overhead(summary["attempts"], pricing, time.time())["usd"]
+    spent = summary["spent_usd"] + overhead  # the jobs controller's share too
     ahead = pricing.forecast(
         pending,
         accelerator=acc,

@@ -100,15 +100,16 @@ def runs_share(s: Session, w: CloudWorker, t: float) -> float:
     return total
 
 
-def controller_seconds(rows: list[CloudWorker], t: float, autostop_s: float) -> float:
-    """The jobs controller's VM time: up from the first worker's launch while any worker lives,
-    and `autostop_s` after the last ends (SkyPilot stops an idle controller then): the union
-    of those stretches, so workers launched together share one controller."""
-    spans = sorted(
-        (w.created_at, (w.ended_at + autostop_s) if w.ended_at is not None else t) for w in rows
-    )
+def controller_seconds(
+    spans: list[tuple[float, float | None]], t: float, autostop_s: float
+) -> float:
+    """The jobs controller's VM time: up from the first managed job's launch while any job
+    lives (`spans`: each job's launch and end, None while it lives), and `autostop_s` after the
+    last ends (SkyPilot stops an idle controller then): the union of those stretches, so jobs
+    launched together share one controller."""
+    ordered = sorted((a, (b + autostop_s) if b is not None else t) for a, b in spans)
     total, lo, hi = 0.0, None, None
-    for a, b in spans:
+    for a, b in ordered:
         b = min(b, t)
         if hi is None or a > hi:
             total += (hi - lo) if hi is not None else 0.0
@@ -148,7 +149,7 @@ def bill(engine: Engine, *, controller: tuple[float, float, str], t: float | Non
                     "idle_usd": max(0.0, w.cost_usd - runs),
                 }
             )
-    ctl_s = controller_seconds(rows, t, autostop_s) if rows else 0.0
+    ctl_s = controller_seconds([(w.created_at, w.ended_at) for w in rows], t, autostop_s)
     ctl_usd = ctl_s / 3600 * usd_h
     vm = sum(w["vm_usd"] for w in out)
     return {

@@ -95,3 +95,23 @@ def test_catalog_source_falls_back_to_the_table_offline(monkeypatch, tmp_path):
     catalog = Pricing(source="skypilot")
     assert catalog.hourly("L4", True) == hourly_price("L4", True)
     assert catalog.catalog == {("L4", True): None}  # asked once, kept on the instance
+
+
+def test_skypilot_jobs_pay_their_controller_as_the_sweeps_overhead():
+    """One managed job per run: SkyPilot's jobs controller (a VM of its own) was never charged.
+    A sweep's SkyPilot attempts now carry it as overhead: the union of their lives plus the
+    controller's autostop, at its price; a worker's attempts don't (their bill has it)."""
+    from runner.cost import controller_overhead
+
+    rows = [
+        {"launcher": "skypilot", "started_at": 0.0, "ended_at": 1000.0},
+        {"launcher": "skypilot", "started_at": 500.0, "ended_at": 1500.0},
+        {"launcher": "worker:pax-w1-s0", "started_at": 5000.0, "ended_at": 9000.0},
+        {"launcher": "skypilot", "started_at": 3000.0, "ended_at": None},  # still running
+    ]
+    usd_h, autostop, _ = Pricing().controller()
+    got = controller_overhead(rows, Pricing(), t=3600.0)
+    # [0, 1500 + autostop] and [3000, now]
+    assert got["seconds"] == pytest.approx(1500 + autostop + 600)
+    assert got["usd"] == pytest.approx(got["seconds"] / 3600 * usd_h) and got["usd"] > 0
+    assert controller_overhead(rows[2:3], Pricing(), t=3600.0)["usd"] == 0.0

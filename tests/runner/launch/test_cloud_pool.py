@@ -251,10 +251,7 @@ def test_the_bill_is_runs_plus_idle_plus_the_controller(tmp_path, tokenized_dir)
 
 
 def test_controller_time_is_the_union_of_the_workers_stretches():
-    class W:
-        def __init__(self, a, b):
-            self.created_at, self.ended_at = a, b
-
-    rows_ = [W(0, 100), W(50, 200), W(2000, None)]
     # [0, 200+600] and [2000, now=2500]
-    assert cw.controller_seconds(rows_, 2500, 600) == pytest.approx(800 + 500)
+    spans = [(0, 100), (50, 200), (2000, None)]
+    assert cw.controller_seconds(spans, 2500, 600) == pytest.approx(800 + 500)
+    assert cw.controller_seconds([], 2500, 600) == 0.0
