@@ -1,11 +1,12 @@
 """A study through the cloud path, end to end: a real `pax serve` with SkyPilot on, `pax cloud up`
 asking for two warm workers with two slots each, and a fake SkyPilot adapter whose "VMs" are
-real `pax worker` processes (tests/runner/launch/fake_vms.py; only the cloud is fake). In it:
-the first launch finds no capacity and is retried; the workers pack the study's runs; one
-worker is SIGKILLed mid-run (a preemption) and its runs resume from the bucket's checkpoints;
-the kill rule stops the bad control; the sweep finishes and its report is written; the idle
-workers leave; and the bill is the simulated VM time at the catalog price, the runs' share plus
-idle, plus the jobs controller, to the cent."""
+real `pax worker` processes (tests/runner/launch/fake_vms.py; only the cloud is fake), driving
+the demo's study, configs/plan_smoke.yaml, with fewer tokens. In it: the first launch finds no
+capacity and is retried; the workers pack the study's runs; one worker is SIGKILLed mid-run (a
+preemption) and its runs resume from the bucket's checkpoints; the kill rule stops the bad
+control; the sweep finishes and its report is written; the idle workers leave; and the bill is
+the simulated VM time at the catalog price, the runs' share plus idle, plus the jobs
+controller, to the cent."""
 
 from __future__ import annotations
 
@@ -17,12 +18,14 @@ import sqlite3
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
+import yaml
 
 from runner.cost import Pricing
-from tests.conftest import ROOT
-from tests.helpers import tiny_raw, wait_until
+from tests.conftest import ROOT, write_text_mirror
+from tests.helpers import wait_until
 from tests.runner.conftest import ADMIN, free_port, kill_trainers, start_service
 
 pytestmark = pytest.mark.slow
@@ -69,40 +72,58 @@ def cloud(tmp_path, tokenized_dir):
         kill_trainers(svc.db)
 
 
-def plan(tok_root) -> dict:
-    base = tiny_raw(
-        tok_root,
-        max_tokens=96 * 8 * 64,
-        eval={"every_tokens": 512, "max_tokens": 1024},
-        checkpoint={"every_steps": 8, "every_minutes": 0, "keep_latest_k": 2},
-    )
-    base.pop("name")
-    return {
-        "name": "cloud",
-        "launcher": "worker",
-        "baseline": {"embedding_ratio": 0.35, "glu_expansion": 2.66, "vocab_size": 512,
-                     "tied_lm_head": True},
-        "base": base,
-        "ranking": {"max_tokens": 96 * 8 * 64, "seeds": [7], "embedding_ratio": [0.35],
-                    "glu_expansion": [2.66]},
-        "controls": [{"name": "lr-tiny", "overrides": {"optim": {"lr": 1e-6}}}],
-        "finalists": {"max_tokens": 4096, "seeds": [1, 2], "top_k": 1},
-        "kill_rule": {"margin": 0.03, "relative": True, "window_tokens": 2048},
-    }  # fmt: skip
+@pytest.fixture
+def smoke_vocabs(tmp_path) -> Path:
+    """Token folders for plan_smoke's two vocabs (5,000 and 2,500) over a made-up corpus in
+    WikiText-2's shape, large enough for them (seconds to build)."""
+    from trainer.prep.tokenizer import build_tokenizer
+    from trainer.prep.wikitext import download_wikitext
+
+    corpus = tmp_path / "data" / "wikitext-2"
+    download_wikitext(corpus, mirror=str(write_text_mirror(tmp_path / "mirror", "text", 300)))
+    root = tmp_path / "tok"
+    for vocab in (2500, 5000):
+        build_tokenizer(corpus, vocab, root, reports_dir=None)
+    return root
+
+
+def plan(tok_root: Path) -> dict:
+    """configs/plan_smoke.yaml, the demo's study, as it is: its 1.3M-parameter cells (6 on the
+    two axes, 9 more in the vocab x tying x embedding-share ablation), the lr-tiny control the
+    kill rule must stop, promotion, and 3-seed finalists. Only what time asks is scaled: fewer
+    tokens (and the kill rule's window and the evaluations with them), no SmallBench or
+    profile, and a budget for H100s (its $1 is for the demo's CPU runs)."""
+    doc = yaml.safe_load((ROOT / "configs" / "plan_smoke.yaml").read_text())
+    base = doc["base"]
+    base["data"]["tokenized_dir"] = str(tok_root)
+    base["eval"] = {
+        "every_tokens": 4096,
+        "max_tokens": 2048,
+        "final_max_tokens": 4096,
+        "smallbench": False,
+        "profile": False,
+    }
+    base["checkpoint"] = {"every_steps": 2, "every_minutes": 0, "keep_latest_k": 2}
+    base["log"] = {"every_steps": 2}
+    doc.update(launcher="worker", budget_usd=50)
+    doc["ranking"]["max_tokens"] = 12 * 2048
+    doc["finalists"]["max_tokens"] = 8 * 2048
+    doc["kill_rule"]["window_tokens"] = 8192
+    return doc  # fmt: skip
 
 
 def runs_of(svc, sweep):
     return svc.get("/runs", params={"sweep": sweep}).json()["items"]
 
 
-def test_a_study_on_warm_spot_workers_finishes_and_bills_what_the_cloud_would(cloud, tokenized_dir):
+def test_a_study_on_warm_spot_workers_finishes_and_bills_what_the_cloud_would(cloud, smoke_vocabs):
     svc, vms = cloud
     assert svc.post("/cloud/up", token=None, json={"gpu": "H100"}).status_code == 401
     t_up = time.time()
     up = svc.post("/cloud/up", json={"gpu": "H100", "workers": 2, "slots": 2, "idle_exit_s": 15})
     assert up.status_code == 202, up.text
     assert up.json()["workers"] == ["pax-w1", "pax-w2"] and up.json()["bucket"] == "pax-e2e"
-    r = svc.post("/sweeps", json=plan(tokenized_dir.parent))
+    r = svc.post("/sweeps", json=plan(smoke_vocabs))
     assert r.status_code == 201, r.text
     sweep = r.json()["id"]
 
@@ -162,6 +183,14 @@ def test_a_study_on_warm_spot_workers_finishes_and_bills_what_the_cloud_would(cl
     assert killed and all(x["status"] == "killed" for x in killed), by_name
     assert all(x["status"] in ("succeeded", "killed") for x in runs), by_name
     assert {x["launcher"].split(":")[0] for x in runs} == {"worker"}
+    ranking = [x for x in runs if x["phase"] == "ranking"]
+    finalists = [x for x in runs if x["phase"] == "finalists"]
+    # 6 cells + 9 ablation cells + the control; the planner can't build 3 of them at 1.3M
+    # parameters (as in the demo): recorded as infeasible, never dropped
+    infeasible = [d for d in done["decisions"] if d["kind"] == "infeasible"]
+    assert len(ranking) == 13 and len(infeasible) == 3, (sorted(by_name), infeasible)
+    assert sum(x["axis"] == "ablation" for x in ranking) == 6
+    assert finalists and len(finalists) % 3 == 0, by_name  # each promoted cell x 3 seeds
     with sqlite3.connect(svc.db) as db:  # every attempt, not only each run's last
         devices = {d.split(":")[0] for (d,) in db.execute("SELECT device FROM attempts") if d}
     assert devices == {"pax-w1", "pax-w2"}, devices  # both workers trained runs
