@@ -28,7 +28,7 @@ def achieved(cell: dict, knob: str) -> float:
 
 
 def _faded(c: dict) -> bool:
-    return bool(c.get("killed")) or c.get("axis") == "control"
+    return bool(c.get("all_killed")) or c.get("axis") == "control"
 
 
 def chart_points(axes: dict, ranked: list[dict], fin: list[dict]) -> dict[str, list[dict]]:
@@ -42,7 +42,7 @@ def chart_points(axes: dict, ranked: list[dict], fin: list[dict]) -> dict[str, l
                 "y": c["dev_ppl"],
                 "label": c["cell"],
                 "err": c["dev_ppl_std"],
-                "group": "killed" if c["killed"] else "ranking",
+                "group": "killed" if c["all_killed"] else "ranking",
                 "faded": _faded(c),
                 "runs": c["runs"],
             }

@@ -36,8 +36,10 @@ def ranking(rows: list[dict]) -> dict[str, list[dict]]:
                 cells.setdefault(r["cell"], []).append(r)
         table = []
         for cell, g in cells.items():
-            ci = mean_ci(r["dev_word_ppl"] for r in g)
-            ppls = [r["dev_word_ppl"] for r in g if _finite(r["dev_word_ppl"])]
+            # ranked on the seeds that trained to the end; killed ones only if all were
+            ranked = [r for r in g if r["status"] != "killed"] or g
+            ci = mean_ci(r["dev_word_ppl"] for r in ranked)
+            ppls = [r["dev_word_ppl"] for r in ranked if _finite(r["dev_word_ppl"])]
             lat = [r["latency_seq128_ms"] for r in g if _finite(r["latency_seq128_ms"])]
             table.append(
                 {
@@ -45,15 +47,18 @@ def ranking(rows: list[dict]) -> dict[str, list[dict]]:
                     "knob": g[0][axis],
                     "achieved": g[0].get(f"achieved_{axis}"),
                     "baseline": any(r["is_baseline"] for r in g),
-                    "seeds": len(g),
+                    "seeds": len(ranked),
                     "dev_ppl": ci["mean"],
                     "dev_ppl_std": ci["std"] if ci["n"] > 1 else None,
                     "dev_ppl_range": (min(ppls), max(ppls)) if len(ppls) > 1 else None,
                     "killed": sum(r["status"] == "killed" for r in g),
+                    "runs": len(g),
                     "latency_ms": sum(lat) / len(lat) if lat else None,
                 }
             )
-        table.sort(key=lambda c: (c["killed"] > 0, not _finite(c["dev_ppl"]), c["dev_ppl"]))
+        table.sort(
+            key=lambda c: (c["killed"] == c["runs"], not _finite(c["dev_ppl"]), c["dev_ppl"])
+        )
         for i, c in enumerate(table, 1):
             c["rank"] = i
         if table:

@@ -110,7 +110,8 @@ def ranking_section(f: dict) -> list[str]:
     lines += [
         "Phase-1 runs (ranking and ablation) on each axis, baseline included; mean dev "
         "word-level PPL over seeds with the seed spread (std and range; none with one seed). "
-        "Killed cells rank last: their PPL is a truncated run's.",
+        "A cell ranks on its seeds that trained to the end (`seeds`; a killed seed is never "
+        "averaged in); cells whose every seed was killed rank last, on truncated runs' PPL.",
         "",
     ]
     for axis, cells in f["ranking"].items():

@@ -5,7 +5,9 @@ text seen: tokens x bytes per token, which is plain tokens when both use one voc
 which does not penalise a small vocabulary for seeing less text per token (an 8k model has seen
 7.2% less text than a 16k one at equal tokens). The baseline is linearly interpolated, and
 several baseline seeds are averaged. No decision before the run has spent `min_fraction` of
-its budget, nor where the baseline has not got that far.
+its budget (the trailing stretch counts from there: a slow starter's early points never count),
+after it has spent `max_fraction` (a kill there would land after the run finished), nor where
+the baseline has not got that far.
 
 "Worse" means worse than the larger of two margins: `margin` (a fraction of the baseline's PPL
 by default, 5%; absolute PPL points when `relative` is false) and `sigmas` times the baseline's
@@ -59,7 +61,15 @@ class KillRuleSpec(BaseModel):
         0.4,
         ge=0,
         le=1,
-        description="No judgement before the run has spent this fraction of its token budget.",
+        description="No judgement before the run has spent this fraction of its token budget; "
+        "the trailing window starts there too.",
+    )
+    max_fraction: float = Field(
+        0.9,
+        ge=0,
+        le=1,
+        description="No judgement after this fraction of the budget: a kill there would arrive "
+        "after the run has finished (1 = judge to the end).",
     )
     window_tokens: Count = Field(1_000_000, ge=0, le=10**12, description="How long it must trail.")
     metric: str = Field(
@@ -105,6 +115,15 @@ def evaluate(
             f"({int(spec.min_fraction * budget_tokens):,} tokens)",
             {},
         )
+    if budget_tokens and spec.max_fraction < 1 and run[-1][0] > spec.max_fraction * budget_tokens:
+        return Verdict(
+            False,
+            f"no judgement in the last {1 - spec.max_fraction:.0%} of the budget (a kill would "
+            "arrive after the run has finished)",
+            {},
+        )
+    if budget_tokens:  # the trailing window starts at the guard, never before it
+        run = [p for p in run if p[0] >= spec.min_fraction * budget_tokens]
     lo = max(c[0][0] for c in seeds)
     hi = min(c[-1][0] for c in seeds)
     comparable = [(t, t * scale, v) for t, v in run if lo <= t * scale <= hi]
@@ -137,6 +156,7 @@ def evaluate(
         "baseline_seeds": len(seeds),
         "window_tokens": spec.window_tokens,
         "min_fraction": spec.min_fraction,
+        "max_fraction": spec.max_fraction,
         "bytes_per_token_ratio": scale,
         "trailing_from_tokens": int(tokens[start]),
         "trailing_tokens": int(span),

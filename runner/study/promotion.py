@@ -21,8 +21,10 @@ def final_ppl(result: dict | None) -> float | None:
 
 
 def rank_cells(runs: list, results: dict[int, dict]) -> list[dict]:
-    """Cells of finished runs: mean/std dev PPL over seeds, latency; best first. Killed runs
-    rank after every finished one; failed runs are left out (they are events, not evidence)."""
+    """Cells of finished runs: mean/std dev PPL over seeds, latency; best first. A cell ranks
+    on its seeds that trained to the end: a killed seed's truncated PPL is never averaged in
+    (`note` says so), and a cell whose every seed was killed (`all_killed`) ranks after every
+    other, on its killed seeds' PPLs; failed runs are left out (events, not evidence)."""
     by_cell: dict[str, dict] = {}
     for r in runs:
         if r.status not in ("succeeded", "killed"):
@@ -36,6 +38,7 @@ def rank_cells(runs: list, results: dict[int, dict]) -> list[dict]:
                 "cell": r.cell or r.name,
                 "axis": r.axis,
                 "ppls": [],
+                "killed_ppls": [],
                 "latency_ms": [],
                 "killed": 0,
                 "runs": [],
@@ -45,21 +48,29 @@ def rank_cells(runs: list, results: dict[int, dict]) -> list[dict]:
             },
         )
         c["runs"].append(r.id)
-        if r.status == "killed":
-            c["killed"] += 1
+        killed = r.status == "killed"
+        c["killed"] += killed
         if isinstance(ppl, (int, float)) and math.isfinite(ppl):
-            c["ppls"].append(float(ppl))
+            c["killed_ppls" if killed else "ppls"].append(float(ppl))
         if isinstance(lat, (int, float)):
             c["latency_ms"].append(float(lat))
     out = []
     for c in by_cell.values():
-        ppls = c["ppls"]
+        c["all_killed"] = c["killed"] == len(c["runs"])
+        ppls = c["killed_ppls"] if c["all_killed"] else c["ppls"]
+        c["ppls"] = ppls
         c["dev_ppl"] = statistics.fmean(ppls) if ppls else math.inf
         c["dev_ppl_std"] = statistics.stdev(ppls) if len(ppls) > 1 else 0.0
         c["latency_ms"] = statistics.fmean(c["latency_ms"]) if c["latency_ms"] else math.inf
+        c["note"] = (
+            f"ranked on its {len(c['runs']) - c['killed']} finished seed(s); "
+            f"{c['killed']} killed (not averaged in)"
+            if c["killed"] and not c["all_killed"]
+            else None
+        )
         out.append(c)
-    # killed cells last, then by PPL, ties broken by batch-1 latency
-    return sorted(out, key=lambda c: (c["killed"] > 0, c["dev_ppl"], c["latency_ms"]))
+    # cells killed outright last, then by PPL, ties broken by batch-1 latency
+    return sorted(out, key=lambda c: (c["all_killed"], c["dev_ppl"], c["latency_ms"]))
 
 
 def on_axis(axis: str, cell_axis: str | None, is_baseline: bool) -> bool:
@@ -76,7 +87,7 @@ def axis_cells(ranked: list[dict], axis: str) -> list[dict]:
 
 def choose(ranked: list[dict], fin: Finalists) -> tuple[list[dict], str]:
     """The promoted cells of one axis, and why."""
-    alive = [c for c in ranked if math.isfinite(c["dev_ppl"]) and not c["killed"]]
+    alive = [c for c in ranked if math.isfinite(c["dev_ppl"]) and not c["all_killed"]]
     if not alive:
         return [], "no finished, unkilled cell on this axis"
     k = fin.top_k
@@ -111,6 +122,7 @@ def brief(c: dict) -> dict:
         "dev_ppl_std": c["dev_ppl_std"],
         "seeds": len(c["ppls"]),
         "killed": c["killed"],
+        "note": c.get("note"),
         "latency_ms": c["latency_ms"] if math.isfinite(c["latency_ms"]) else None,
     }
 
@@ -128,7 +140,7 @@ def ablation_findings(ranked: list[dict], plan: PlanSpec) -> dict:
         if (
             c["axis"] in ("ablation", "embedding_ratio", "baseline")
             and math.isfinite(c["dev_ppl"])
-            and not c["killed"]
+            and not c["all_killed"]
         ):
             key = f"V={m.get('vocab_size')} {'tied' if m.get('tied_lm_head') else 'untied'}"
             groups.setdefault(key, []).append(c)

@@ -109,20 +109,27 @@ def ranking_table(df: pd.DataFrame) -> pd.DataFrame:
         part = p1[[on_axis(axis, a, b) for a, b in zip(p1["axis"], p1["is_baseline"], strict=True)]]
         if part.empty:
             continue
+        # a cell ranks on its seeds that trained to the end; a killed seed's truncated PPL
+        # counts only where every seed of the cell was killed
+        killed = part["status"] == "killed"
+        all_killed = killed.groupby(part["cell"]).transform("all")
+        part = part.assign(ranked_ppl=part["dev_word_ppl"].where(~killed | all_killed))
         g = (
             part.groupby("cell")
             .agg(
                 knob=(knob, "first"),
-                dev_ppl=("dev_word_ppl", "mean"),
-                dev_ppl_std=("dev_word_ppl", "std"),
-                seeds=("dev_word_ppl", "count"),
+                dev_ppl=("ranked_ppl", "mean"),
+                dev_ppl_std=("ranked_ppl", "std"),
+                seeds=("ranked_ppl", "count"),
+                runs=("status", "count"),
                 killed=("status", lambda s: int((s == "killed").sum())),
                 latency_ms=("latency_seq128_ms", "mean"),
                 sample=("sample", lambda s: bool(s.fillna(False).astype(bool).any())),
             )
             .reset_index()
         )
-        g = g.sort_values(["killed", "dev_ppl", "latency_ms"])
+        g["all_killed"] = g["killed"] == g["runs"]
+        g = g.sort_values(["all_killed", "dev_ppl", "latency_ms"]).drop(columns="runs")
         g.insert(0, "rank", range(1, len(g) + 1))
         # how far behind the winner each cell is, in percent and in units of the seed spread
         # (the pooled std of the two cells; empty with one seed, when the spread is unknown)

@@ -51,10 +51,36 @@ def cell(name, ppl, std=0.0, killed=0, lat=1.0, seeds=1):
         "dev_ppl": ppl,
         "dev_ppl_std": std,
         "killed": killed,
+        "all_killed": killed >= seeds,
         "latency_ms": lat,
         "ppls": [ppl] * seeds,
         "is_baseline": False,
     }
+
+
+def test_a_cell_with_a_killed_seed_ranks_on_its_finished_seeds():
+    """One killed seed dropped the whole cell from promotion, and the cell's mean averaged in
+    the truncated run's PPL."""
+    from types import SimpleNamespace
+
+    from runner.study.promotion import choose, rank_cells
+
+    def run(rid, cell, status, **kw):
+        return SimpleNamespace(
+            id=rid, cell=cell, name=cell, status=status, axis="embedding_ratio",
+            is_baseline=False, spec_json="{}", plan_json=None, **kw,
+        )  # fmt: skip
+
+    runs = [run(1, "a", "succeeded"), run(2, "a", "killed"), run(3, "b", "succeeded"),
+            run(4, "c", "killed"), run(5, "c", "killed")]  # fmt: skip
+    ppl = {1: 100.0, 2: 400.0, 3: 105.0, 4: 300.0, 5: 320.0}
+    ranked = rank_cells(runs, {k: {"dev": {"word_ppl": v}} for k, v in ppl.items()})
+    a, b, c = (next(x for x in ranked if x["cell"] == n) for n in "abc")
+    assert [x["cell"] for x in ranked] == ["a", "b", "c"]
+    assert a["dev_ppl"] == 100.0 and a["ppls"] == [100.0] and not a["all_killed"]
+    assert a["note"] == "ranked on its 1 finished seed(s); 1 killed (not averaged in)"
+    assert c["all_killed"] and c["dev_ppl"] == 310.0 and b["note"] is None
+    assert [x["cell"] for x in choose(ranked, Finalists())[0]] == ["a"]
 
 
 @pytest.mark.parametrize(

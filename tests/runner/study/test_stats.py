@@ -81,6 +81,30 @@ def test_ranking_shows_the_gap_to_the_winner_in_percent_and_in_seed_spreads():
     assert not bool(t.loc["a", "sample"])
 
 
+def test_the_report_and_the_release_rank_a_cell_on_its_finished_seeds():
+    """Issue 28: a cell with one killed seed showed a mean that averaged in the truncated run
+    (and ranked last); it ranks on the seed that trained to the end, and says how many."""
+    from runner.release.facts import ranking
+
+    def r(cell, seed, ppl, status="succeeded", base=False):
+        return {
+            "cell": cell, "axis": "embedding_ratio", "is_baseline": base, "phase": "ranking",
+            "seed": seed, "status": status, "embedding_ratio": {"a": 0.25, "b": 0.35}[cell],
+            "glu_expansion": 2.66, "dev_word_ppl": ppl, "latency_seq128_ms": 5.0,
+            "sample": False,
+        }  # fmt: skip
+
+    rows = [r("b", 1, 101.0, base=True), r("a", 1, 100.0), r("a", 2, 400.0, "killed")]
+    t = ranking_table(pd.DataFrame(rows))
+    t = t[t["axis"] == "embedding_ratio"].set_index("cell")
+    assert list(t.index) == ["a", "b"]
+    assert t.loc["a", "dev_ppl"] == 100.0 and t.loc["a", "seeds"] == 1
+    assert t.loc["a", "killed"] == 1 and not t.loc["a", "all_killed"]
+    table = ranking(rows)["embedding_ratio"]
+    assert [c["cell"] for c in table] == ["a", "b"]
+    assert table[0]["dev_ppl"] == 100.0 and table[0]["seeds"] == 1 and table[0]["killed"] == 1
+
+
 def test_the_ablation_verdict_needs_two_surviving_shares_per_group():
     """Issue 14: with the untied groups reduced to one share (the others infeasible), the old
     verdict said "the best share moves" by construction."""
@@ -92,7 +116,13 @@ def test_the_ablation_verdict_needs_two_surviving_shares_per_group():
 
     def cell(v, tied, share, ppl):
         model = {"vocab_size": v, "tied_lm_head": tied, "embedding_ratio": share}
-        return {"axis": "ablation", "dev_ppl": ppl, "killed": 0, "config": {"model": model}}
+        return {
+            "axis": "ablation",
+            "dev_ppl": ppl,
+            "killed": 0,
+            "all_killed": False,
+            "config": {"model": model},
+        }
 
     tied16 = [cell(16000, True, s, p) for s, p in ((0.25, 110), (0.35, 100), (0.45, 105))]
     untied = [cell(16000, False, 0.25, 120), cell(8000, False, 0.25, 125)]
