@@ -176,7 +176,9 @@ class EvalSpec(Section):
     final_model: Literal["best", "last"] = Field(
         "best",
         description="Which model the final evaluation (dev, test, SmallBench, profile) scores: "
-        "the one of the best interval dev eval (kept as checkpoints/best.pt), or the last.",
+        "the one of the best interval dev eval (kept as checkpoints/best.pt), or the last. "
+        "With the wsd schedule it is always the last, the end of the decay (the best interval "
+        "eval is reported beside it).",
     )
 
 
@@ -256,6 +258,13 @@ class TrainConfig(Section):
     @property
     def total_steps(self) -> int:
         return self.max_tokens // self.tokens_per_step
+
+    @property
+    def scores_the_end(self) -> bool:
+        """Whether the run reports its last model: asked for (eval.final_model=last), or the
+        wsd schedule, whose decay is what its end is for (a ranking run's best interval eval
+        sat before the anneal, at 0.32x the peak LR, and cells that gain late lost by it)."""
+        return self.eval.final_model == "last" or self.optim.schedule == "wsd"
 
     def plan(self) -> Plan:
         m = self.model

@@ -24,7 +24,8 @@ HF_WEIGHTS = "model.safetensors"
 
 def load_final_model(run_dir: Path, lengths: tuple[int, ...] = ()) -> tuple[GPT, TrainConfig, dict]:
     """(model on CPU, config, meta) of the model a run's own final evaluation scored: the best
-    dev checkpoint when `eval.final_model` is "best" and one exists, else the latest one. Its
+    dev checkpoint when `eval.final_model` is "best" and one exists (never with the wsd
+    schedule, whose end is its annealed model), else the latest one. Its
     RoPE table covers the run's sequence length and `lengths`."""
     run_dir = Path(run_dir)
     cfg_path = run_dir / "config.json"
@@ -37,7 +38,7 @@ def load_final_model(run_dir: Path, lengths: tuple[int, ...] = ()) -> tuple[GPT,
     saved, meta = found
     model = GPT.from_plan(cfg.plan(), max_seq_len=max([cfg.data.seq_len, *lengths]))
     model.load_state_dict(saved["model"])
-    best = ckpt.load_best(run_dir / "checkpoints") if cfg.eval.final_model == "best" else None
+    best = None if cfg.scores_the_end else ckpt.load_best(run_dir / "checkpoints")
     if best is not None:
         model.load_state_dict(best[0])
         meta = {**meta, "step": best[1]["step"], "tokens": best[1]["tokens"], "kind": "best"}

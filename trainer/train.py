@@ -300,6 +300,12 @@ def train_loop(run: Run, stop: StopSignal, show_progress: bool) -> tuple[str, in
                 break
         if st.stop_reason and st.step >= end_step(run) and outcome[1] == EXIT_OK:
             outcome = ("succeeded", EXIT_OK, f"{st.stop_reason}; then a short wsd decay")
+        if (
+            outcome[1] == EXIT_OK
+            and eval_every
+            and (not st.evals or st.evals[-1]["step"] != st.step)
+        ):
+            periodic_eval(run)  # the end of the run (and of its decay) is always evaluated
         if st.step != run.last_saved_step:
             save_checkpoint(run)
     finally:

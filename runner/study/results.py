@@ -40,6 +40,7 @@ COLUMNS = [
     "final_model",
     "final_model_tokens",
     "last_eval_dev_word_ppl",
+    "best_interval_dev_word_ppl",
     "dev_token_ppl",
     "dev_word_ppl",
     "dev_bits_per_byte",
@@ -111,11 +112,14 @@ def row(*, config: dict, plan: dict | None, metrics: dict | None, **known: Any) 
             "max_tokens": config.get("max_tokens"),
             "tokens_seen": _get(m, "training", "tokens_seen"),
             "passes": _get(m, "training", "passes"),
-            # the model the final evaluation scored (best interval dev eval, or the last), the
-            # tokens it had seen, and what the last interval eval read (a turned curve shows)
+            # the model the final evaluation scored (the last, the end of a wsd decay, or the
+            # best interval dev eval), the tokens it had seen, and what the last interval eval
+            # read (a turned curve shows)
             "final_model": _get(m, "final_model", "kind"),
             "final_model_tokens": _get(m, "final_model", "tokens"),
             "last_eval_dev_word_ppl": _get(m, "final_model", "last_eval", "word_ppl"),
+            # the best interval eval, beside the scored model (with wsd: the annealed end)
+            "best_interval_dev_word_ppl": _get(m, "final_model", "best_eval", "word_ppl"),
             "status": _get(m, "run", "status"),
             "exit_reason": _get(m, "run", "exit_reason"),
             "run_dir": _get(m, "run", "run_dir"),

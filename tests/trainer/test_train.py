@@ -364,6 +364,36 @@ def test_the_final_evaluation_scores_the_best_dev_model(tmp_path, tokenized_dir)
     assert last["final_model"]["kind"] == "last" and last["final_model"]["step"] == 24
 
 
+@pytest.mark.slow
+def test_a_wsd_run_scores_the_end_of_its_decay(tmp_path, tokenized_dir):
+    """Issue 28: the scored model was not the annealed one. With evals every 10 steps of 24,
+    the last dev eval sat at step 20, mid-decay, and `final_model: best` chose among interval
+    evals only. The end of the run is now always evaluated, and under wsd the model at the end
+    of its decay is the one scored (and what `pax eval` loads), the best interval eval beside."""
+    raw = tiny_raw(
+        tokenized_dir.parent,
+        max_tokens=24 * 8 * 64,
+        optim={"schedule": "wsd", "decay_fraction": 0.3},
+        eval={"every_tokens": 10 * 8 * 64},
+        checkpoint={"every_steps": 4, "keep_latest_k": 1},
+    )
+    code, m = train(validate(raw), tmp_path / "r", progress=False)
+    assert code == 0
+    assert [e["step"] for e in m["dev_curve"]] == [10, 20, 24]
+    fm = m["final_model"]
+    assert (fm["kind"], fm["why"], fm["step"]) == ("last", "the end of the wsd decay", 24)
+    assert fm["best_eval"]["step"] in (10, 20, 24) and fm["last_eval"]["step"] == 24
+    p = pax(["eval", "--run-dir", str(tmp_path / "r"), "--only", "ppl"], tmp_path)
+    _, err = p.communicate(timeout=120)
+    assert p.returncode == 0, err
+    ev = json.loads((tmp_path / "r" / "eval.json").read_text())
+    assert ev["step"] == 24 and ev["dev"]["token_ppl"] == pytest.approx(m["dev"]["token_ppl"])
+    from runner.study.results import row
+
+    got = row(config=m["config"], plan=m.get("plan"), metrics=m)
+    assert got["best_interval_dev_word_ppl"] == fm["best_eval"]["word_ppl"]
+
+
 def test_sample_runs_say_so_in_the_dataset_name():
     from trainer.metrics_doc import dataset_label
 

@@ -82,27 +82,28 @@ def final_evaluation(run: Run) -> dict:
 
 
 def select_final_model(run: Run) -> dict:
-    """Load the best interval-dev model for the final evaluation (eval.final_model=best), so a
-    run that early-stopped, or whose dev curve turned, is judged by its best model, not its
-    last one. Says which model was scored, and what the last interval eval read."""
+    """Load the model the final evaluation scores: the last one (TrainConfig.scores_the_end), else
+    the best interval-dev one (eval.final_model=best), so that a cosine run that early-stopped
+    or whose dev curve turned is judged by its best model. Says which was scored and why,
+    what the last interval eval read, and the best interval eval beside it (`best_eval`)."""
     evals = run.state.evals
     last = evals[-1] if evals else None
-    out = {"kind": "last", "step": run.state.step, "tokens": run.state.tokens, "last_eval": last}
-    if run.cfg.eval.final_model != "best" or not evals:
-        return out
-    found = ckpt.load_best(run.ckpt_dir)
-    if found is None:
+    found = ckpt.load_best(run.ckpt_dir) if evals else None
+    out = {
+        "kind": "last",
+        "why": "the end of the wsd decay" if run.cfg.optim.schedule == "wsd" else "asked",
+        "step": run.state.step,
+        "tokens": run.state.tokens,
+        "last_eval": last,
+        "best_eval": found[1] if found else None,
+    }
+    if run.cfg.scores_the_end or found is None:
         return out
     state, meta = found
     if meta["step"] != run.state.step:
         run.model.load_state_dict(state)
-    return {
-        **out,
-        "kind": "best",
-        "step": meta["step"],
-        "tokens": meta["tokens"],
-        "best_eval": meta,
-    }
+    return {**out, "kind": "best", "why": "the best interval dev eval", "step": meta["step"],
+            "tokens": meta["tokens"]}  # fmt: skip
 
 
 def _smallbench(run: Run) -> dict:
