@@ -151,10 +151,22 @@ def ablation_section(f: dict) -> list[str]:
     if abl.get("moves") is None:
         lines += [f"Why: {abl['summary']}.", ""]
     best = abl.get("best_embedding_ratio") or {}
+    groups = abl.get("groups") or {}
     if best:
+        common = ", ".join(num(x) for x in abl.get("common_shares") or [])
+        lines += [f"Groups compared on the shares all of them have: {common}.", ""]
+
+        def spread(g):
+            d = groups.get(g) or {}
+            if d.get("gap_to_next") is None:
+                return ""
+            clear = "clear" if d.get("clear") else "within noise"
+            return f"{num(d['gap_to_next'])} vs noise {num(d['noise'])} ({clear})"
+
         lines += table(
-            ["vocab / tying", "best embedding share", "shares that survived"],
-            [[g, num(s), ", ".join(num(x) for x in abl["surviving_shares"].get(g, []))]
+            ["vocab / tying", "best common share", "lead over the next (2 seed sd)",
+             "shares that survived"],
+            [[g, num(s), spread(g), ", ".join(num(x) for x in abl["surviving_shares"].get(g, []))]
              for g, s in sorted(best.items())],
         )  # fmt: skip
     return lines

@@ -127,11 +127,18 @@ def brief(c: dict) -> dict:
     }
 
 
-def ablation_findings(ranked: list[dict], plan: PlanSpec) -> dict:
-    """Does the best embedding share move with vocab size or tying? Only groups with at least
-    two surviving shares can say where their best share is; with fewer the answer is
-    "undetermined" (the planner refuses many untied cells, which left groups of one share that
-    "moved" by construction)."""
+def ablation_findings(
+    ranked: list[dict], plan: PlanSpec, infeasible: list[dict] | None = None
+) -> dict:
+    """Does the best embedding share move with vocab size or tying? Groups (vocab x tying) are
+    compared on common ground only: the shares that survived in every group compared (the
+    planner builds fewer shares in some groups: at 10M, V=16k tied has 0.25/0.35/0.45, V=8k
+    tied 0.25/0.35, the untied ones 0.25 alone, and a best picked from different sets "moved"
+    by construction). A group with under two shares is left out and named; with under two
+    common shares the answer is "undetermined", naming the cells the planner could not build
+    (`infeasible`: {cell, reason}). A group's best share counts only when it beats its other
+    common shares by more than twice their pooled seed spread; "moves" needs two groups with
+    such bests that differ."""
     if not plan.ablation:
         return {}
     groups: dict[str, list[dict]] = {}
@@ -147,33 +154,43 @@ def ablation_findings(ranked: list[dict], plan: PlanSpec) -> dict:
     shares = {
         k: sorted({c["config"]["model"]["embedding_ratio"] for c in v}) for k, v in groups.items()
     }
-    decided = {k: v for k, v in groups.items() if len(shares[k]) >= 2}
-    best = {
-        k: min(v, key=lambda c: c["dev_ppl"])["config"]["model"]["embedding_ratio"]
-        for k, v in decided.items()
-    }
-    undetermined = sorted(k for k in groups if k not in decided)
+    compared = {k: v for k, v in groups.items() if len(shares[k]) >= 2}
+    undetermined = sorted(k for k in groups if k not in compared)
+    common = sorted(set.intersection(*(set(shares[k]) for k in compared))) if compared else []
+    details = {k: _group_best(v, common) for k, v in compared.items()} if len(common) >= 2 else {}
+    best = {k: d["share"] for k, d in details.items()}
+    unbuilt = sorted(i["cell"] for i in infeasible or [])
     if len(best) < 2:
-        moves, summary = (
-            None,
-            (
-                "undetermined: fewer than two vocab/tying groups have two or more surviving "
-                "embedding shares"
-                if groups
-                else "no finished ablation cells"
-            ),
-        )
-    else:
-        moves = len(set(best.values())) > 1
+        moves = None
+        shared = ", ".join(map(str, common)) or "none"
         summary = (
-            "the best embedding share moves with vocab size or tying"
-            if moves
-            else "the best embedding share does not move with vocab size or tying"
+            "undetermined: fewer than two vocab/tying groups share two or more surviving "
+            f"embedding shares (common to the groups compared: {shared})"
+            if groups
+            else "no finished ablation cells"
         )
+        if unbuilt:
+            summary += f"; the planner could not build {', '.join(unbuilt)}"
+    else:
+        clear = {k: d["share"] for k, d in details.items() if d["clear"]}
+        moves = len(set(clear.values())) > 1
+        if moves:
+            summary = "the best embedding share moves with vocab size or tying"
+        elif len(set(best.values())) > 1:
+            summary = (
+                "the best embedding shares differ between groups, but within the seed noise: "
+                "no move shown"
+            )
+        else:
+            summary = "the best embedding share does not move with vocab size or tying"
+        summary += f" (compared on the common shares {', '.join(map(str, common))})"
     return {
         "best_embedding_ratio": best,
+        "common_shares": common,
         "surviving_shares": shares,
+        "groups": details,
         "undetermined_groups": undetermined,
+        "infeasible_cells": unbuilt,
         "moves": moves,
         "summary": summary
         + (
@@ -181,4 +198,28 @@ def ablation_findings(ranked: list[dict], plan: PlanSpec) -> dict:
             if undetermined and best
             else ""
         ),
+    }
+
+
+def _group_best(cells: list[dict], common: list[float]) -> dict:
+    """One group's best share on the common shares, and whether it beats each other common
+    share by more than twice their pooled seed spread (unknown with one seed: not clear)."""
+    on = sorted(
+        (c for c in cells if c["config"]["model"]["embedding_ratio"] in common),
+        key=lambda c: c["dev_ppl"],
+    )
+    top = on[0]
+    margins = []
+    for c in on[1:]:
+        noise = 2 * math.sqrt((top["dev_ppl_std"] ** 2 + c["dev_ppl_std"] ** 2) / 2)
+        margins.append((c["dev_ppl"] - top["dev_ppl"], noise))
+    clear = all(noise > 0 and gap > noise for gap, noise in margins)
+    return {
+        "share": top["config"]["model"]["embedding_ratio"],
+        "dev_ppl": top["dev_ppl"],
+        "dev_ppl_std": top["dev_ppl_std"],
+        "seeds": len(top.get("ppls", [])),
+        "gap_to_next": margins[0][0] if margins else None,
+        "noise": margins[0][1] if margins else None,
+        "clear": clear,
     }

@@ -19,7 +19,7 @@ from sqlalchemy.engine import Engine
 
 from runner.cost import Pricing, measured_tokens_per_s, sweep_cost, write_summary
 from runner.ledger.errors import Conflict
-from runner.ledger.events import add_event
+from runner.ledger.events import add_event, events
 from runner.ledger.models import FINISHED, Sweep
 from runner.ledger.results import results_for
 from runner.ledger.sweeps import (
@@ -210,7 +210,11 @@ def promote(
         "who": who,
         "axes": axes,
         "finalists": sorted(chosen),
-        "ablation": promotion.ablation_findings(ranked_all, plan),
+        "ablation": promotion.ablation_findings(
+            ranked_all,
+            plan,
+            [e["data"] for e in events(engine, sweep_id=sweep_id, kinds=("infeasible",))],
+        ),
     }
     decision["created_runs"] = add_finalists(
         engine,

@@ -105,37 +105,73 @@ def test_the_report_and_the_release_rank_a_cell_on_its_finished_seeds():
     assert table[0]["dev_ppl"] == 100.0 and table[0]["seeds"] == 1 and table[0]["killed"] == 1
 
 
+def ablation_cell(v, tied, share, ppl, std=1.0):
+    model = {"vocab_size": v, "tied_lm_head": tied, "embedding_ratio": share}
+    return {
+        "axis": "ablation",
+        "dev_ppl": ppl,
+        "dev_ppl_std": std,
+        "ppls": [ppl - std, ppl + std] if std else [ppl],
+        "killed": 0,
+        "all_killed": False,
+        "config": {"model": model},
+    }
+
+
+def plan_10m():
+    from runner.study.plan_spec import load_plan_text
+    from tests.conftest import ROOT
+
+    return load_plan_text((ROOT / "configs" / "plan_10m.yaml").read_text())[0]
+
+
 def test_the_ablation_verdict_needs_two_surviving_shares_per_group():
     """Issue 14: with the untied groups reduced to one share (the others infeasible), the old
     verdict said "the best share moves" by construction."""
-    from runner.study.plan_spec import load_plan_text
     from runner.study.promotion import ablation_findings
-    from tests.conftest import ROOT
 
-    plan, _ = load_plan_text((ROOT / "configs" / "plan_10m.yaml").read_text())
-
-    def cell(v, tied, share, ppl):
-        model = {"vocab_size": v, "tied_lm_head": tied, "embedding_ratio": share}
-        return {
-            "axis": "ablation",
-            "dev_ppl": ppl,
-            "killed": 0,
-            "all_killed": False,
-            "config": {"model": model},
-        }
-
+    cell = ablation_cell
     tied16 = [cell(16000, True, s, p) for s, p in ((0.25, 110), (0.35, 100), (0.45, 105))]
     untied = [cell(16000, False, 0.25, 120), cell(8000, False, 0.25, 125)]
-    one_group = ablation_findings(tied16 + untied, plan)
+    infeasible = [{"cell": "v8000-untied-emb35", "reason": "no plan within tolerances"}]
+    one_group = ablation_findings(tied16 + untied, plan_10m(), infeasible)
     assert one_group["moves"] is None and one_group["summary"].startswith("undetermined")
     assert one_group["undetermined_groups"] == ["V=16000 untied", "V=8000 untied"]
+    assert "the planner could not build v8000-untied-emb35" in one_group["summary"]
     tied8 = [cell(8000, True, 0.25, 101), cell(8000, True, 0.45, 108)]
-    two = ablation_findings(tied16 + untied + tied8, plan)
+    two = ablation_findings(tied16 + untied + tied8, plan_10m())
+    # compared on 0.25 and 0.45 (common to both tied groups), each best by more than the noise
+    assert two["common_shares"] == [0.25, 0.45]
     assert two["moves"] is True and two["best_embedding_ratio"] == {
-        "V=16000 tied": 0.35,
+        "V=16000 tied": 0.45,
         "V=8000 tied": 0.25,
     }
     assert "left out, under two shares: V=16000 untied, V=8000 untied" in two["summary"]
+
+
+def test_the_ablation_verdict_compares_groups_on_common_shares_and_above_noise():
+    """Issue 28: each group's best share was picked from a different set of feasible shares.
+    With the same law in every group ("larger is better"), V=16k tied (0.25/0.35/0.45) and
+    V=8k tied (0.25/0.35 only) gave 0.45 and 0.35, and the verdict read "moves"."""
+    from runner.study.promotion import ablation_findings
+
+    cell = ablation_cell
+    larger_is_better = [cell(16000, True, s, p) for s, p in ((0.25, 110), (0.35, 105), (0.45, 100))]
+    larger_is_better += [cell(8000, True, 0.25, 112), cell(8000, True, 0.35, 106)]
+    got = ablation_findings(larger_is_better, plan_10m())
+    assert got["common_shares"] == [0.25, 0.35]
+    assert got["best_embedding_ratio"] == {"V=16000 tied": 0.35, "V=8000 tied": 0.35}
+    assert got["moves"] is False and "does not move" in got["summary"]
+    # bests that differ by less than the seed noise are not a move either
+    noisy = [cell(16000, True, 0.25, 100, std=4), cell(16000, True, 0.35, 101, std=4)]
+    noisy += [cell(8000, True, 0.25, 101, std=4), cell(8000, True, 0.35, 100, std=4)]
+    got = ablation_findings(noisy, plan_10m())
+    assert got["moves"] is False and "within the seed noise" in got["summary"]
+    assert got["groups"]["V=8000 tied"]["clear"] is False
+    # one seed: no spread to tell a move from noise
+    single = [cell(16000, True, 0.25, 90, std=0), cell(16000, True, 0.35, 100, std=0)]
+    single += [cell(8000, True, 0.25, 100, std=0), cell(8000, True, 0.35, 90, std=0)]
+    assert ablation_findings(single, plan_10m())["moves"] is False
 
 
 def test_every_report_places_runs_beside_the_ngram_and_flags_worse_ones():
