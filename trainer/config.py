@@ -115,7 +115,8 @@ class OptimSpec(Section):
         ge=0,
         le=1,
         description="AdamW decoupled weight decay "
-        "(matrices only; norms and embeddings are not decayed).",
+        "(every matrix, the embedding included as in GPT-2/nanoGPT; norm gains are not "
+        "decayed).",
     )
     beta1: float = Field(0.9, ge=0, lt=1, description="AdamW beta1.")
     beta2: float = Field(0.95, ge=0, lt=1, description="AdamW beta2.")

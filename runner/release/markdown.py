@@ -81,12 +81,15 @@ def answer(f: dict) -> str:
     if not fins:
         return "Undetermined: no finalist finished, so no configuration can be recommended."
     best = fins[0]
+    test = ci(best["test_ppl_mean"], best["test_ppl_ci95_low"], best["test_ppl_ci95_high"])
     first = (
         f"Of the finalists, `{best['cell']}` (embedding share {num(best['embedding_ratio'])}, "
         f"SwiGLU expansion {num(best['glu_expansion'])}) reached the lowest dev word-level "
         f"PPL, {ci(best['dev_ppl_mean'], best['dev_ppl_ci95_low'], best['dev_ppl_ci95_high'])} "
-        f"over {best['seeds']} seeds (test {num(best['test_ppl_mean'], 1)})."
+        f"over {best['seeds']} seeds; on test, {test}. Dev chose it (and every checkpoint, "
+        "stop and promotion before it); test chose nothing."
     )
+    first += ngram_sentence(f, best)
     if len(fins) < 2:
         return first + " It was the only finalist, so it is compared with nothing."
     nxt = fins[1]
@@ -103,6 +106,23 @@ def answer(f: dict) -> str:
             f"({num(nxt['dev_ppl_mean'], 1)}), so the data do not separate the two."
         )
     return f"{first} {second}"
+
+
+def ngram_sentence(f: dict, best: dict) -> str:
+    """The count-based reference in one sentence, so the answer says how good the best is."""
+    g = f.get("ngram")
+    if not g or not g.get("dev_word_ppl") or not math.isfinite(best["dev_ppl_mean"]):
+        return ""
+    ratio = best["dev_ppl_mean"] / g["dev_word_ppl"]
+    how = (
+        f"{num(ratio, 1)}x worse than" if ratio >= 1.05
+        else f"{num(1 / ratio, 1)}x better than" if ratio <= 1 / 1.05
+        else "level with"
+    )  # fmt: skip
+    return (
+        f" For scale, it is {how} a {g['model']} on the same splits (dev word PPL "
+        f"{num(g['dev_word_ppl'], 1)})."
+    )
 
 
 def ranking_section(f: dict) -> list[str]:
@@ -338,13 +358,15 @@ def results_md(f: dict, plots: dict[str, str], generated: str) -> str:
 def limitations(f: dict) -> list[str]:
     rows = [r for r in f["rows"] if r["phase"] == "finalists"]
     seeds = sorted({r["seed"] for r in rows})
+    ranking = {r["seed"] for r in f["rows"] if r["phase"] in ("ranking", "ablation", None)}
     tokens = max((r["max_tokens"] or 0 for r in f["rows"]), default=0)
     out = [
         f"- Data size: WikiText-2 is about 2M training words; runs saw at most {tokens:,} "
         "tokens, so the ranking is of short-horizon training.",
         f"- One model size: every run has {budget(f)}; the best split at other sizes may differ.",
         f"- Seeds: finalists ran {len(seeds)} seed(s) ({', '.join(map(str, seeds)) or 'none'}); "
-        "ranking cells mostly one, so their order is a screen, not a verdict.",
+        f"ranking cells {len(ranking)} each, on a shorter budget, so their order is a screen, "
+        "not a verdict.",
         "- Latency was measured on the training machine (batch 1); contended measurements are "
         "flagged in results.csv.",
     ]

@@ -231,7 +231,7 @@ def _draw(df: pd.DataFrame, curves: dict, out: Path) -> list[str]:
         if not fin.empty:  # this axis's finalists (and the baseline's)
             f = fin[[on_axis(knob, a, False) for a in fin["axis"]]].dropna(subset=["dev_ppl_mean"])
             ax.errorbar(
-                f[knob],
+                f[f"achieved_{knob}"].fillna(f[knob]) if f"achieved_{knob}" in f else f[knob],
                 f["dev_ppl_mean"],
                 yerr=[
                     (f["dev_ppl_mean"] - f["dev_ppl_ci95_low"]).fillna(0),

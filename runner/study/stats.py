@@ -62,6 +62,9 @@ def finalist_stats(rows: list[dict]) -> list[dict]:
                 "axis": axis_of.get(cell),
                 "embedding_ratio": first["embedding_ratio"],
                 "glu_expansion": first["glu_expansion"],
+                # what the planner built (the plots' x axes are achieved values)
+                "achieved_embedding_ratio": first.get("achieved_embedding_ratio"),
+                "achieved_glu_expansion": first.get("achieved_glu_expansion"),
                 "vocab_size": first["vocab_size"],
                 "tied_lm_head": first["tied_lm_head"],
                 "seeds": dev["n"],

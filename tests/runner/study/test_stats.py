@@ -20,7 +20,9 @@ def fin_row(cell, seed, dev, test, status="succeeded", sample=True):
         "dev_word_ppl": dev,
         "test_word_ppl": test,
         "embedding_ratio": 0.35,
+        "achieved_embedding_ratio": 0.3497,
         "glu_expansion": 2.66,
+        "achieved_glu_expansion": 2.6641,
         "vocab_size": 16000,
         "tied_lm_head": True,
         "smallbench_macro_acc": 0.6,
@@ -38,6 +40,8 @@ def test_a_killed_or_unfinished_finalist_seed_never_enters_the_mean():
     ]
     (f,) = finalist_stats(rows)
     assert f["seeds"] == 2 and f["seeds_left_out"] == 2
+    # issue 28: finalists are plotted on the achieved axes like every other point
+    assert (f["achieved_embedding_ratio"], f["achieved_glu_expansion"]) == (0.3497, 2.6641)
     assert f["dev_ppl_mean"] == pytest.approx(101.0)
     ci = mean_ci([104.0, 106.0])
     assert f["test_ppl_mean"] == pytest.approx(105.0)

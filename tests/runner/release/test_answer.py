@@ -1,0 +1,48 @@
+"""The answer and limitations of RESULTS.md / SUMMARY.md, from facts built by hand (issue 28:
+honest read-outs): test in the headline beside dev, saying dev chose it; the n-gram reference
+in a sentence; the ranking's seeds as they were."""
+
+from runner.release.markdown import answer, limitations
+
+
+def finalist(cell, dev, test, seeds=3):
+    return {
+        "cell": cell, "embedding_ratio": 0.45, "glu_expansion": 2.66, "seeds": seeds,
+        "dev_ppl_mean": dev, "dev_ppl_ci95_low": dev - 10, "dev_ppl_ci95_high": dev + 10,
+        "test_ppl_mean": test, "test_ppl_ci95_low": test - 12, "test_ppl_ci95_high": test + 12,
+    }  # fmt: skip
+
+
+def facts(**kw):
+    f = {
+        "finalists": [finalist("emb45", 500.0, 520.0), finalist("glu2x", 560.0, 580.0)],
+        "ngram": {"model": "Kneser-Ney trigram", "dev_word_ppl": 100.0, "test_word_ppl": 110.0},
+        "plan": {"base": {"model": {"total_params": 10_000_000}}, "baseline": {}},
+        "rows": [
+            {"phase": "ranking", "seed": 1, "max_tokens": 5_000_000},
+            {"phase": "ranking", "seed": 2, "max_tokens": 5_000_000},
+            {"phase": "finalists", "seed": 1, "max_tokens": 30_000_000},
+        ],
+        "finalist_runs": [],
+        "sample": False,
+    }
+    return {**f, **kw}
+
+
+def test_the_answer_gives_test_with_its_interval_and_says_dev_chose():
+    text = answer(facts())
+    assert "on test, 520.0 ± 12.0 [508.0, 532.0]" in text
+    assert "Dev chose it" in text and "test chose nothing" in text
+    assert "its 95% interval lies below" in text.lower()
+
+
+def test_the_answer_says_how_the_best_compares_with_the_ngram_reference():
+    assert "5.0x worse than a Kneser-Ney trigram on the same splits" in answer(facts())
+    better = facts(ngram={"model": "Kneser-Ney trigram", "dev_word_ppl": 1000.0})
+    assert "2.0x better than a Kneser-Ney trigram" in answer(better)
+    assert "For scale" not in answer(facts(ngram=None))
+
+
+def test_the_limitations_say_how_many_seeds_the_ranking_ran():
+    text = "\n".join(limitations(facts()))
+    assert "ranking cells 2 each" in text and "mostly one" not in text
