@@ -317,6 +317,22 @@ def recoveries_recorded(engine: Engine, *, run_id: int, backend_id: str | None) 
 # ---------------------------------------------------------------- reads for cost
 
 
+def runs_sharing(s: Session, run: Run, start: float, end: float) -> int | None:
+    """How many other runs had an attempt on this run's device between `start` and `end` (a
+    latency measured then was contended), or None when the run has no named device (a CPU
+    run, a VM of its own)."""
+    row = current(s, run)
+    if row is None or not row.device:
+        return None
+    others = core_select(func.count(func.distinct(A.run_id))).where(
+        A.device == row.device,
+        A.run_id != run.id,
+        A.started_at <= end,
+        (A.ended_at.is_(None)) | (A.ended_at >= start),
+    )
+    return int(s.scalar(others) or 0)
+
+
 def attempt_rows(
     engine: Engine, *, sweep_id: int | None = None, run_id: int | None = None
 ) -> list[dict]:

@@ -62,6 +62,14 @@ class ResultLatency(_Doc):
     p90_ms: Finite | None = None
 
 
+class ResultWindow(_Doc):
+    """When latency was measured (wall clock), and the other processes' CPU use then."""
+
+    start: Finite | None = None
+    end: Finite | None = None
+    other_cpu_cores: Finite | None = None
+
+
 class ResultMemory(_Doc):
     kind: str | None = None
     bytes: NonNegative | None = None
@@ -102,6 +110,8 @@ class ResultDoc(_Doc):
     latency: dict[Text, ResultLatency] | None = None
     decode_latency: dict[Text, dict[Text, Finite | int | None]] | None = None
     latency_contended: bool | None = None
+    latency_window: ResultWindow | None = None
+    latency_shared_runs: NonNegative | None = None  # the ledger's count, added at storing
     memory: ResultMemory | None = None
     throughput: dict[Text, Finite | Text | None] | None = None
     params: dict[Text, NonNegative] | None = None

@@ -11,6 +11,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.engine import Engine
 
+from runner.ledger.attempts import runs_sharing
 from runner.ledger.db import lock_run, write_session
 from runner.ledger.errors import NotFound
 from runner.ledger.events import now
@@ -25,12 +26,13 @@ def store_result(engine: Engine, *, run_id: int, metrics: dict[str, Any]) -> Run
     """Keep the run's final metrics.json (replacing an earlier one), once it passes the
     document's checks (ValueError naming what is wrong: nothing is stored)."""
     check_result(metrics)
-    doc = json.dumps(metrics, allow_nan=False)
     sample = bool((metrics.get("provenance") or {}).get("sample"))
     with write_session(engine) as s:
         r = lock_run(s, run_id)
         if r is None:
             raise NotFound(f"run {run_id} does not exist")
+        metrics = _with_sharing(s, r, metrics)
+        doc = json.dumps(metrics, allow_nan=False)
         existing = s.get(Result, run_id)
         if existing is None:
             s.add(Result(run_id=run_id, metrics_json=doc, sample=sample, created_at=now()))
@@ -44,6 +46,22 @@ def store_result(engine: Engine, *, run_id: int, metrics: dict[str, Any]) -> Run
         s.commit()
         s.refresh(r)
         return r
+
+
+def _with_sharing(s, run, metrics: dict) -> dict:
+    """The trainer cannot see other runs on its GPU; the ledger can: the runs that had an
+    attempt on the run's device while its latency was measured. Any makes it contended."""
+    w = metrics.get("latency_window") or {}
+    if not isinstance(w.get("start"), (int, float)) or not isinstance(w.get("end"), (int, float)):
+        return metrics
+    n = runs_sharing(s, run, float(w["start"]), float(w["end"]))
+    if n is None:
+        return metrics
+    return {
+        **metrics,
+        "latency_shared_runs": n,
+        "latency_contended": bool(metrics.get("latency_contended")) or n > 0,
+    }
 
 
 def get_result(engine: Engine, *, run_id: int) -> dict | None:

@@ -40,7 +40,11 @@ def ranking(rows: list[dict]) -> dict[str, list[dict]]:
             ranked = [r for r in g if r["status"] != "killed"] or g
             ci = mean_ci(r["dev_word_ppl"] for r in ranked)
             ppls = [r["dev_word_ppl"] for r in ranked if _finite(r["dev_word_ppl"])]
-            lat = [r["latency_seq128_ms"] for r in g if _finite(r["latency_seq128_ms"])]
+            lat = [
+                r["latency_seq128_ms"]
+                for r in g
+                if _finite(r["latency_seq128_ms"]) and not r.get("latency_contended")
+            ]
             table.append(
                 {
                     "cell": cell,

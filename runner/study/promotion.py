@@ -52,8 +52,8 @@ def rank_cells(runs: list, results: dict[int, dict]) -> list[dict]:
         c["killed"] += killed
         if isinstance(ppl, (int, float)) and math.isfinite(ppl):
             c["killed_ppls" if killed else "ppls"].append(float(ppl))
-        if isinstance(lat, (int, float)):
-            c["latency_ms"].append(float(lat))
+        if isinstance(lat, (int, float)) and not (res or {}).get("latency_contended"):
+            c["latency_ms"].append(float(lat))  # a contended latency is not a measurement
     out = []
     for c in by_cell.values():
         c["all_killed"] = c["killed"] == len(c["runs"])

@@ -114,6 +114,9 @@ def ranking_table(df: pd.DataFrame) -> pd.DataFrame:
         killed = part["status"] == "killed"
         all_killed = killed.groupby(part["cell"]).transform("all")
         part = part.assign(ranked_ppl=part["dev_word_ppl"].where(~killed | all_killed))
+        if "latency_contended" in part:  # a contended latency never enters the mean
+            busy = part["latency_contended"].fillna(False).astype(bool)
+            part = part.assign(latency_seq128_ms=part["latency_seq128_ms"].where(~busy))
         g = (
             part.groupby("cell")
             .agg(
@@ -272,8 +275,10 @@ def _draw(df: pd.DataFrame, curves: dict, out: Path) -> list[str]:
                 edgecolors="#7f7f7f",
                 label="runs (latency contended)",
             )
-        front = sorted(pts[i] for i in pareto_front(pts))
-        ax.plot(*zip(*front, strict=True), "-o", color="#c0504d", label="Pareto front")
+        clean = [p for p, b in zip(pts, busy, strict=True) if not b]  # never contended points
+        front = sorted(clean[i] for i in pareto_front(clean)) if clean else []
+        if front:
+            ax.plot(*zip(*front, strict=True), "-o", color="#c0504d", label="Pareto front")
         for (x, y), cell in zip(pts, part["cell"], strict=True):
             ax.annotate(str(cell), (x, y), fontsize=6, alpha=0.7)
         ax.set(

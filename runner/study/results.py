@@ -58,6 +58,7 @@ COLUMNS = [
     "inference_memory_bytes",
     "inference_memory_kind",
     "latency_contended",
+    "latency_shared_runs",
     "device",
     "peak_memory_bytes",
     "memory_kind",
@@ -132,6 +133,8 @@ def row(*, config: dict, plan: dict | None, metrics: dict | None, **known: Any) 
             "inference_memory_bytes": _get(m, "inference_memory", "bytes"),
             "inference_memory_kind": _get(m, "inference_memory", "kind"),
             "latency_contended": _get(m, "latency_contended"),
+            # runs on the same GPU while it was measured (the ledger's count; None: no device)
+            "latency_shared_runs": _get(m, "latency_shared_runs"),
             "device": _get(m, "provenance", "device_name") or _get(m, "provenance", "device"),
             # the training run's peak (RSS on CPU): not an inference figure
             "peak_memory_bytes": _get(m, "memory", "bytes"),

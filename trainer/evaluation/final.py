@@ -125,16 +125,18 @@ def _profile(run: Run, out: dict, tps: float, flops_per_token: int) -> None:
     from trainer.evaluation import profile
 
     cfg, device = run.cfg, run.device
-    busy = profile.contended(device)
-    # prefill: a full forward over a prompt at batch 1 (full logits)
-    out["latency"] = profile.latency(
-        run.model, device, PROFILE_LENGTHS, repeats=cfg.eval.profile_repeats, autocast=run.autocast
-    )
-    out["decode_latency"] = profile.decode_latency(
-        run.model, device, PROFILE_LENGTHS, autocast=run.autocast
-    )
+    with profile.Window() as window:
+        # prefill: a full forward over a prompt at batch 1 (full logits)
+        out["latency"] = profile.latency(
+            run.model, device, PROFILE_LENGTHS, repeats=cfg.eval.profile_repeats,
+            autocast=run.autocast,
+        )  # fmt: skip
+        out["decode_latency"] = profile.decode_latency(
+            run.model, device, PROFILE_LENGTHS, autocast=run.autocast
+        )
     out["inference_memory"] = profile.inference_memory(run.model, device, autocast=run.autocast)
-    out["latency_contended"] = bool(busy or profile.contended(device))
+    out["latency_window"] = window.as_dict()  # the ledger adds the runs sharing a GPU then
+    out["latency_contended"] = bool(window.contended(device))
     peak_dtype = torch.float32 if cfg.runtime.dtype == "fp32" else torch.bfloat16
     peak = profile.matmul_peak(device, peak_dtype, seconds=0.5)
     out["throughput"].update(

@@ -2,9 +2,10 @@
 prompt of 128/512 tokens), decode latency per token with a KV cache at those contexts, and the
 inference peak memory; plus the matmul peak that MFU is measured against.
 
-Latency is only meaningful on an otherwise idle device: `contended` says whether another
-process was using the CPU while it was measured (the demo's baseline read 17.5 ms against 5-8
-ms for cells of its size because two trainers shared 2 cores).
+Latency is only meaningful on an otherwise idle device: `Window` says whether other processes
+used the CPU while it was measured, and records when, so that the ledger can count the runs
+that shared a GPU then (the demo's baseline read 17.5 ms against 5-8 ms for cells of its size
+because two trainers shared 2 cores).
 """
 
 from __future__ import annotations
@@ -157,16 +158,46 @@ def inference_memory(model, device: torch.device, context: int = 512, autocast=n
     return {"kind": "cpu_tensor_bytes", "context": context, "bytes": sum(parts.values()), **parts}
 
 
-def contended(device: torch.device) -> bool | None:
-    """Whether the CPU was busy with other work (load average over the last minute above the
-    cores this process may use); None where that cannot be read. GPUs: not judged here."""
-    if device.type != "cpu":
-        return None
+def _cpu_busy_s() -> float | None:
+    """Seconds of CPU time the whole machine spent busy so far (/proc/stat), or None."""
     try:
-        load = os.getloadavg()[0]
-    except OSError:
+        with open("/proc/stat") as f:
+            ticks = [int(x) for x in f.readline().split()[1:]]
+    except (OSError, ValueError):
         return None
-    return load > torch.get_num_threads() + 0.5  # more runnable work than this process's
+    idle = ticks[3] + (ticks[4] if len(ticks) > 4 else 0)  # idle + iowait
+    return (sum(ticks[:8]) - idle) / os.sysconf("SC_CLK_TCK")
+
+
+class Window:
+    """What else ran while latency was measured. Its wall-clock `start` and `end` go into the
+    result, where the ledger counts the runs that shared the device then (GPUs included); on
+    CPU it also measures the other processes' CPU use over exactly this window (the 1-minute
+    load average it replaces looked back past the window)."""
+
+    def __enter__(self) -> Window:
+        self.start, self.t0 = time.time(), time.perf_counter()
+        self.busy0, self.own0 = _cpu_busy_s(), sum(os.times()[:2])
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.end, wall = time.time(), max(1e-9, time.perf_counter() - self.t0)
+        busy1, own1 = _cpu_busy_s(), sum(os.times()[:2])
+        self.other_cores = (
+            max(0.0, (busy1 - self.busy0) - (own1 - self.own0)) / wall
+            if busy1 is not None and self.busy0 is not None
+            else None
+        )
+
+    def contended(self, device: torch.device) -> bool | None:
+        """On CPU: other processes used over half a core on average during the window; None
+        where that cannot be read. GPUs: judged by the ledger from the runs sharing it."""
+        if device.type != "cpu" or self.other_cores is None:
+            return None
+        return self.other_cores > 0.5
+
+    def as_dict(self) -> dict:
+        return {"start": self.start, "end": self.end, "other_cpu_cores": self.other_cores}
 
 
 def peak_memory(device: torch.device) -> dict:

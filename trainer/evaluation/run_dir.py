@@ -44,9 +44,12 @@ def evaluate_run(run_dir: Path, *, smallbench_dir: Path | None = None, only: str
         suite = load_suite(Path(smallbench_dir or cfg.eval.smallbench_dir))
         out["smallbench"] = smallbench.score(model, load_tokenizer(tok_dir), suite, device)
     if only in ("all", "profile"):
-        out["latency"] = profile.latency(
-            model, device, profile.LENGTHS, repeats=cfg.eval.profile_repeats, autocast=autocast
-        )
+        with profile.Window() as window:
+            out["latency"] = profile.latency(
+                model, device, profile.LENGTHS, repeats=cfg.eval.profile_repeats, autocast=autocast
+            )
+        out["latency_window"] = window.as_dict()
+        out["latency_contended"] = bool(window.contended(device))
         out["memory"] = profile.peak_memory(device)
     write_json(run_dir / "eval.json", out)
     return out
