@@ -213,6 +213,8 @@ def finalists_section(f: dict) -> list[str]:
         return [*lines, "No finalist finished.", ""]
     lines += [
         "Word-level PPL (WikiText convention), mean ± half-width [95% t-interval over seeds]. "
+        "SmallBench (macro accuracy) the same: its interval over seeds holds model noise, "
+        "which each run's own item-level standard error does not. "
         "Seeds that did not finish are counted, not averaged." + partial(f),
         "",
     ]
@@ -226,7 +228,12 @@ def finalists_section(f: dict) -> list[str]:
                 x["seeds_left_out"],
                 ci(x["dev_ppl_mean"], x["dev_ppl_ci95_low"], x["dev_ppl_ci95_high"]),
                 ci(x["test_ppl_mean"], x["test_ppl_ci95_low"], x["test_ppl_ci95_high"]),
-                num(x["smallbench_mean"], 3),
+                ci(
+                    x["smallbench_mean"],
+                    x.get("smallbench_ci95_low"),
+                    x.get("smallbench_ci95_high"),
+                    3,
+                ),
                 num(x["latency_seq128_ms"]),
             ]
             for x in f["finalists"]

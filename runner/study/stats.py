@@ -77,6 +77,11 @@ def finalist_stats(rows: list[dict]) -> list[dict]:
                 "test_ppl_ci95_low": test["low"],
                 "test_ppl_ci95_high": test["high"],
                 "smallbench_mean": _mean(r["smallbench_macro_acc"] for r in g),
+                # over seeds (different inits): model noise, which the per-run item SE leaves out
+                **{
+                    f"smallbench_{k}": v
+                    for k, v in _ci(r["smallbench_macro_acc"] for r in g).items()
+                },
                 # contended latencies (another run on the device then) never enter the mean
                 "latency_seq128_ms": _mean(
                     r["latency_seq128_ms"] for r in g if not r.get("latency_contended")
@@ -86,6 +91,11 @@ def finalist_stats(rows: list[dict]) -> list[dict]:
             }
         )
     return sorted(out, key=lambda f: (math.isnan(f["dev_ppl_mean"]), f["dev_ppl_mean"]))
+
+
+def _ci(values) -> dict:
+    c = mean_ci(values)
+    return {"std": c["std"] if c["n"] > 1 else None, "ci95_low": c["low"], "ci95_high": c["high"]}
 
 
 def _mean(values) -> float:

@@ -180,3 +180,29 @@ def test_scores_do_not_depend_on_the_untrained_bos_row(tokenized_dir):
         model, sp, [p[k] for p in suite["t"] for k in ("good", "bad")], torch.device("cpu")
     )
     assert before == after
+
+
+def test_length_normalised_scores_flags_and_an_item_bootstrap(tokenized_dir):
+    """Issue 28: summed log-probability carries a length prior where good and bad sentences
+    differ in token count (4 BLiMP tasks): such tasks are flagged, and a length-normalised
+    accuracy sits beside the summed one. The macro's standard error is a bootstrap over items
+    (deterministic), and says it leaves model noise out."""
+    sp = load_tokenizer(tokenized_dir)
+    favoured = set(sp.encode("the cat sat on the mat ."))
+    model = Prefers(sp.get_piece_size(), favoured)
+    long_good = {"good": "the cat sat on the mat the cat sat.", "bad": "the zq.", "field": "f"}
+    same = [
+        {"good": "the cat sat on the mat.", "bad": "zq xv kw jj qq.", "field": "f"},
+        {"good": "zq xv kw jj qq.", "bad": "the cat sat on the mat.", "field": "f"},
+    ]
+    suite = {"longer": [long_good] * 4, "mixed": same * 3}
+    res = score(model, sp, suite, torch.device("cpu"))
+    longer = res["tasks"]["longer"]
+    assert longer["length_mismatched"] and longer["length_mismatch"] == 1.0
+    # summed: the longer good sentence loses on length; per token it is the likelier one
+    assert longer["acc"] == 0.0 and longer["acc_norm"] == 1.0
+    assert "longer" in res["length_mismatched_tasks"]
+    assert res["macro_acc_norm"] == pytest.approx((1.0 + res["tasks"]["mixed"]["acc_norm"]) / 2)
+    # mixed: half right; its items resampled give a spread; the same seed, the same answer
+    assert res["macro_stderr"] > 0 and "not model noise" in res["macro_stderr_kind"]
+    assert score(model, sp, suite, torch.device("cpu"))["macro_stderr"] == res["macro_stderr"]

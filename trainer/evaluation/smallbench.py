@@ -30,6 +30,14 @@ def sentence_logprobs(
     model, sp, sentences: list[str], device: torch.device, batch_size: int = 64
 ) -> list[float]:
     """Summed log p(sentence tokens | <nl>) for each sentence."""
+    return sentence_scores(model, sp, sentences, device, batch_size)[0]
+
+
+@torch.no_grad()
+def sentence_scores(
+    model, sp, sentences: list[str], device: torch.device, batch_size: int = 64
+) -> tuple[list[float], list[int]]:
+    """(summed log p(sentence tokens | <nl>), token count) for each sentence."""
     was_training = model.training
     model.eval()
     encoded = [sp.encode(wikitext_style(s)) for s in sentences]
@@ -51,27 +59,42 @@ def sentence_logprobs(
         tok = tok * torch.from_numpy(mask).to(device)
         out.extend(tok.sum(dim=1).tolist())
     model.train(was_training)
-    return out
+    return out, [len(ids) for ids in encoded]
+
+
+BOOTSTRAP = 1000  # resamples of the items, with a fixed seed: the same answer every time
 
 
 def score(model, sp, suite: dict[str, list[dict]], device: torch.device) -> dict:
-    """Per-task accuracy with standard error, per-field and macro averages."""
-    tasks = {}
+    """Per-task accuracy with its standard error over items, per-field and macro averages.
+    Beside the summed log-likelihood (the convention), the length-normalised one (mean per
+    token: `acc_norm`), and each task's share of pairs whose sentences differ in token count
+    (`length_mismatch`; summed scores then carry a length prior). The macro's standard error is
+    a bootstrap over items within tasks: items only. Model noise (another init seed) is larger,
+    and is measured across seeds and against untrained models, not here."""
+    tasks, hits = {}, {}
     for task, pairs in suite.items():
         if not pairs:
             continue
-        lp = sentence_logprobs(
+        lp, lens = sentence_scores(
             model, sp, [p["good"] for p in pairs] + [p["bad"] for p in pairs], device
         )
         n = len(pairs)
-        correct = sum(g > b for g, b in zip(lp[:n], lp[n:], strict=True))
-        acc = correct / n
+        right = np.array([g > b for g, b in zip(lp[:n], lp[n:], strict=True)])
+        pairs_lp = list(zip(lp[:n], lp[n:], lens[:n], lens[n:], strict=True))
+        norm = [g / max(1, lg) > b / max(1, lb) for g, b, lg, lb in pairs_lp]
+        mismatch = sum(lg != lb for _, _, lg, lb in pairs_lp) / n
+        acc = float(right.mean())
+        hits[task] = right
         tasks[task] = {
             "field": pairs[0]["field"],
             "n": n,
-            "correct": correct,
+            "correct": int(right.sum()),
             "acc": acc,
             "stderr": math.sqrt(acc * (1 - acc) / n),
+            "acc_norm": sum(norm) / n,
+            "length_mismatch": mismatch,
+            "length_mismatched": mismatch > 0.5,
         }
     k = len(tasks)
     macro = sum(t["acc"] for t in tasks.values()) / k
@@ -82,6 +105,19 @@ def score(model, sp, suite: dict[str, list[dict]], device: torch.device) -> dict
         "tasks": tasks,
         "by_field": {f: sum(v) / len(v) for f, v in sorted(fields.items())},
         "macro_acc": macro,
-        "macro_stderr": math.sqrt(sum(t["stderr"] ** 2 for t in tasks.values())) / k,
+        "macro_stderr": _bootstrap_macro_se(list(hits.values())),
+        "macro_stderr_kind": "bootstrap over items within tasks (not model noise)",
+        "macro_acc_norm": sum(t["acc_norm"] for t in tasks.values()) / k,
+        "length_mismatched_tasks": sorted(t for t, v in tasks.items() if v["length_mismatched"]),
         "pairs": sum(t["n"] for t in tasks.values()),
     }
+
+
+def _bootstrap_macro_se(hits: list[np.ndarray]) -> float:
+    """The macro accuracy's standard error: its spread when each task's items are resampled."""
+    rng = np.random.default_rng(0)
+    draws = np.zeros(BOOTSTRAP)
+    for h in hits:
+        idx = rng.integers(0, len(h), size=(BOOTSTRAP, len(h)))
+        draws += h[idx].mean(axis=1)
+    return float((draws / len(hits)).std(ddof=1))

@@ -40,6 +40,8 @@ def test_a_killed_or_unfinished_finalist_seed_never_enters_the_mean():
     ]
     (f,) = finalist_stats(rows)
     assert f["seeds"] == 2 and f["seeds_left_out"] == 2
+    # issue 28: SmallBench over seeds (model noise), not only each run's item-level SE
+    assert f["smallbench_std"] == 0.0 and f["smallbench_ci95_low"] == pytest.approx(0.6)
     # issue 28: finalists are plotted on the achieved axes like every other point
     assert (f["achieved_embedding_ratio"], f["achieved_glu_expansion"]) == (0.3497, 2.6641)
     assert f["dev_ppl_mean"] == pytest.approx(101.0)
