@@ -7,6 +7,7 @@ import math
 import re
 
 from runner.release.facts import KNOBS
+from runner.study.stats import paired_difference
 
 DATA_LICENCE = "WikiText-2: CC BY-SA 3.0 (Merity et al., 2016)"
 BLIMP_LICENCE = "BLiMP: CC BY 4.0 (Warstadt et al., 2020)"
@@ -93,7 +94,17 @@ def answer(f: dict) -> str:
     if len(fins) < 2:
         return first + " It was the only finalist, so it is compared with nothing."
     nxt = fins[1]
-    if not math.isfinite(best["dev_ppl_ci95_high"]) or not math.isfinite(nxt["dev_ppl_ci95_low"]):
+    paired = paired_difference(f.get("rows") or [], best["cell"], nxt["cell"])
+    if paired["n"] >= 2:
+        d = ci(paired["mean"], paired["low"], paired["high"])
+        held = paired["low"] > 0
+        second = (
+            f"Seed by seed (the same seeds see the same batches), the runner-up "
+            f"`{nxt['cell']}` is worse by {d} dev PPL over {paired['n']} paired seeds, "
+            + ("so the ranking holds at these seeds." if held
+               else "an interval that includes no difference: the data do not separate the two.")
+        )  # fmt: skip
+    elif not math.isfinite(best["dev_ppl_ci95_high"]) or not math.isfinite(nxt["dev_ppl_ci95_low"]):
         second = f"Against `{nxt['cell']}` the spread is unknown (one seed): undetermined."
     elif best["dev_ppl_ci95_high"] < nxt["dev_ppl_ci95_low"]:
         second = (

@@ -93,6 +93,20 @@ def finalist_stats(rows: list[dict]) -> list[dict]:
     return sorted(out, key=lambda f: (math.isnan(f["dev_ppl_mean"]), f["dev_ppl_mean"]))
 
 
+def paired_difference(rows: list[dict], a: str, b: str, key: str = "dev_word_ppl") -> dict:
+    """`b` minus `a` seed by seed (runs with the same seed see the same batches, so pairing
+    removes the data-order noise the unpaired intervals carry): n, mean, std and the 95%
+    t-interval of the differences, over the seeds both cells finished."""
+    by = {}
+    for r in rows:
+        if r.get("phase") == "finalists" and r.get("status") == "succeeded":
+            v = r.get(key)
+            if isinstance(v, (int, float)) and math.isfinite(v):
+                by.setdefault(r["cell"], {})[r["seed"]] = float(v)
+    seeds = sorted(set(by.get(a, {})) & set(by.get(b, {})))
+    return {**mean_ci(by[b][s] - by[a][s] for s in seeds), "seeds": seeds}
+
+
 def _ci(values) -> dict:
     c = mean_ci(values)
     return {"std": c["std"] if c["n"] > 1 else None, "ci95_low": c["low"], "ci95_high": c["high"]}
