@@ -147,6 +147,13 @@ class CloudPool:
     def up(self, *, accelerator: str, workers: int, slots: int, idle_exit_s: float) -> list:
         """Rows for `workers` new workers; their launches start at the next step. Refuses (a
         ValueError naming the field and the fix) what could never run."""
+        if 0 < idle_exit_s < 2 * self.settings.lease_s:
+            raise ValueError(
+                f"idle_exit_s={idle_exit_s:g} is under twice PAX_LEASE_S ({self.settings.lease_s:g}"
+                " s): a preempted worker's runs wait one lease before they are requeued, and "
+                "workers that left by then leave them with no one to claim them; use 0 (never) "
+                f"or at least {2 * self.settings.lease_s:g}"
+            )
         opts = SkyOptions(**{**self.opts.__dict__, "accelerators": (accelerator,)})
         worker_task_config(  # the whole task checked before anything is recorded
             opts,

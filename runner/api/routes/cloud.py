@@ -54,7 +54,7 @@ def up(request: Request, body: Annotated[UpRequest, Body()]) -> dict[str, Any]:
             idle_exit_s=float(body.idle_exit_s),
         )
     except ValueError as e:
-        raise HTTPException(422, f"gpu: {e}" if "accelerator" in str(e) else str(e)) from None
+        raise HTTPException(422, f"gpu: {e}" if "accelerator=" in str(e) else str(e)) from None
     return {"workers": [w.name for w in rows], "bucket": pool.opts.bucket}
 
 

@@ -189,6 +189,9 @@ def test_up_refuses_what_could_never_run(tmp_path):
     engine, pool = make_pool(tmp_path, clock, FakeCloud(clock))
     with pytest.raises(ValueError, match="accelerators"):
         pool.up(accelerator="B300", workers=1, slots=1, idle_exit_s=0)
+    # idle workers that leave before a preempted worker's runs are requeued strand those runs
+    with pytest.raises(ValueError, match="twice PAX_LEASE_S"):
+        pool.up(accelerator="H100", workers=1, slots=1, idle_exit_s=90)
     _, inbound_less = make_pool(tmp_path / "b", clock, FakeCloud(clock), runner_url=None)
     with pytest.raises(ValueError, match="PAX_SKY_RUNNER_URL"):
         inbound_less.up(accelerator="H100", workers=1, slots=1, idle_exit_s=0)

@@ -226,8 +226,11 @@ def test_automatic_then_manual_promotion(service, tokenized_dir):
 def test_bad_config_is_killed_and_good_is_not(service_factory, tokenized_dir):
     """Real trainers: a tiny learning rate trails the baseline and is stopped by the rule. The
     verdict is a decision; the run becomes killed when its trainer exits, after its final
-    evaluation, and its cost covers that evaluation."""
-    svc = service_factory(concurrency=2, PAX_ACCELERATOR="T4")
+    evaluation, and its cost covers that evaluation. One run at a time, the baseline first
+    (its priority): the control is then always judged against the baseline's whole curve (run
+    side by side, a control that raced ahead could pass 90% of its budget, where the rule no
+    longer decides, before the baseline got that far)."""
+    svc = service_factory(concurrency=1, PAX_ACCELERATOR="T4")
     base = tiny_raw(
         tokenized_dir.parent, max_tokens=64 * 8 * 64, eval={"every_tokens": 512, "max_tokens": 1024}
     )
