@@ -83,9 +83,10 @@ demo: setup ## the main job: data, tokenizers, service, the smoke plan end to en
 image: setup ## build the image (docker, else podman; a local Debian base where none can be pulled)
 	bash docker/build-image.sh
 
+# STUDY=1 adds the service's (bench/gpu_study_wheels.txt), for bench/gpu_check.sh --study
 gpu-wheels: setup ## wheels (.whl/) a GPU machine lacks for bench/gpu_check.sh (bench/gpu_wheels.txt)
 	mkdir -p .whl
-	grep -v '^#' bench/gpu_wheels.txt | while read -r name; do \
+	cat bench/gpu_wheels.txt $(if $(STUDY),bench/gpu_study_wheels.txt) | grep -v '^#' | while read -r name; do \
 	  v=$$($(BIN)/python -c "import importlib.metadata as m, sys; print(m.version(sys.argv[1]))" $$name) \
 	  && $(BIN)/python -m pip download -q --no-deps --only-binary=:all: --python-version 3.12 \
 	    --implementation cp --platform manylinux_2_28_x86_64 --platform manylinux_2_17_x86_64 \

@@ -224,6 +224,17 @@ def verdicts(doc: dict) -> dict:
     return out
 
 
+def run_study(args, budget: Budget) -> dict:
+    """The study part: a failure is a result, never the end of the check."""
+    sys.path.insert(0, str(ROOT))
+    try:
+        from bench.gpu_study import study
+
+        return study(args, budget)
+    except Exception as e:  # the check still prints its JSON
+        return {"error": f"{type(e).__name__}: {e}"}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--device", default="cuda")
@@ -236,11 +247,28 @@ def main() -> None:
     ap.add_argument(
         "--batch-study", action="store_true", help="Also dev PPL at batch 16/64/128 (~2 min)."
     )
+    ap.add_argument(
+        "--study",
+        action="store_true",
+        help="Also a whole plan through pax serve with slots, to its report (bench/gpu_study.py).",
+    )
+    ap.add_argument("--study-plan", help="The plan (default configs/plan_10m.yaml).")
+    ap.add_argument("--study-scale", type=float, default=0.05, help="Its token budgets times this.")
+    ap.add_argument("--study-slots", type=int, default=4, help="Runs at once on the GPU.")
+    ap.add_argument("--study-gpu", default="H200", help="The price table's GPU to price it at.")
+    ap.add_argument(
+        "--study-only", action="store_true", help="Only the study (its own 5-minute budget)."
+    )
     args = ap.parse_args()
     args.shape = "tiny" if args.quick else "baseline"
     budget = Budget(args.budget_s)
     t0 = time.monotonic()
     doc: dict = {"check": "gpu_check", "quick": args.quick, "device": args.device}
+    if args.study_only:
+        doc["study"] = run_study(args, budget)
+        doc["wall_s"] = time.monotonic() - t0
+        print(json.dumps(doc))
+        return
     doc["throughput"] = [throughput(args, budget, b, "bf16-eager") for b in (16, 128)]
     try:
         doc["data"] = prepare_data(args)
@@ -259,6 +287,8 @@ def main() -> None:
     doc["determinism"] = determinism(args, budget, doc["throughput"][0])
     if args.batch_study:
         doc["batch_study"] = batch_study(args, budget)
+    if args.study:
+        doc["study"] = run_study(args, Budget(args.budget_s))  # its own budget, after the rest
     doc["targets"] = verdicts(doc)
     doc["wall_s"] = time.monotonic() - t0
     print(json.dumps(doc))
