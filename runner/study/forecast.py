@@ -71,12 +71,15 @@ def _scenario(pricing, plan_phases, pick, *, acc, spot, tps, workers, slots, idl
     per_run_tps = tps * packing_speedup(pricing, slots) / slots
     startup = pricing.startup_overhead_s
     wall, vm_s, out = startup, [startup] * workers, []
-    for p in plan_phases:
+    for j, p in enumerate(plan_phases):
         runs = p["runs"][pick]
         span, busy = _makespan([p["tokens_per_run"] / per_run_tps] * runs, workers * slots)
-        for i in range(workers):  # a worker's VM lives while any of its slots trains
+        last = j == len(plan_phases) - 1
+        for i in range(workers):
+            # before the last phase every worker waits for the next (promotion comes when the
+            # whole phase is done); in the last, a worker lives while any of its slots trains
             lanes = busy[i * slots : (i + 1) * slots]
-            vm_s[i] += max(lanes) if any(lanes) else 0.0
+            vm_s[i] += (max(lanes) if any(lanes) else 0.0) if last else span
         out.append(
             {
                 "phase": p["phase"],

@@ -95,3 +95,17 @@ def test_the_api_prices_a_plan_and_names_a_gpu_it_cannot(tmp_path):
             headers={"Content-Type": "application/yaml"},
         )
         assert r.status_code == 422 and "plan" in r.text
+
+
+def test_a_worker_done_early_waits_for_the_next_phase():
+    """Promotion comes when the whole ranking is done: a worker whose slots emptied first is
+    still up (and paid) until then, not only while it trained."""
+    plan, kind = load_plan_text(
+        PLAN.replace("glu_expansion: [2.66, 4.0]", "glu_expansion: [2.66, 4.0, 2.0]")
+    )
+    f = study_forecast(pricing(), plan, kind, accelerator="X1", workers=2, slots=1, idle_exit_s=0)
+    low = f["workers_forecast"]["low"]
+    # ranking: 3 runs of 1,800 s on 2 workers -> 3,600 s, both up throughout; finalists: 2 runs
+    # of 3,600 s, one each
+    assert low["phases"][0]["wall_s"] == pytest.approx(3600)
+    assert low["gpu_hours"] == pytest.approx(2 * (300 + 3600 + 3600) / 3600)
