@@ -58,6 +58,10 @@ def ranking(rows: list[dict]) -> dict[str, list[dict]]:
                     "killed": sum(r["status"] == "killed" for r in g),
                     "runs": len(g),
                     "latency_ms": sum(lat) / len(lat) if lat else None,
+                    # the shape the share and GLU axes move (depth 24 to 6, width 160 to 280)
+                    "n_layers": g[0].get("n_layers"),
+                    "d_model": g[0].get("d_model"),
+                    "non_embedding_params": g[0].get("non_embedding_params"),
                 }
             )
         table.sort(

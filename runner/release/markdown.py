@@ -148,14 +148,16 @@ def ranking_section(f: dict) -> list[str]:
     for axis, cells in f["ranking"].items():
         lines += [f"### {KNOBS[axis]}", ""]
         lines += table(
-            ["rank", "cell", "requested", "achieved", "seeds", "dev PPL", "seed std",
-             "seed range", "killed", "latency ms"],
+            ["rank", "cell", "requested", "achieved", "layers x width", "non-emb params",
+             "seeds", "dev PPL", "seed std", "seed range", "killed", "latency ms"],
             [
                 [
                     c["rank"],
                     f"`{c['cell']}`" + (" (baseline)" if c["baseline"] else ""),
                     num(c["knob"]),
                     num(c["achieved"], 3),
+                    f"{c.get('n_layers') or '?'} x {c.get('d_model') or '?'}",
+                    num(c.get("non_embedding_params")),
                     c["seeds"],
                     num(c["dev_ppl"], 1),
                     num(c["dev_ppl_std"], 1),

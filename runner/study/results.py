@@ -31,6 +31,7 @@ COLUMNS = [
     "head_dim",
     "ffn_hidden",
     "params_total",
+    "non_embedding_params",
     "achieved_embedding_ratio",
     "vocab_matrices_share",
     "achieved_glu_expansion",
@@ -101,6 +102,12 @@ def row(*, config: dict, plan: dict | None, metrics: dict | None, **known: Any) 
             "n_heads": plan.get("n_heads"),
             "ffn_hidden": plan.get("ffn_hidden"),
             "params_total": plan.get("total"),
+            # the transformer body (attention, SwiGLU, norms): what the share axis trades away
+            "non_embedding_params": (
+                plan["total"] - plan["embedding"] - plan.get("head", 0)
+                if plan.get("total") and plan.get("embedding") is not None
+                else None
+            ),
             "achieved_embedding_ratio": plan.get("embedding_ratio"),
             "head_dim": plan.get("head_dim"),
             # (embedding + untied head) / total: untied at share 0.25 holds ~51% in vocab

@@ -67,3 +67,24 @@ def test_the_runner_up_is_compared_seed_by_seed():
     flat = [fin_row("glu2x", s, 500.0 + 20 * (s - 2) + (-3, 0, 3)[s - 1]) for s in (1, 2, 3)]
     text = answer(facts(rows=rows[:3] + flat))
     assert "do not separate" in text
+
+
+def test_each_ranking_cell_shows_its_depth_width_and_non_embedding_parameters():
+    """Issue 28: the share and GLU axes move depth from 24 to 6 layers and width from 160 to
+    280; the tables now say so beside each cell."""
+    from runner.release.facts import ranking
+    from runner.release.markdown import ranking_section
+    from runner.study.results import row
+    from trainer.params import plan as solve
+
+    p = solve(10_000_000, 0.35, 2.66, 16000, True)
+    plan = {**p.__dict__}
+    r = row(
+        config={"name": "baseline", "model": {"embedding_ratio": 0.35}}, plan=plan, metrics=None
+    )
+    assert r["non_embedding_params"] == p.attention + p.ffn + p.norm
+    r.update(cell="baseline", axis="baseline", is_baseline=True, phase="ranking",
+             status="succeeded", dev_word_ppl=100.0, latency_seq128_ms=1.0)  # fmt: skip
+    text = "\n".join(ranking_section({"ranking": ranking([r])}))
+    assert "layers x width" in text and f"{p.n_layers} x {p.d_model}" in text
+    assert f"{p.attention + p.ffn + p.norm:,}" in text
