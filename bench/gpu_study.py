@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import copy
 import secrets
-import socket
 import tempfile
 import time
 from pathlib import Path
@@ -61,14 +60,8 @@ def planned_tokens(doc: dict) -> tuple[int, int]:
     return tuple(sum(p["runs"][i] * p["tokens_per_run"] for p in ph) for i in (0, 1))
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def study(args, budget) -> dict:
-    from pax.client import Client, start_service
+    from pax.client import Client, free_port, start_service
     from runner.cost import Pricing
 
     plan_path = Path(args.study_plan or ROOT / "configs" / "plan_10m.yaml")

@@ -27,7 +27,6 @@ import argparse
 import asyncio
 import json
 import os
-import socket
 import statistics
 import subprocess
 import sys
@@ -39,19 +38,13 @@ from pathlib import Path
 import httpx
 import psutil
 
-from pax.client import start_service
+from pax.client import free_port, start_service
 from runner.ledger.runs import create_run
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # tests.pgserver: the scratch PostgreSQL the suite uses too
 ADMIN = "bench-admin-token-0123456789"
 SPEC = {"name": "bench", "max_tokens": 5_000_000}
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 class RawClient:

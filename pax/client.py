@@ -10,6 +10,7 @@ reporter, trainer/reporting/http.py, which must keep training when the service i
 from __future__ import annotations
 
 import os
+import socket
 import subprocess
 import sys
 import time
@@ -217,6 +218,14 @@ def _tail(log: Path | None, lines: int = 20) -> str:
         return ""
     text = Path(log).read_text(errors="replace").splitlines()[-lines:]
     return f"; the end of {log}:\n" + "\n".join(text)
+
+
+def free_port() -> int:
+    """A free TCP port on 127.0.0.1, for a service started here (the tests', benches' and
+    scripts' one helper)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
 
 
 def start_service(

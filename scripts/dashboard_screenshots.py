@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import shutil
-import socket
 import sys
 import tempfile
 from pathlib import Path
@@ -21,16 +20,10 @@ from pathlib import Path
 import _bootstrap  # noqa: F401
 import httpx
 
-from pax.client import start_service
+from pax.client import free_port, start_service
 from runner.release.page import CHROMIUM_FLAGS, chromium
 
 ROOT = Path(__file__).resolve().parents[1]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def pages(base: str) -> dict[str, str]:

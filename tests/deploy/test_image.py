@@ -7,24 +7,17 @@ a requeued run. Then the Docker launcher, with the same image, from a service on
 from __future__ import annotations
 
 import os
-import socket
 from pathlib import Path
 
 import pytest
 
-from pax.client import Client, ServiceError
+from pax.client import Client, ServiceError, free_port
 from tests.deploy.conftest import IMAGE
 from tests.helpers import tiny_raw, wait_until
 
 pytestmark = pytest.mark.slow
 ADMIN = "deploy-admin-token-0123456789"
 WORKER = "deploy-worker-token-9876543210"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def ready(url: str, token: str = ADMIN, timeout: float = 180) -> Client:

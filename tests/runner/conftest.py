@@ -18,7 +18,6 @@ import contextlib
 import itertools
 import os
 import signal
-import socket
 import subprocess
 import sys
 from dataclasses import dataclass, field
@@ -27,7 +26,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from pax.client import Client
+from pax.client import Client, free_port
 from pax.client import start_service as start_server
 from runner.ledger.lifecycle import claim_queued
 from tests.conftest import ROOT
@@ -35,12 +34,6 @@ from tests.helpers import tiny_raw, wait_until
 
 ADMIN = "test-admin-token-0123456789"
 API = "/api/v1"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 class Scoped:
