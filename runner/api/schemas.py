@@ -11,6 +11,18 @@ from pydantic import Field as PField
 from runner.ledger.models import RunBase, Strict, whole
 from trainer.config import Name
 
+# A plan in a request body, as /sweeps and /cloud/forecast read it: YAML text or a JSON object
+# (read from the raw body, so the document says it here).
+PLAN_BODY = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "application/yaml": {"schema": {"type": "string"}},
+            "application/json": {"schema": {"type": "object"}},
+        },
+    }
+}
+
 Launch = Literal["local", "docker", "skypilot", "worker"]
 
 

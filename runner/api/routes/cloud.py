@@ -12,7 +12,7 @@ from fastapi import APIRouter, Body, HTTPException, Query, Request
 from pydantic import Field
 
 from runner.api.deps import PricingDep, SettingsDep
-from runner.api.schemas import Strict
+from runner.api.schemas import PLAN_BODY, Strict
 from runner.ledger.models import whole
 from runner.study.forecast import study_forecast
 from runner.study.plan_spec import load_plan_text
@@ -60,15 +60,7 @@ def up(request: Request, body: Annotated[UpRequest, Body()]) -> dict[str, Any]:
 
 @router.post(
     "/forecast",
-    openapi_extra={
-        "requestBody": {
-            "required": True,
-            "content": {
-                "application/yaml": {"schema": {"type": "string"}},
-                "application/json": {"schema": {"type": "object"}},
-            },
-        }
-    },
+    openapi_extra=PLAN_BODY,
 )
 async def forecast(
     request: Request,

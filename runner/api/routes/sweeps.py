@@ -19,7 +19,7 @@ from runner.api.deps import (
     check_data,
     check_launchable,
 )
-from runner.api.schemas import Launch, PromoteRequest, SweepPublic
+from runner.api.schemas import PLAN_BODY, Launch, PromoteRequest, SweepPublic
 from runner.cost import sweep_cost
 from runner.ledger import events
 from runner.ledger import sweeps as sweep_store
@@ -40,15 +40,7 @@ def _public(sw: Sweep, counts: dict[str, int]) -> SweepPublic:
     "",
     status_code=201,
     response_model=SweepPublic,
-    openapi_extra={
-        "requestBody": {
-            "required": True,
-            "content": {
-                "application/yaml": {"schema": {"type": "string"}},
-                "application/json": {"schema": {"type": "object"}},
-            },
-        }
-    },
+    openapi_extra=PLAN_BODY,
 )
 async def submit_sweep(
     request: Request,
