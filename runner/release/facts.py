@@ -13,7 +13,7 @@ from runner.cost import Pricing, measured_tokens_per_s, sweep_cost
 from runner.ledger import events, series
 from runner.ledger.results import has_sample_results, results_for
 from runner.ledger.sweeps import get_sweep, sweep_runs
-from runner.study.promotion import AXES, on_axis
+from runner.study.promotion import AXES, at_best_lr, on_axis
 from runner.study.results import ledger_rows
 from runner.study.stats import finalist_stats, mean_ci, pareto_front
 
@@ -27,7 +27,8 @@ def _finite(x) -> bool:
 def ranking(rows: list[dict]) -> dict[str, list[dict]]:
     """Per axis, its cells (baseline included) in ranking order: mean dev PPL over seeds with
     the seed spread, kills counted; killed cells rank last (their PPL is a truncated run's)."""
-    phase1 = [r for r in rows if r["phase"] in ("ranking", "ablation", None)]
+    # under an LR grid, each shape at its best LR (the others are its lr_curve)
+    phase1 = [r for r in at_best_lr(rows) if r["phase"] in ("ranking", "ablation", None)]
     out = {}
     for axis in AXES:
         cells: dict[str, list[dict]] = {}
@@ -62,6 +63,8 @@ def ranking(rows: list[dict]) -> dict[str, list[dict]]:
                     "n_layers": g[0].get("n_layers"),
                     "d_model": g[0].get("d_model"),
                     "non_embedding_params": g[0].get("non_embedding_params"),
+                    "lr": g[0].get("lr"),
+                    "lr_curve": g[0].get("lr_curve"),
                 }
             )
         table.sort(

@@ -4,51 +4,22 @@ functions of the facts, so the same ledger gives the same text (the `Generated` 
 from __future__ import annotations
 
 import math
-import re
 
-from runner.release.facts import KNOBS
-from runner.study.stats import paired_difference
-
-DATA_LICENCE = "WikiText-2: CC BY-SA 3.0 (Merity et al., 2016)"
-BLIMP_LICENCE = "BLiMP: CC BY 4.0 (Warstadt et al., 2020)"
-SAMPLE_NOTE = (
-    "> **SAMPLE data.** These runs trained on a stand-in corpus (the official train split was "
-    "not available; see the data manifest). The numbers check the pipeline; they are not "
-    "WikiText-2 results."
+from runner.release.md_format import (
+    SAMPLE_NOTE,
+    ci,
+    num,
+    table,
+    text,
 )
-
-
-# What Markdown gives meaning to: user text (a sweep's name, a reason) is escaped so that it can
-# never form an image, a link, a heading or a table cell; it reads as typed.
-MARKUP = re.compile(r"([\\`*_\[\]()<>#!|~&])")
-
-
-def text(s) -> str:
-    """User text for Markdown: one line, every markup character escaped."""
-    return MARKUP.sub(r"\\\1", " ".join(str(s).split()))
-
-
-def num(x, digits: int = 2) -> str:
-    if x is None or (isinstance(x, float) and not math.isfinite(x)):
-        return "-"
-    if isinstance(x, bool):
-        return "yes" if x else "no"
-    if isinstance(x, int):
-        return f"{x:,}"
-    return f"{x:,.{digits}f}"
-
-
-def ci(mean, low, high, digits: int = 1) -> str:
-    if low is None or not math.isfinite(low):
-        return f"{num(mean, digits)} (one seed: no interval)"
-    half = num((high - low) / 2, digits)
-    return f"{num(mean, digits)} ± {half} [{num(low, digits)}, {num(high, digits)}]"
-
-
-def table(header: list[str], rows: list[list]) -> list[str]:
-    out = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    out += ["| " + " | ".join(str(c) for c in r) + " |" for r in rows]
-    return [*out, ""]
+from runner.release.tables_md import (
+    ablation_section,
+    finalists_section,
+    pareto_section,
+    partial,
+    ranking_section,
+)
+from runner.study.stats import paired_difference
 
 
 def title(f: dict, what: str) -> str:
@@ -134,141 +105,6 @@ def ngram_sentence(f: dict, best: dict) -> str:
         f" For scale, it is {how} a {g['model']} on the same splits (dev word PPL "
         f"{num(g['dev_word_ppl'], 1)})."
     )
-
-
-def ranking_section(f: dict) -> list[str]:
-    lines = ["## Ranking per axis", ""]
-    lines += [
-        "Phase-1 runs (ranking and ablation) on each axis, baseline included; mean dev "
-        "word-level PPL over seeds with the seed spread (std and range; none with one seed). "
-        "A cell ranks on its seeds that trained to the end (`seeds`; a killed seed is never "
-        "averaged in); cells whose every seed was killed rank last, on truncated runs' PPL.",
-        "",
-    ]
-    for axis, cells in f["ranking"].items():
-        lines += [f"### {KNOBS[axis]}", ""]
-        lines += table(
-            ["rank", "cell", "requested", "achieved", "layers x width", "non-emb params",
-             "seeds", "dev PPL", "seed std", "seed range", "killed", "latency ms"],
-            [
-                [
-                    c["rank"],
-                    f"`{c['cell']}`" + (" (baseline)" if c["baseline"] else ""),
-                    num(c["knob"]),
-                    num(c["achieved"], 3),
-                    f"{c.get('n_layers') or '?'} x {c.get('d_model') or '?'}",
-                    num(c.get("non_embedding_params")),
-                    c["seeds"],
-                    num(c["dev_ppl"], 1),
-                    num(c["dev_ppl_std"], 1),
-                    "-" if c["dev_ppl_range"] is None
-                    else f"{num(c['dev_ppl_range'][0], 1)} to {num(c['dev_ppl_range'][1], 1)}",
-                    c["killed"],
-                    num(c["latency_ms"]),
-                ]
-                for c in cells
-            ],
-        )  # fmt: skip
-    if not f["ranking"]:
-        lines += ["No ranking runs.", ""]
-    return lines
-
-
-def ablation_section(f: dict) -> list[str]:
-    lines = ["## Micro-ablation: does the best embedding share move with vocab size or tying?", ""]
-    abl = (f["promotion"] or {}).get("ablation")
-    if not abl:
-        return [*lines, "Verdict: **undetermined** (no ablation was run or promoted).", ""]
-    verdict = "undetermined" if abl.get("moves") is None else abl["summary"]
-    lines += [f"Verdict: **{verdict}**.", ""]
-    if abl.get("moves") is None:
-        lines += [f"Why: {abl['summary']}.", ""]
-    best = abl.get("best_embedding_ratio") or {}
-    groups = abl.get("groups") or {}
-    if best:
-        common = ", ".join(num(x) for x in abl.get("common_shares") or [])
-        lines += [f"Groups compared on the shares all of them have: {common}.", ""]
-
-        def spread(g):
-            d = groups.get(g) or {}
-            if d.get("gap_to_next") is None:
-                return ""
-            clear = "clear" if d.get("clear") else "within noise"
-            return f"{num(d['gap_to_next'])} vs noise {num(d['noise'])} ({clear})"
-
-        lines += table(
-            ["vocab / tying", "best common share", "lead over the next (2 seed sd)",
-             "shares that survived"],
-            [[g, num(s), spread(g), ", ".join(num(x) for x in abl["surviving_shares"].get(g, []))]
-             for g, s in sorted(best.items())],
-        )  # fmt: skip
-    return lines
-
-
-def partial(f: dict) -> str:
-    """Whether the finalists' final evaluations scored only part of dev and test."""
-    scored = [
-        (r["result"].get("dev") or {}).get("scored_tokens")
-        for r in f["finalist_runs"]
-        if (r["result"].get("dev") or {}).get("partial")
-    ]
-    if not scored:
-        return ""
-    return (
-        f" **Partial evaluations:** the final evals scored the first {max(scored):,} tokens of "
-        "dev and of test (eval.final_max_tokens), not the whole splits."
-    )
-
-
-def finalists_section(f: dict) -> list[str]:
-    lines = ["## Finalists", ""]
-    if not f["finalists"]:
-        return [*lines, "No finalist finished.", ""]
-    lines += [
-        "Word-level PPL (WikiText convention), mean ± half-width [95% t-interval over seeds]. "
-        "SmallBench (macro accuracy) the same: its interval over seeds holds model noise, "
-        "which each run's own item-level standard error does not. "
-        "Seeds that did not finish are counted, not averaged." + partial(f),
-        "",
-    ]
-    lines += table(
-        ["cell", "axis", "seeds", "left out", "dev PPL", "test PPL", "SmallBench", "latency ms"],
-        [
-            [
-                f"`{x['cell']}`",
-                x["axis"] or "-",
-                x["seeds"],
-                x["seeds_left_out"],
-                ci(x["dev_ppl_mean"], x["dev_ppl_ci95_low"], x["dev_ppl_ci95_high"]),
-                ci(x["test_ppl_mean"], x["test_ppl_ci95_low"], x["test_ppl_ci95_high"]),
-                ci(
-                    x["smallbench_mean"],
-                    x.get("smallbench_ci95_low"),
-                    x.get("smallbench_ci95_high"),
-                    3,
-                ),
-                num(x["latency_seq128_ms"]),
-            ]
-            for x in f["finalists"]
-        ],
-    )
-    return lines
-
-
-def pareto_section(f: dict) -> list[str]:
-    lines = ["## Latency–PPL Pareto front", ""]
-    lines += [
-        "Finalists no other finalist beats on both prefill latency (batch 1, 128 tokens) and "
-        "dev PPL.",
-        "",
-    ]
-    if not f["pareto"]:
-        return [*lines, "No finalist has both numbers.", ""]
-    return lines + table(
-        ["cell", "latency ms", "dev PPL"],
-        [[f"`{x['cell']}`", num(x["latency_seq128_ms"]), num(x["dev_ppl_mean"], 1)]
-         for x in f["pareto"]],
-    )  # fmt: skip
 
 
 def cost_section(f: dict) -> list[str]:

@@ -4,16 +4,8 @@ from __future__ import annotations
 
 import statistics
 
-from runner.release.markdown import (
-    BLIMP_LICENCE,
-    DATA_LICENCE,
-    SAMPLE_NOTE,
-    budget,
-    ci,
-    num,
-    table,
-    text,
-)
+from runner.release.markdown import budget
+from runner.release.md_format import BLIMP_LICENCE, DATA_LICENCE, SAMPLE_NOTE, ci, num, table, text
 
 PARAM_PARTS = ("embedding", "attention", "ffn", "norm", "head", "total")
 

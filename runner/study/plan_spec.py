@@ -8,6 +8,7 @@ A study sweep file (configs/embed_ratio.yaml: base + experiments) reads as a one
 from __future__ import annotations
 
 import json
+import re
 from typing import Annotated, Any, Literal
 
 import yaml
@@ -15,7 +16,15 @@ from pydantic import AfterValidator, Field, ValidationError, model_validator
 
 from runner.ledger.models import Strict
 from runner.study.killrule import KillRuleSpec
-from trainer.config import ConfigError, Count, Label, Name, deep_merge, describe_errors
+from trainer.config import (
+    ConfigError,
+    Count,
+    Label,
+    Name,
+    OptimSpec,
+    deep_merge,
+    describe_errors,
+)
 from trainer.params import parse_count
 from trainer.safe_yaml import YamlRefused
 from trainer.safe_yaml import load as load_yaml
@@ -58,6 +67,26 @@ class Ranking(Strict):
     seeds: list[int] = Field([1337], min_length=1, max_length=5)
     embedding_ratio: list[float] = Field([0.25, 0.35, 0.45], max_length=MAX_AXIS_VALUES)
     glu_expansion: list[float] = Field([2.0, 2.66, 3.0, 4.0], max_length=MAX_AXIS_VALUES)
+    lr_grid: list[Annotated[float, Field(gt=0, le=100)]] = Field(
+        [],
+        max_length=5,
+        description="Multipliers of the base optim.lr that every ranking and ablation cell "
+        "trains at (e.g. [0.5, 1, 2]); each cell ranks at its best one, and its finalists "
+        "train at it. The share and GLU axes move depth and width, so one LR favours some "
+        "shapes. Must hold 1 (the baseline at the base LR is the kill rule's reference). "
+        "Empty: the base LR only.",
+    )
+
+    @model_validator(mode="after")
+    def _grid_holds_the_base(self) -> Ranking:
+        if self.lr_grid and 1.0 not in self.lr_grid:
+            raise ValueError(
+                f"lr_grid {self.lr_grid} must hold 1 (the base optim.lr, the baseline the kill "
+                "rule compares with), e.g. [0.5, 1, 2]"
+            )
+        if len(set(self.lr_grid)) != len(self.lr_grid):
+            raise ValueError(f"lr_grid {self.lr_grid} repeats a value")
+        return self
 
 
 class Ablation(Strict):
@@ -149,6 +178,8 @@ def cells(plan: PlanSpec) -> list[dict]:
             "model": model,
             "is_baseline": model == b and not extra,
             "extra": extra or {},
+            "lr_of": cell,  # the shape this cell's runs train (itself, unless an LR variant)
+            "lr_mult": 1.0,
         }
 
     add("baseline", "baseline", "ranking", b)
@@ -172,9 +203,32 @@ def cells(plan: PlanSpec) -> list[dict]:
                         "ranking",
                         m,
                     )
+    shapes = list(out.values())
+    base_lr = (plan.base.get("optim") or {}).get("lr", OptimSpec.model_fields["lr"].default)
+    for c in shapes:  # the LR grid: each shape at every multiplier (controls never)
+        for m in plan.ranking.lr_grid:
+            if m != 1.0:
+                extra = deep_merge(c["extra"], {"optim": {"lr": base_lr * m}})
+                name = lr_cell(c["cell"], m)
+                out[name] = {**c, "cell": name, "is_baseline": False, "extra": extra,
+                             "lr_mult": m}  # fmt: skip
     for c in plan.controls:
         add(f"control-{c.name}", "control", "ranking", b, c.overrides)
     return list(out.values())
+
+
+LR_SUFFIX = re.compile(r"^(?P<cell>.+)-lr(?P<mult>[0-9]+(?:\.[0-9]+)?)x$")
+
+
+def lr_cell(cell: str, mult: float) -> str:
+    """The name of a cell's run at `mult` x the base LR (emb25 at 0.5x: emb25-lr0.5x)."""
+    return f"{cell}-lr{mult:g}x"
+
+
+def split_lr(cell: str) -> tuple[str, float]:
+    """(the shape's cell, its LR multiplier): emb25-lr0.5x -> (emb25, 0.5); emb25 -> (emb25, 1)."""
+    m = LR_SUFFIX.match(cell or "")
+    return (m["cell"], float(m["mult"])) if m else (cell, 1.0)
 
 
 def cell_config(

@@ -8,7 +8,7 @@ import json
 import math
 import statistics
 
-from runner.study.plan_spec import Finalists, PlanSpec
+from runner.study.plan_spec import Finalists, PlanSpec, split_lr
 
 AXES = ("embedding_ratio", "glu_expansion")
 
@@ -20,29 +20,83 @@ def final_ppl(result: dict | None) -> float | None:
     return dev.get("word_ppl")  # comparable across vocab sizes, unlike token PPL
 
 
+def lr_choice(items: list[tuple[str, str, float | None]]) -> dict[str, dict]:
+    """Each shape's best LR under a plan's `ranking.lr_grid`: items are (run cell, status, dev
+    PPL); a shape's LR ranks on its finished seeds' mean (its killed ones only when every seed
+    at that LR was killed, and then after every LR with a finished seed). Returns per shape
+    {"mult": the chosen multiplier, "curve": [{mult, dev_ppl, killed}] by multiplier}."""
+    at: dict[str, dict[float, dict]] = {}
+    for cell, status, ppl in items:
+        shape, mult = split_lr(cell)
+        e = at.setdefault(shape, {}).setdefault(mult, {"done": [], "killed": [], "runs": 0})
+        e["runs"] += 1
+        if isinstance(ppl, (int, float)) and math.isfinite(ppl):
+            e["killed" if status == "killed" else "done"].append(float(ppl))
+    out = {}
+    for shape, by in at.items():
+        curve = []
+        for mult, e in sorted(by.items()):
+            vals = e["done"] or e["killed"]  # no finished seed at this LR: it ranks as killed
+            curve.append({"mult": mult, "dev_ppl": statistics.fmean(vals) if vals else None,
+                          "killed": not e["done"]})  # fmt: skip
+        best = min(
+            curve,
+            key=lambda c: (c["killed"], c["dev_ppl"] is None, c["dev_ppl"] or 0.0, c["mult"] != 1),
+        )
+        out[shape] = {"mult": best["mult"], "curve": curve}
+    return out
+
+
+def at_best_lr(rows: list[dict]) -> list[dict]:
+    """Results rows with each shape's runs at its best LR only, named as the shape, carrying
+    `lr_mult` and `lr_curve` (the other LRs' rows left out): what a ranking table shows under
+    an LR grid. Rows of finalists and of plans without a grid pass through unchanged."""
+    p1 = [r for r in rows if r.get("phase") in ("ranking", "ablation", None)]
+    if not any(split_lr(r["cell"])[1] != 1.0 for r in p1):
+        return rows
+    choice = lr_choice([(r["cell"], r["status"], r.get("dev_word_ppl")) for r in p1])
+    out = []
+    for r in rows:
+        if r.get("phase") not in ("ranking", "ablation", None):
+            out.append(r)
+            continue
+        shape, mult = split_lr(r["cell"])
+        if mult == choice[shape]["mult"]:
+            out.append({**r, "cell": shape, "lr_mult": mult, "lr_curve": choice[shape]["curve"]})
+    return out
+
+
 def rank_cells(runs: list, results: dict[int, dict]) -> list[dict]:
     """Cells of finished runs: mean/std dev PPL over seeds, latency; best first. A cell ranks
     on its seeds that trained to the end: a killed seed's truncated PPL is never averaged in
     (`note` says so), and a cell whose every seed was killed (`all_killed`) ranks after every
     other, on its killed seeds' PPLs; failed runs are left out (events, not evidence)."""
     by_cell: dict[str, dict] = {}
+    runs = [r for r in runs if r.status in ("succeeded", "killed")]
+    # under an LR grid, each shape ranks at its best LR (its other LRs' runs are its curve)
+    choice = lr_choice([(r.cell or r.name, r.status, final_ppl(results.get(r.id))) for r in runs])
     for r in runs:
-        if r.status not in ("succeeded", "killed"):
+        shape, mult = split_lr(r.cell or r.name)
+        if mult != choice[shape]["mult"]:
             continue
         res = results.get(r.id)
         ppl = final_ppl(res)
         lat = (((res or {}).get("latency") or {}).get("seq128") or {}).get("median_ms")
         c = by_cell.setdefault(
-            r.cell or r.name,
+            shape,
             {
-                "cell": r.cell or r.name,
+                "cell": shape,
+                "lr_mult": mult,
+                "lr_curve": choice[shape]["curve"],
                 "axis": r.axis,
                 "ppls": [],
                 "killed_ppls": [],
                 "latency_ms": [],
                 "killed": 0,
                 "runs": [],
-                "is_baseline": r.is_baseline,
+                # the baseline's shape, at whichever LR it ranks
+                "is_baseline": r.is_baseline
+                or any(x.is_baseline and split_lr(x.cell or x.name)[0] == shape for x in runs),
                 "config": json.loads(r.spec_json),
                 "plan": json.loads(r.plan_json) if r.plan_json else None,
             },
@@ -124,6 +178,8 @@ def brief(c: dict) -> dict:
         "killed": c["killed"],
         "note": c.get("note"),
         "latency_ms": c["latency_ms"] if math.isfinite(c["latency_ms"]) else None,
+        "lr_mult": c.get("lr_mult", 1.0),
+        "lr_curve": c.get("lr_curve"),
     }
 
 

@@ -24,12 +24,12 @@ from runner.cost import write_summary
 from runner.ledger import series
 from runner.ledger.sweeps import get_sweep, sweep_runs
 from runner.study.decisions import report_dir, write_decisions
-from runner.study.promotion import AXES, on_axis
+from runner.study.promotion import AXES, at_best_lr, on_axis
 from runner.study.results import COLUMNS, csv_safe, ledger_rows, log_rows
 from runner.study.stats import finalist_stats, pareto_front
 from trainer.evaluation.ngram import LITERATURE, cached_baseline, data_dir_of
 
-COLUMNS_PLUS = [*COLUMNS, "cell", "axis", "is_baseline"]
+COLUMNS_PLUS = [*COLUMNS, "cell", "axis", "is_baseline", "smallbench_hits"]
 
 
 def frame_from_ledger(engine: Engine, sweep_id: int | None = None) -> tuple[pd.DataFrame, dict]:
@@ -103,6 +103,8 @@ def infer_axis(df: pd.DataFrame) -> pd.Series:
 
 def ranking_table(df: pd.DataFrame) -> pd.DataFrame:
     out = []
+    if len(df):  # under an LR grid, each shape at its best LR (promotion.at_best_lr)
+        df = pd.DataFrame(at_best_lr(df.to_dict("records")))
     p1 = df[df["phase"].isin(["ranking", "ablation"]) | df["phase"].isna()]
     for axis in AXES:
         knob = axis
@@ -117,10 +119,13 @@ def ranking_table(df: pd.DataFrame) -> pd.DataFrame:
         if "latency_contended" in part:  # a contended latency never enters the mean
             busy = part["latency_contended"].fillna(False).astype(bool)
             part = part.assign(latency_seq128_ms=part["latency_seq128_ms"].where(~busy))
+        if "lr" not in part:
+            part = part.assign(lr=None)
         g = (
             part.groupby("cell")
             .agg(
                 knob=(knob, "first"),
+                lr=("lr", "first"),  # the LR the cell ranks at (its best, under an LR grid)
                 dev_ppl=("ranked_ppl", "mean"),
                 dev_ppl_std=("ranked_ppl", "std"),
                 seeds=("ranked_ppl", "count"),

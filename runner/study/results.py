@@ -35,6 +35,7 @@ COLUMNS = [
     "achieved_embedding_ratio",
     "vocab_matrices_share",
     "achieved_glu_expansion",
+    "lr",
     "max_tokens",
     "tokens_seen",
     "passes",
@@ -53,6 +54,10 @@ COLUMNS = [
     "smallbench_macro_acc",
     "smallbench_macro_stderr",
     "smallbench_macro_acc_norm",
+    "smallbench_untrained_mean",
+    "smallbench_untrained_sd",
+    "smallbench_vs_untrained",
+    "smallbench_unigram_acc",
     "latency_seq128_ms",
     "latency_seq512_ms",
     "decode_ms_per_token_ctx128",
@@ -72,6 +77,9 @@ COLUMNS = [
     "exit_reason",
     "run_dir",
 ]
+
+
+UNTRAINED = ("smallbench", "reference", "untrained", "macro")
 
 
 def _get(doc: dict | None, *path: str) -> Any:
@@ -118,6 +126,7 @@ def row(*, config: dict, plan: dict | None, metrics: dict | None, **known: Any) 
                 else None
             ),
             "achieved_glu_expansion": plan.get("glu_expansion"),
+            "lr": _get(config, "optim", "lr"),
             "max_tokens": config.get("max_tokens"),
             "tokens_seen": _get(m, "training", "tokens_seen"),
             "passes": _get(m, "training", "passes"),
@@ -135,6 +144,11 @@ def row(*, config: dict, plan: dict | None, metrics: dict | None, **known: Any) 
             "smallbench_macro_acc": _get(m, "smallbench", "macro_acc"),
             "smallbench_macro_stderr": _get(m, "smallbench", "macro_stderr"),
             "smallbench_macro_acc_norm": _get(m, "smallbench", "macro_acc_norm"),
+            # what the score means: untrained models of the same shape (5 inits) and a unigram
+            "smallbench_untrained_mean": _get(m, *UNTRAINED, "mean"),
+            "smallbench_untrained_sd": _get(m, *UNTRAINED, "sd"),
+            "smallbench_vs_untrained": _get(m, "smallbench", "vs_untrained"),
+            "smallbench_unigram_acc": _get(m, "smallbench", "reference", "unigram", "macro_acc"),
             "latency_seq128_ms": _get(m, "latency", "seq128", "median_ms"),
             "latency_seq512_ms": _get(m, "latency", "seq512", "median_ms"),
             "decode_ms_per_token_ctx128": _get(m, "decode_latency", "ctx128", "ms_per_token"),
@@ -155,6 +169,8 @@ def row(*, config: dict, plan: dict | None, metrics: dict | None, **known: Any) 
             "cost_usd": 0.0,
         }
     )
+    # not a CSV column: each pair's right/wrong per task, for the bootstrap over seeds and items
+    out["smallbench_hits"] = _get(m, "smallbench", "hits")
     for split in ("dev", "test"):
         for k in ("token_ppl", "word_ppl", "bits_per_byte"):
             out[f"{split}_{k}"] = _get(m, split, k)

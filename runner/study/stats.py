@@ -1,10 +1,13 @@
 """The study's statistics, pure Python (the service never needs pandas for them): 95%
-t-intervals over seeds, finalist summaries, the latency-PPL Pareto front."""
+t-intervals over seeds, a bootstrap over seeds and items for SmallBench, finalist summaries,
+the latency-PPL Pareto front."""
 
 from __future__ import annotations
 
 import math
 import statistics
+
+import numpy as np
 
 # two-sided 95% t critical values by degrees of freedom (1..30); normal beyond
 T95 = (
@@ -82,6 +85,13 @@ def finalist_stats(rows: list[dict]) -> list[dict]:
                     f"smallbench_{k}": v
                     for k, v in _ci(r["smallbench_macro_acc"] for r in g).items()
                 },
+                # over seeds and items at once: both kinds of noise in one standard error
+                **{
+                    f"smallbench_boot_{k}": v
+                    for k, v in smallbench_bootstrap([r.get("smallbench_hits") for r in g]).items()
+                },
+                # untrained models of the same shape: the score's floor is a band, not 0.5
+                **_untrained_band(g),
                 # contended latencies (another run on the device then) never enter the mean
                 "latency_seq128_ms": _mean(
                     r["latency_seq128_ms"] for r in g if not r.get("latency_contended")
@@ -105,6 +115,65 @@ def paired_difference(rows: list[dict], a: str, b: str, key: str = "dev_word_ppl
                 by.setdefault(r["cell"], {})[r["seed"]] = float(v)
     seeds = sorted(set(by.get(a, {})) & set(by.get(b, {})))
     return {**mean_ci(by[b][s] - by[a][s] for s in seeds), "seeds": seeds}
+
+
+BOOTSTRAP = 1000  # resamples, with a fixed seed: the same report from the same ledger
+
+
+def smallbench_bootstrap(hit_sets: list, draws: int = BOOTSTRAP) -> dict:
+    """SmallBench macro accuracy over seeds, with its standard error and 95% percentile interval
+    from a two-level bootstrap: seeds drawn with replacement, then items within each task (the
+    same items for every drawn seed: the suite is shared). One seed: items only, `seeds` says
+    so. `hit_sets`: per seed, {task: "0101..."} (runs without them are left out)."""
+    sets = [h for h in hit_sets if isinstance(h, dict) and h]
+    if not sets:
+        return {"se": None, "low": None, "high": None, "seeds": 0}
+    tasks = sorted(set.intersection(*(set(h) for h in sets)))
+    tasks = [t for t in tasks if all(len(h[t]) == len(sets[0][t]) and h[t] for h in sets)]
+    if not tasks:
+        return {"se": None, "low": None, "high": None, "seeds": 0}
+    rng = np.random.default_rng(0)
+    n_seeds = len(sets)
+    seeds = rng.integers(0, n_seeds, size=(draws, n_seeds))
+    macro = np.zeros(draws)
+    for t in tasks:
+        hits = np.array([[c == "1" for c in h[t]] for h in sets], dtype=np.float64)
+        n = hits.shape[1]
+        items = rng.integers(0, n, size=(draws, n))
+        # per draw: the drawn seeds' hits on the drawn items, averaged
+        per_seed_item = hits[seeds[:, :, None], items[:, None, :]]
+        macro += per_seed_item.mean(axis=(1, 2))
+    out = sorted((macro / len(tasks)).tolist())
+    return {
+        "se": statistics.stdev(out),
+        "low": out[int(0.025 * draws)],
+        "high": out[int(0.975 * draws) - 1],
+        "seeds": n_seeds,
+    }
+
+
+def _untrained_band(g: list[dict]) -> dict:
+    """The untrained band of a finalist's shape (every seed has the same one), and where the
+    finalist's mean SmallBench score lies against it (mean +/- 2 sd of 5 untrained inits)."""
+    band = next((r for r in g if _finite(r.get("smallbench_untrained_mean"))), None)
+    if band is None:
+        return {"smallbench_untrained_mean": None, "smallbench_untrained_sd": None,
+                "smallbench_vs_untrained": None, "smallbench_unigram_acc": None}  # fmt: skip
+    mean, sd = band["smallbench_untrained_mean"], band["smallbench_untrained_sd"] or 0.0
+    score = _mean(r["smallbench_macro_acc"] for r in g)
+    vs = None
+    if math.isfinite(score):
+        vs = "above" if score > mean + 2 * sd else "below" if score < mean - 2 * sd else "inside"
+    return {
+        "smallbench_untrained_mean": mean,
+        "smallbench_untrained_sd": sd,
+        "smallbench_vs_untrained": vs,
+        "smallbench_unigram_acc": band.get("smallbench_unigram_acc"),
+    }
+
+
+def _finite(x) -> bool:
+    return isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x)
 
 
 def _ci(values) -> dict:

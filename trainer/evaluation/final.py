@@ -107,7 +107,7 @@ def select_final_model(run: Run) -> dict:
 
 
 def _smallbench(run: Run) -> dict:
-    from trainer.evaluation import smallbench
+    from trainer.evaluation import smallbench, smallbench_reference
     from trainer.prep.smallbench import MANIFEST, load_suite
     from trainer.prep.tokenizer import load_tokenizer
 
@@ -116,7 +116,13 @@ def _smallbench(run: Run) -> dict:
         suite = load_suite(suite_dir)
     except FileNotFoundError as e:
         return {"skipped": str(e)}
-    out = smallbench.score(run.model, load_tokenizer(run.tok_dir), suite, run.device)
+    sp = load_tokenizer(run.tok_dir)
+    out = smallbench.score(run.model, sp, suite, run.device)
+    # what the score means: an untrained model of this shape (its band) and a unigram model
+    out["reference"] = smallbench_reference.references(run.cfg, run.tok_dir, sp, suite, run.device)
+    out["vs_untrained"] = smallbench_reference.against_band(
+        out["macro_acc"], out["reference"]["untrained"]
+    )
     out["suite_manifest"] = json.loads((suite_dir / MANIFEST).read_text()).get("held_out_check")
     return out
 

@@ -71,7 +71,8 @@ def score(model, sp, suite: dict[str, list[dict]], device: torch.device) -> dict
     token: `acc_norm`), and each task's share of pairs whose sentences differ in token count
     (`length_mismatch`; summed scores then carry a length prior). The macro's standard error is
     a bootstrap over items within tasks: items only. Model noise (another init seed) is larger,
-    and is measured across seeds and against untrained models, not here."""
+    and is measured across seeds (the report's bootstrap over seeds and items, from `hits`) and
+    against untrained models (`trainer.evaluation.smallbench_reference`), not here."""
     tasks, hits = {}, {}
     for task, pairs in suite.items():
         if not pairs:
@@ -110,6 +111,9 @@ def score(model, sp, suite: dict[str, list[dict]], device: torch.device) -> dict
         "macro_acc_norm": sum(t["acc_norm"] for t in tasks.values()) / k,
         "length_mismatched_tasks": sorted(t for t, v in tasks.items() if v["length_mismatched"]),
         "pairs": sum(t["n"] for t in tasks.values()),
+        # each pair right (1) or not (0), in suite order: what a bootstrap over seeds and items
+        # (the report's, for finalists) resamples
+        "hits": {t: "".join("1" if x else "0" for x in h) for t, h in hits.items()},
     }
 
 

@@ -73,7 +73,7 @@ def test_each_ranking_cell_shows_its_depth_width_and_non_embedding_parameters():
     """Issue 28: the share and GLU axes move depth from 24 to 6 layers and width from 160 to
     280; the tables now say so beside each cell."""
     from runner.release.facts import ranking
-    from runner.release.markdown import ranking_section
+    from runner.release.tables_md import ranking_section
     from runner.study.results import row
     from trainer.params import plan as solve
 

@@ -198,3 +198,50 @@ def test_every_report_places_runs_beside_the_ngram_and_flags_worse_ones():
     real = reference_table(df, {**ngram, "sample": False})
     anchor = real[real["kind"] == "literature"].iloc[0]
     assert (anchor["dev_word_ppl"], anchor["test_word_ppl"]) == (68.6, 65.8)
+
+
+def _hits(rate: float, n: int, offset: int = 0) -> str:
+    """n pairs of which about `rate` are right, spread evenly."""
+    return "".join("1" if ((i + offset) * rate) % 1 + rate >= 1 else "0" for i in range(n))
+
+
+def test_the_smallbench_bootstrap_holds_seed_noise_that_the_item_se_leaves_out():
+    """Issue 28: seven untrained inits scored macro 0.44 to 0.61 while each run's binomial
+    SE read 0.011. Seeds that disagree widen the bootstrap over seeds and items far past one
+    seed's items-only spread; identical seeds leave it at the items-only spread."""
+    from runner.study.stats import smallbench_bootstrap
+
+    tasks = ("a", "b", "c")
+    spread = [{t: _hits(r, 200, k) for t in tasks} for k, r in enumerate((0.61, 0.50, 0.44))]
+    one = smallbench_bootstrap(spread[:1])
+    seeds = smallbench_bootstrap(spread)
+    same = smallbench_bootstrap([spread[0]] * 3)
+    assert one["seeds"] == 1 and seeds["seeds"] == 3
+    assert seeds["se"] > 2 * one["se"]
+    assert seeds["low"] < 0.50 < seeds["high"]
+    assert same["se"] == pytest.approx(one["se"], rel=0.35)
+    assert smallbench_bootstrap(spread) == seeds  # a fixed seed: the same report every time
+    assert smallbench_bootstrap([None, {}])["se"] is None
+
+
+def test_finalists_carry_the_bootstrap_and_their_place_against_the_untrained_band():
+    rows = []
+    for seed, acc, rate in ((1, 0.56, 0.56), (2, 0.57, 0.57), (3, 0.55, 0.55)):
+        r = fin_row("emb35", seed, 100.0 + seed, 110.0, sample=False)
+        r.update(
+            smallbench_macro_acc=acc,
+            smallbench_hits={"a": _hits(rate, 100)},
+            smallbench_untrained_mean=0.53,
+            smallbench_untrained_sd=0.057,
+            smallbench_unigram_acc=0.58,
+        )
+        rows.append(r)
+    (f,) = finalist_stats(rows)
+    assert f["smallbench_boot_seeds"] == 3 and f["smallbench_boot_se"] > 0
+    assert f["smallbench_boot_low"] < f["smallbench_mean"] < f["smallbench_boot_high"]
+    # 0.56 lies inside 0.53 +/- 2 x 0.057: indistinguishable from an untrained model
+    assert f["smallbench_vs_untrained"] == "inside"
+    assert f["smallbench_unigram_acc"] == 0.58
+    for r in rows:
+        r["smallbench_macro_acc"] = 0.70
+    assert finalist_stats(rows)[0]["smallbench_vs_untrained"] == "above"
