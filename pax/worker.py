@@ -32,6 +32,7 @@ import yaml
 
 from pax.client import Client, ServiceError, Unreachable
 from runner.launch.base import run_dir_under, trainer_args, trainer_env
+from runner.launch.mps import Mps, for_packed_runs
 from trainer.runs import BEST
 
 SYNC_S = 2.0  # how often a running trainer's new checkpoints are looked for and copied out
@@ -151,6 +152,7 @@ class Worker:
         checkpoint_url: str | None = None,
         passthrough=(),
         alive_file: Path | None = None,
+        mps: bool = True,
         log=lambda m: print(m, file=sys.stderr, flush=True),
     ):
         self.url = url
@@ -167,6 +169,8 @@ class Worker:
         self.store = CheckpointStore(checkpoint_url) if checkpoint_url else None
         self.passthrough = tuple(passthrough)
         self.alive_file = Path(alive_file) if alive_file else None
+        self.mps_enabled = mps
+        self.mps: Mps | None = None  # started in run() when slots share a GPU
         self.log = log
         self.stopping = threading.Event()
         self.lock = threading.Lock()
@@ -184,7 +188,15 @@ class Worker:
             for sig in (signal.SIGTERM, signal.SIGINT):
                 signal.signal(sig, self._on_signal)
         self.alive()
-        devices = slot_devices(self.slots, gpu_count() if self.gpus is None else self.gpus)
+        gpus = gpu_count() if self.gpus is None else self.gpus
+        devices = slot_devices(self.slots, gpus)
+        self.mps = for_packed_runs(
+            self.runs_root / "mps", gpus=gpus, slots=self.slots, enabled=self.mps_enabled,
+            other_user=False,
+        )  # fmt: skip
+        state = self.mps.start()
+        if self.mps.wanted:
+            self.log(f"worker {self.name}: MPS {state['state']}: {state['why']}")
         threads = [
             threading.Thread(target=self._slot, args=(i, *devices[i]), name=f"slot-{i}")
             for i in range(self.slots)
@@ -194,6 +206,7 @@ class Worker:
         while any(t.is_alive() for t in threads):
             for t in threads:
                 t.join(timeout=0.5)  # short joins: the main thread keeps taking signals
+        self.mps.stop()
         self.log(f"worker {self.name}: {self.done} runs done")
         return self.failure
 
@@ -299,6 +312,8 @@ class Worker:
         }
         if device is not None:
             run_env["CUDA_VISIBLE_DEVICES"] = device
+        if self.mps is not None:
+            run_env.update(self.mps.trainer_env())
         env = trainer_env(run_env, self.passthrough)
         self.log(
             f"worker: run {run_id} ({claim['name']}, attempt {claim['attempt']}) in {run_dir}"

@@ -114,12 +114,17 @@ def create_app(
             else None
         )
         app.state.scheduler = sched
+        # NVIDIA MPS for packed runs (the local launcher's), for /healthz and the exit
+        mine = sched.launchers.values() if sched else []
+        app.state.mps = next((lr.mps for lr in mine if getattr(lr, "mps", None)), None)
         app.state.cloud_pool = cloud_pool(settings, app.state.sky_launcher, engine, opened, sched)
         yield
         if app.state.cloud_pool is not None:
             app.state.cloud_pool.shutdown()
         if sched:
             sched.shutdown()
+        if app.state.mps is not None:
+            app.state.mps.stop()
         app.state.ingest.close()
         opened.close()
 
@@ -280,6 +285,16 @@ def make_launchers(settings: Settings, pricing: Pricing, engine) -> list:
                 settings.docker_engine,
             )
     if settings.launcher != "skypilot" and not out:
+        from runner.launch.mps import for_packed_runs
+
+        mps = for_packed_runs(
+            settings.runs_root / "mps",
+            gpus=settings.gpus,
+            slots=settings.gpus * settings.gpu_slots,
+            enabled=settings.mps,
+            other_user=bool(settings.trainer_user),
+        )
+        mps.start()
         out.append(
             LocalLauncher(
                 passthrough=settings.trainer_env,
@@ -287,6 +302,7 @@ def make_launchers(settings: Settings, pricing: Pricing, engine) -> list:
                 gpus=settings.gpus,
                 slots_per_gpu=settings.gpu_slots,
                 user=settings.trainer_user,
+                mps=mps,
             )
         )
     if settings.sky or settings.launcher == "skypilot":

@@ -245,6 +245,11 @@ class Settings(BaseSettings):
         description="Trainers at once per GPU (with PAX_GPUS): the local launcher then runs up "
         "to PAX_GPUS x PAX_GPU_SLOTS runs, and each GPU's time is split between the runs on it.",
     )
+    mps: bool = Field(
+        True,
+        description="Start NVIDIA MPS when trainers share a GPU (PAX_GPU_SLOTS > 1): packed "
+        "runs' kernels then run side by side instead of time-slicing (runner/launch/mps.py).",
+    )
     prices: Path | None = Field(
         None, description="Price table YAML (default: the shipped runner/prices.yaml)."
     )

@@ -62,7 +62,7 @@ class Run:
     data_manifest: dict
     batches: Batches
     model: GPT
-    fwd: torch.nn.Module
+    fwd: object  # the training step's forward: the model, or its compiled step
     optimizer: torch.optim.Optimizer
     report: Reporters
     state: RunState
@@ -71,6 +71,9 @@ class Run:
     # wall seconds of this attempt by phase (metrics.json "timings"): where a run's time goes
     timings: dict = field(default_factory=dict)
     last_saved_step: int = -1
+    # this attempt's first step, and the frames compiled by its warm-up (recompile counting)
+    first_step: int = 0
+    frames_at_warmup: int | None = None
     last_ckpt_time: float = field(default_factory=time.time)
 
     @property

@@ -98,3 +98,30 @@ def build_optimizer(model: torch.nn.Module, cfg: TrainConfig, device: torch.devi
     return torch.optim.AdamW(
         groups, lr=cfg.optim.lr, betas=(cfg.optim.beta1, cfg.optim.beta2), **kw
     )
+
+
+WARMUP_STEPS = 3  # steps after which the compiled step must not compile again
+
+
+def compiled_frames() -> int:
+    """Frames torch._dynamo has compiled in this process (0 when nothing was compiled)."""
+    import sys
+
+    if "torch._dynamo" not in sys.modules:
+        return 0
+    from torch._dynamo.utils import counters
+
+    return int(counters["frames"]["ok"])
+
+
+def compile_counts(frames_at_warmup: int | None, mode: str) -> dict:
+    """metrics.json "compile": frames compiled in this attempt, and how many of them came after
+    the first WARMUP_STEPS steps (the target is 0: evaluation runs eager, the step's shapes are
+    static). Counted through the final evaluation."""
+    total = compiled_frames()
+    return {
+        "mode": mode,
+        "frames_compiled": total,
+        "warmup_steps": WARMUP_STEPS,
+        "recompiles_after_warmup": total - frames_at_warmup if frames_at_warmup is not None else 0,
+    }

@@ -37,7 +37,15 @@ from trainer.reporting.base import Reporter
 from trainer.run_guard import RunLock, StopSignal
 from trainer.run_state import Run, RunState, timed
 from trainer.runs import METRICS, write_json
-from trainer.runtime import build_optimizer, place_model, precision, prepare
+from trainer.runtime import (
+    WARMUP_STEPS,
+    build_optimizer,
+    compile_counts,
+    compiled_frames,
+    place_model,
+    precision,
+    prepare,
+)
 from trainer.schedule import lr_at, wsd_decay
 
 
@@ -128,6 +136,7 @@ def set_up(cfg: TrainConfig, run_dir: Path, extra: list[Reporter], overfit_token
         resumed=resumed is not None,
         overfit_tokens=overfit_tokens,
         last_saved_step=state.step if resumed is not None else -1,
+        first_step=state.step,
     )
     report.log(
         {
@@ -221,6 +230,9 @@ def train_step(run: Run) -> tuple[torch.Tensor, torch.Tensor | None, float]:
     run.optimizer.zero_grad(set_to_none=True)
     st.step += 1
     st.tokens += cfg.tokens_per_step
+    warm = st.step - run.first_step >= WARMUP_STEPS
+    if cfg.runtime.compile and run.frames_at_warmup is None and warm:
+        run.frames_at_warmup = compiled_frames()
     return loss.detach(), gnorm, lr
 
 
@@ -398,4 +410,6 @@ def train(
             metrics.update(final_evaluation(run))
         # training over all attempts; the other phases are this attempt's wall seconds
         metrics["timings"] = {"train_s": run.state.elapsed, **run.timings}
+        if cfg.runtime.compile:
+            metrics["compile"] = compile_counts(run.frames_at_warmup, cfg.runtime.compile_mode)
         return finish(run, metrics, t_start)

@@ -62,6 +62,14 @@ def worker_cmd(
             help="GPUs the slots share out (default: those `nvidia-smi -L` lists).",
         ),
     ] = None,
+    mps: Annotated[
+        bool,
+        typer.Option(
+            "--mps/--no-mps",
+            envvar="PAX_MPS",
+            help="Start NVIDIA MPS when slots share a GPU (runner/launch/mps.py).",
+        ),
+    ] = True,
     checkpoint_url: Annotated[
         str | None,
         typer.Option(
@@ -118,6 +126,7 @@ def worker_cmd(
             max_runs=max_runs,
             idle_exit_s=idle_exit_s,
             slots=slots,
+            mps=mps,
             gpus=gpus,
             checkpoint_url=checkpoint_url,
             accelerator=accelerator,

@@ -40,6 +40,7 @@ class LocalLauncher(Launcher):
         gpus: int = 0,
         slots_per_gpu: int = 1,
         user: str | None = None,
+        mps=None,
     ):
         self.account = trainer_account(user)  # (uid, gid), or None: the service's own user
         self.python = python
@@ -51,6 +52,7 @@ class LocalLauncher(Launcher):
         self.procs: dict[str, subprocess.Popen] = {}
         self.gpu_of: dict[str, int] = {}  # backend id -> GPU index, for placed trainers
         self.lock = threading.Lock()
+        self.mps = mps  # runner.launch.mps.Mps: its folders go to every trainer while it serves
 
     @property
     def capacity(self) -> int | None:
@@ -84,6 +86,8 @@ class LocalLauncher(Launcher):
         log.write(f"\n=== attempt {spec.attempt} ===\n".encode())
         log.flush()
         env = trainer_env(spec.env, self.passthrough)
+        if self.mps is not None:
+            env.update(self.mps.trainer_env())
         gpu = None
         if self.gpus:
             with self.lock:

@@ -14,6 +14,7 @@ from runner.release.md_format import (
 )
 from runner.release.tables_md import (
     ablation_section,
+    band_text,
     finalists_section,
     pareto_section,
     partial,
@@ -61,7 +62,7 @@ def answer(f: dict) -> str:
         f"over {best['seeds']} seeds; on test, {test}. Dev chose it (and every checkpoint, "
         "stop and promotion before it); test chose nothing."
     )
-    first += ngram_sentence(f, best)
+    first += ngram_sentence(f, best) + smallbench_sentence(best)
     if len(fins) < 2:
         return first + " It was the only finalist, so it is compared with nothing."
     nxt = fins[1]
@@ -88,6 +89,31 @@ def answer(f: dict) -> str:
             f"({num(nxt['dev_ppl_mean'], 1)}), so the data do not separate the two."
         )
     return f"{first} {second}"
+
+
+def smallbench_sentence(best: dict) -> str:
+    """SmallBench in one sentence, read against what needs no grammar: the untrained band of
+    the same shape and a unigram model (the sample's finalists scored inside the one or below
+    the other)."""
+    score, vs = best.get("smallbench_mean"), best.get("smallbench_vs_untrained")
+    if not isinstance(score, (int, float)) or not math.isfinite(score) or vs is None:
+        return ""
+    lo, hi = best.get("smallbench_boot_low"), best.get("smallbench_boot_high")
+    interval = f" [{num(lo, 3)}, {num(hi, 3)}]" if lo is not None and hi is not None else ""
+    out = (
+        f" On the held-out SmallBench it scores {num(score, 3)}{interval}, {vs} the band of "
+        f"untrained models of its shape ({band_text(best)})"
+    )
+    uni = best.get("smallbench_unigram_acc")
+    if isinstance(uni, (int, float)) and math.isfinite(uni):
+        beats = lo is not None and lo > uni
+        out += (
+            f", and {'above' if beats else 'not above'} a unigram model of the training "
+            f"tokens ({num(uni, 3)})"
+        )
+        if not beats or vs != "above":
+            out += ": no evidence of learned grammar beyond token frequency and length"
+    return out + "."
 
 
 def ngram_sentence(f: dict, best: dict) -> str:

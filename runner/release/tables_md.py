@@ -138,7 +138,7 @@ def finalists_section(f: dict) -> list[str]:
                 ci(x["dev_ppl_mean"], x["dev_ppl_ci95_low"], x["dev_ppl_ci95_high"]),
                 ci(x["test_ppl_mean"], x["test_ppl_ci95_low"], x["test_ppl_ci95_high"]),
                 boot(x),
-                band(x),
+                band_text(x),
                 x.get("smallbench_vs_untrained") or "-",
                 num(x.get("smallbench_unigram_acc"), 3),
                 latency(x),
@@ -164,7 +164,7 @@ def latency(x: dict) -> str:
     return num(x["latency_seq128_ms"]) + (f" ({n} contended, left out)" if n else "")
 
 
-def band(x: dict) -> str:
+def band_text(x: dict) -> str:
     m, sd = x.get("smallbench_untrained_mean"), x.get("smallbench_untrained_sd")
     if m is None:
         return "-"

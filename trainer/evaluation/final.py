@@ -24,7 +24,7 @@ def evaluate(run: Run, split: str, max_tokens: int = 0, final: bool = False) -> 
     seq = run.cfg.data.seq_len
     stride = run.cfg.eval.stride if run.cfg.eval.stride is not None else seq // 2
     res = evaluate_split(
-        run.fwd,
+        run.model,  # eager: the compiled step's static shapes are the training batch's alone
         load_tokens(run.tok_dir, split),
         run.tok_manifest["splits"][split],
         seq,

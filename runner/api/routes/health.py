@@ -1,6 +1,6 @@
 """/healthz: the service answers and its ledger reads; which database and which ledger (its id
 names its bucket: pax-<id>), and whether this service runs the scheduler (one of several
-replicas on PostgreSQL does)."""
+replicas on PostgreSQL does), and whether NVIDIA MPS serves packed runs (and if not, why)."""
 
 from __future__ import annotations
 
@@ -22,4 +22,6 @@ def healthz(engine: EngineDep, request: Request) -> dict:
         "database": engine.dialect.name,
         "ledger_id": request.app.state.ledger_id,
         "scheduler": role,
+        # NVIDIA MPS for packed runs: running, found, off, absent or failed, and why
+        "mps": mps.state if (mps := getattr(request.app.state, "mps", None)) else {"state": "off"},
     }

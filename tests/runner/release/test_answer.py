@@ -88,3 +88,24 @@ def test_each_ranking_cell_shows_its_depth_width_and_non_embedding_parameters():
     text = "\n".join(ranking_section({"ranking": ranking([r])}))
     assert "layers x width" in text and f"{p.n_layers} x {p.d_model}" in text
     assert f"{p.attention + p.ffn + p.norm:,}" in text
+
+
+def test_the_answer_reads_smallbench_against_the_untrained_band_and_a_unigram():
+    """Issue 28: the example finalists' 0.568 lay inside the untrained range, and nothing said
+    so. The demo's best now scores above the band, but not above a unigram model."""
+    best = finalist("emb45", 500.0, 520.0)
+    best.update(smallbench_mean=0.577, smallbench_boot_low=0.555, smallbench_boot_high=0.599,
+                smallbench_untrained_mean=0.483, smallbench_untrained_sd=0.0255,
+                smallbench_vs_untrained="above", smallbench_unigram_acc=0.579)  # fmt: skip
+    text = answer(facts(finalists=[best]))
+    assert "SmallBench it scores 0.577 [0.555, 0.599], above the band of untrained models" in text
+    assert "(0.483 ± 0.051)" in text
+    assert "not above a unigram model of the training tokens (0.579)" in text
+    assert "no evidence of learned grammar" in text
+    best.update(smallbench_mean=0.52, smallbench_vs_untrained="inside", smallbench_unigram_acc=0.4,
+                smallbench_boot_low=0.50, smallbench_boot_high=0.54)  # fmt: skip
+    text = answer(facts(finalists=[best]))
+    assert "inside the band" in text and "above a unigram" in text
+    assert "no evidence of learned grammar" in text  # inside the band says it alone
+    best.update(smallbench_vs_untrained=None)
+    assert "SmallBench" not in answer(facts(finalists=[best]))
