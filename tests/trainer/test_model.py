@@ -222,3 +222,20 @@ def test_dropout_acts_in_training_only_and_defaults_off():
     drop.load_state_dict(off.state_dict())
     assert not torch.equal(drop.train()(x)[0], drop(x)[0])
     assert torch.equal(drop.eval()(x)[0], off.eval()(x)[0])  # evaluation: no dropout
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_rope_in_one_pass_is_bit_for_bit_the_split_rotation(dtype):
+    """Issue 29 (eager at small batches is launch-bound): q and k rotate together as
+    x * cos + (-x2, x1) * sin over full-width tables, which must equal the split form
+    (x1 cos - x2 sin, x1 sin + x2 cos) exactly, so CPU runs stay bit-exact."""
+    from trainer.model import apply_rope, rope_cache
+
+    T, D = 16, 8
+    cos, sin = rope_cache(T, D, 10_000.0)
+    x = torch.randn(2, 3, 4, T, D).to(dtype)
+    half_cos, half_sin = cos[:, : D // 2].to(dtype), sin[:, : D // 2].to(dtype)
+    x1, x2 = x.chunk(2, dim=-1)
+    split = torch.cat((x1 * half_cos - x2 * half_sin, x1 * half_sin + x2 * half_cos), dim=-1)
+    assert torch.equal(apply_rope(x, cos, sin), split)
+    assert torch.equal(cos[:, : D // 2], cos[:, D // 2 :])  # each half's angle repeated
