@@ -283,6 +283,12 @@ def main() -> None:
     ap.add_argument("--study-slots", type=int, default=4, help="Runs at once on the GPU.")
     ap.add_argument("--study-gpu", default="H200", help="The price table's GPU to price it at.")
     ap.add_argument(
+        "--study-lr-grid",
+        action="store_true",
+        help="Keep the plan's ranking.lr_grid in the scaled run (3x its ranking runs: past "
+        "5 minutes); without it, the forecast still counts the grid's runs.",
+    )
+    ap.add_argument(
         "--study-only", action="store_true", help="Only the study (its own 5-minute budget)."
     )
     args = ap.parse_args()

@@ -67,6 +67,11 @@ def study(args, budget) -> dict:
     plan_path = Path(args.study_plan or ROOT / "configs" / "plan_10m.yaml")
     doc = yaml.safe_load(plan_path.read_text())
     scaled = scaled_plan(doc, args.study_scale)
+    # the LR grid triples the ranking runs, and each run's start-up and evaluations do not
+    # scale down with its tokens: left out of the scaled run unless asked for
+    grid = (scaled.get("ranking") or {}).get("lr_grid")
+    if grid and not getattr(args, "study_lr_grid", False):
+        scaled["ranking"].pop("lr_grid")
     cuda = args.device == "cuda"
     tmp = Path(tempfile.mkdtemp(prefix="pax-gpu-study-"))
     token = secrets.token_urlsafe(32)
@@ -75,7 +80,9 @@ def study(args, budget) -> dict:
         "PAX_ADMIN_TOKEN": token,
         "PAX_RUNS_ROOT": str(tmp / "runs"),
         "PAX_REPORTS_ROOT": str(tmp / "reports"),
-        "PAX_GPUS": "1" if cuda else "0",
+        # one GPU with N slots: on CPU too, so the slot placement (and MPS's absence, said in
+        # /healthz) are exercised before the check first meets a GPU
+        "PAX_GPUS": "1",
         "PAX_GPU_SLOTS": str(args.study_slots),
         "PAX_CONCURRENCY": str(args.study_slots),
         "PAX_ACCELERATOR": args.study_gpu if cuda else "",
@@ -87,6 +94,7 @@ def study(args, budget) -> dict:
                              else plan_path), "scale": args.study_scale,
                  "slots": args.study_slots, "price_gpu": gpu, "price_per_hour": price,
                  "price_source": source}  # fmt: skip
+    out["lr_grid_in_scaled_run"] = bool(grid and "lr_grid" in scaled["ranking"])
     if budget.left() < 30:
         return {**out, "skipped": "the check's time budget is spent"}
     port = free_port()
@@ -94,6 +102,7 @@ def study(args, budget) -> dict:
     t0 = time.monotonic()
     try:
         with Client(f"http://127.0.0.1:{port}", token, timeout=60) as c:
+            out["mps"] = c.health().get("mps")  # whether packed runs share the GPU by MPS
             sw = c.submit_plan(yaml.safe_dump(scaled, sort_keys=False))
             done = _wait(c, sw["id"], budget)
             wall = time.monotonic() - t0

@@ -25,7 +25,8 @@ def test_a_plan_scales_every_token_budget_and_what_is_counted_with_it():
     assert s["base"]["optim"]["warmup_tokens"] == 12_500
     assert "budget_usd" not in s and doc["ranking"]["max_tokens"] == "5M"  # a copy
     low, high = planned_tokens(doc)
-    assert (low, high) == (30 * 5_000_000 + 3 * 30_000_000, 30 * 5_000_000 + 12 * 30_000_000)
+    # the LR grid's runs are counted: 15 cells x 2 seeds x 3 LRs
+    assert (low, high) == (90 * 5_000_000 + 3 * 30_000_000, 90 * 5_000_000 + 12 * 30_000_000)
 
 
 @pytest.mark.slow
@@ -51,7 +52,7 @@ def test_the_study_runs_a_plan_through_the_service_on_cpu(tmp_path, tokenized_di
     p = subprocess.run(
         [
             sys.executable, "bench/gpu_check.py", "--device", "cpu", "--quick", "--study-only",
-            "--study-plan", str(path), "--study-scale", "1", "--study-slots", "1",
+            "--study-plan", str(path), "--study-scale", "1", "--study-slots", "2",
             "--budget-s", "400",
         ],
         cwd=ROOT, capture_output=True, text=True, timeout=600,
@@ -62,6 +63,8 @@ def test_the_study_runs_a_plan_through_the_service_on_cpu(tmp_path, tokenized_di
     assert s["sweep_status"] == "done" and s["report"].endswith("RESULTS.md"), s
     assert s["phases"] == ["finalists", "ranking"] and s["runs"].get("killed") == 1, s
     assert s["tokens"] > 0 and s["aggregate_tokens_per_s"] > 0
+    # 2 slots on one "GPU": MPS is wanted, and its absence here is said, not fatal
+    assert s["slots"] == 2 and s["mps"]["state"] == "absent", s["mps"]
     assert s["one_gpu_usd"] == pytest.approx(s["wall_s"] / 3600 * s["price_per_hour"])
     low, high = s["forecast_unscaled"]["tokens"]
     assert low == 32 * 8 * 64 * 2 + 8 * 8 * 64 * 2 and s["forecast_unscaled"]["wall_min"][0] > 0
