@@ -127,8 +127,9 @@ def ngram_sentence(f: dict, best: dict) -> str:
         else f"{num(1 / ratio, 1)}x better than" if ratio <= 1 / 1.05
         else "level with"
     )  # fmt: skip
+    article = "an" if str(g["model"])[:1].lower() in "aeiou" else "a"
     return (
-        f" For scale, it is {how} a {g['model']} on the same splits (dev word PPL "
+        f" For scale, it is {how} {article} {g['model']} on the same splits (dev word PPL "
         f"{num(g['dev_word_ppl'], 1)})."
     )
 

@@ -55,6 +55,8 @@ def at_best_lr(rows: list[dict]) -> list[dict]:
     if not any(split_lr(r["cell"])[1] != 1.0 for r in p1):
         return rows
     choice = lr_choice([(r["cell"], r["status"], r.get("dev_word_ppl")) for r in p1])
+    # the baseline's shape stays the baseline at whichever LR it ranks
+    baseline = {split_lr(r["cell"])[0] for r in p1 if r.get("is_baseline")}
     out = []
     for r in rows:
         if r.get("phase") not in ("ranking", "ablation", None):
@@ -62,7 +64,8 @@ def at_best_lr(rows: list[dict]) -> list[dict]:
             continue
         shape, mult = split_lr(r["cell"])
         if mult == choice[shape]["mult"]:
-            out.append({**r, "cell": shape, "lr_mult": mult, "lr_curve": choice[shape]["curve"]})
+            out.append({**r, "cell": shape, "lr_mult": mult, "lr_curve": choice[shape]["curve"],
+                        "is_baseline": shape in baseline})  # fmt: skip
     return out
 
 

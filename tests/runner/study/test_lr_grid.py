@@ -87,14 +87,31 @@ def test_a_shape_ranks_at_its_best_lr_and_its_finalists_train_at_it():
 
 def test_results_rows_are_shown_at_each_shapes_best_lr():
     rows = [
+        {
+            "cell": "baseline",
+            "phase": "ranking",
+            "status": "succeeded",
+            "dev_word_ppl": 100.0,
+            "is_baseline": True,
+        },
+        {
+            "cell": "baseline-lr2x",
+            "phase": "ranking",
+            "status": "succeeded",
+            "dev_word_ppl": 97.0,
+            "is_baseline": False,
+        },
         {"cell": "emb25", "phase": "ranking", "status": "succeeded", "dev_word_ppl": 110.0},
         {"cell": "emb25-lr2x", "phase": "ranking", "status": "succeeded", "dev_word_ppl": 95.0},
         {"cell": "emb25", "phase": "finalists", "status": "succeeded", "dev_word_ppl": 90.0},
     ]
     out = at_best_lr(rows)
     assert [(r["cell"], r["phase"], r["dev_word_ppl"]) for r in out] == [
-        ("emb25", "ranking", 95.0), ("emb25", "finalists", 90.0)]  # fmt: skip
-    assert out[0]["lr_mult"] == 2.0
+        ("baseline", "ranking", 97.0), ("emb25", "ranking", 95.0),
+        ("emb25", "finalists", 90.0)]  # fmt: skip
+    assert out[1]["lr_mult"] == 2.0
+    # the baseline's shape stays the baseline at its best LR (2x here)
+    assert out[0]["is_baseline"] is True and not out[1]["is_baseline"]
     # without a grid, rows pass through as they are
     assert at_best_lr(rows[:1]) == rows[:1]
     # every LR killed: the least bad ranks, marked killed
