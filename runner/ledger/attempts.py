@@ -16,12 +16,12 @@ import json
 from dataclasses import dataclass
 from typing import Protocol
 
-from sqlalchemy import func
+from sqlalchemy import func, text
 from sqlalchemy import select as core_select
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, or_, select
 
-from runner.ledger.db import lock_run, write_session
+from runner.ledger.db import DEVICE_LOCK, lock_run, write_session
 from runner.ledger.events import event, now
 from runner.ledger.models import ACTIVE, Attempt, LatestMetric, Run, Sweep
 
@@ -138,6 +138,8 @@ def end(
     row = current(s, run)
     if row is None or row.ended_at is not None:
         return None
+    if row.device:
+        lock_device(s, row.device)
     if usage is not None:
         observe(s, run, usage, prices)
         if row.accelerator is None and usage.assumed and prices is not None:
@@ -177,6 +179,18 @@ def _running_cost(s: Session, run: Run, t: float) -> float:
         gpu_s = shared_seconds(s, row, t) if row.device else (t - row.started_at) * row.gpus
         open_cost = gpu_s / 3600 * (row.price_per_hour or 0.0)
     return (run.cost_usd or 0.0) + open_cost
+
+
+def lock_device(s: Session, device: str) -> None:
+    """On PostgreSQL, one attempt on a device ends at a time (a lock held to the commit):
+    two runs ending within a millisecond each read the other as still running (read
+    committed), and the later one paid half of a stretch it had alone. SQLite writes one
+    transaction at a time already."""
+    if s.get_bind().dialect.name == "postgresql":
+        s.connection().execute(
+            text("SELECT pg_advisory_xact_lock(:ns, hashtext(:device))"),
+            {"ns": DEVICE_LOCK, "device": device},
+        )
 
 
 def shared_seconds(s: Session, row: Attempt, t: float) -> float:

@@ -30,10 +30,11 @@ MIGRATIONS = resources.files("migrations")
 WRITE = {"pax_write": True}  # execution option: this transaction writes
 
 
-# pg_advisory_lock keys (one 64-bit namespace per database): migrations, and the scheduler's
-# leadership (runner.ledger.leader)
+# pg_advisory_lock keys (one 64-bit namespace per database): migrations, the scheduler's
+# leadership (runner.ledger.leader), and a shared GPU's charges (runner.ledger.attempts)
 MIGRATION_LOCK = 0x7061_7801  # "pax" 1
 SCHEDULER_LOCK = 0x7061_7802
+DEVICE_LOCK = 0x7061_7803  # with hashtext(device): attempts on one GPU end one at a time
 
 
 def database_url(db: str | Path) -> str:

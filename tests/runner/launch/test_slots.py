@@ -2,7 +2,7 @@
 shared GPU split between the runs on it by their time there."""
 
 import pytest
-from sqlmodel import Session, SQLModel, create_engine
+from sqlmodel import Session, SQLModel, create_engine, select
 
 from runner.cost import Pricing
 from runner.ledger.attempts import shared_seconds
@@ -70,3 +70,52 @@ def test_local_slots_pack_runs_onto_one_gpu_and_split_its_cost(service_factory, 
         busy += max(0.0, b - max(a, end))
         end = max(end, b)
     assert sum(x["gpu_hours"] for x in rows) * 3600 == pytest.approx(busy, rel=1e-6)
+
+
+def test_two_runs_ending_at_once_on_postgresql_are_charged_their_own_time(postgres):
+    """Two runs on one GPU ending within a millisecond: on PostgreSQL (read committed) each
+    read the other as still running, so the later paid half of a stretch it had alone (seen
+    as a 0.4 ms miss in test_workers' slots test). The later end now waits for the earlier's
+    commit. Here A ends at 10 and stays uncommitted while B ends at 10.5: B had 5-10 shared
+    and 10-10.5 alone, 3.0 GPU-seconds, not 2.75."""
+    import threading
+
+    from runner.ledger import attempts
+    from runner.ledger.db import make_engine
+    from runner.ledger.models import Run
+    from tests.runner.conftest import new_postgres_ledger
+
+    engine = make_engine(new_postgres_ledger(postgres))
+    with Session(engine) as s:
+        for rid, start in ((1, 0.0), (2, 5.0)):
+            s.add(Run(id=rid, name=f"r{rid}", spec_hash="x", spec_json="{}", attempt=1,
+                      status="running", created_at=0.0, updated_at=0.0))  # fmt: skip
+            s.flush()
+            s.add(Attempt(run_id=rid, attempt=1, device="h:gpu0", started_at=start,
+                          accelerator="T4"))  # fmt: skip
+        s.commit()
+    a_ended, b_done = threading.Event(), threading.Event()
+
+    def end(rid, t, hold=False):
+        with Session(engine) as s:
+            attempts.end(s, s.get(Run, rid), t=t, outcome="succeeded", prices=None)
+            s.flush()
+            if hold:
+                a_ended.set()
+                b_done.wait(timeout=3)  # B either finished (the old race) or waits on us
+            s.commit()
+        if not hold:
+            b_done.set()
+
+    a = threading.Thread(target=end, args=(1, 10.0, True))
+    a.start()
+    assert a_ended.wait(timeout=30)
+    b = threading.Thread(target=end, args=(2, 10.5))
+    b.start()
+    a.join(timeout=60)
+    b.join(timeout=60)
+    with Session(engine) as s:
+        rows = {r.run_id: r for r in s.exec(select(Attempt)).all()}
+    assert rows[1].seconds * rows[1].gpus == pytest.approx(5 + 5 / 2)
+    assert rows[2].seconds * rows[2].gpus == pytest.approx(5 / 2 + 0.5)
+    engine.dispose()
