@@ -28,8 +28,7 @@ def lr_choice(items: list[tuple[str, str, float | None]]) -> dict[str, dict]:
     at: dict[str, dict[float, dict]] = {}
     for cell, status, ppl in items:
         shape, mult = split_lr(cell)
-        e = at.setdefault(shape, {}).setdefault(mult, {"done": [], "killed": [], "runs": 0})
-        e["runs"] += 1
+        e = at.setdefault(shape, {}).setdefault(mult, {"done": [], "killed": []})
         if isinstance(ppl, (int, float)) and math.isfinite(ppl):
             e["killed" if status == "killed" else "done"].append(float(ppl))
     out = {}

@@ -9,6 +9,8 @@ import statistics
 
 import numpy as np
 
+from trainer.evaluation.smallbench_band import against_band
+
 # two-sided 95% t critical values by degrees of freedom (1..30); normal beyond
 T95 = (
     12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228,
@@ -161,9 +163,7 @@ def _untrained_band(g: list[dict]) -> dict:
                 "smallbench_vs_untrained": None, "smallbench_unigram_acc": None}  # fmt: skip
     mean, sd = band["smallbench_untrained_mean"], band["smallbench_untrained_sd"] or 0.0
     score = _mean(r["smallbench_macro_acc"] for r in g)
-    vs = None
-    if math.isfinite(score):
-        vs = "above" if score > mean + 2 * sd else "below" if score < mean - 2 * sd else "inside"
+    vs = against_band(score, mean, sd) if math.isfinite(score) else None
     return {
         "smallbench_untrained_mean": mean,
         "smallbench_untrained_sd": sd,

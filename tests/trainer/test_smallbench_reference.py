@@ -66,8 +66,8 @@ def test_unigram_prefers_frequent_tokens_and_counts_ties_half(tokenized_dir):
 
 
 def test_a_score_is_placed_against_the_band():
-    band = {"macro": {"band_low": 0.45, "band_high": 0.62}}
-    assert ref.against_band(0.70, band) == "above"
-    assert ref.against_band(0.568, band) == "inside"  # the example finalists' scores
-    assert ref.against_band(0.40, band) == "below"
-    assert ref.against_band(None, band) is None and ref.against_band(0.7, None) is None
+    band = {"macro": {"mean": 0.535, "sd": 0.0425}}  # the band 0.45 to 0.62
+    assert ref.run_against_band(0.70, band) == "above"
+    assert ref.run_against_band(0.568, band) == "inside"  # the example finalists' scores
+    assert ref.run_against_band(0.40, band) == "below"
+    assert ref.run_against_band(None, band) is None and ref.run_against_band(0.7, None) is None

@@ -120,7 +120,7 @@ def _smallbench(run: Run) -> dict:
     out = smallbench.score(run.model, sp, suite, run.device)
     # what the score means: an untrained model of this shape (its band) and a unigram model
     out["reference"] = smallbench_reference.references(run.cfg, run.tok_dir, sp, suite, run.device)
-    out["vs_untrained"] = smallbench_reference.against_band(
+    out["vs_untrained"] = smallbench_reference.run_against_band(
         out["macro_acc"], out["reference"]["untrained"]
     )
     out["suite_manifest"] = json.loads((suite_dir / MANIFEST).read_text()).get("held_out_check")

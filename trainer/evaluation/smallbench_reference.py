@@ -20,12 +20,12 @@ import numpy as np
 import torch
 
 from trainer.evaluation.smallbench import score, wikitext_style
+from trainer.evaluation.smallbench_band import BAND_SDS, against_band
 from trainer.model import GPT
 from trainer.prep.tokenizer import load_tokens
 
 INITS = 5  # the issue's reference: mean and spread over 5 untrained inits
 CACHE = "smallbench_reference.json"
-BAND_SDS = 2  # the band is the untrained mean +/- 2 sd
 
 
 def references(cfg, tok_dir: Path, sp, suite: dict[str, list[dict]], device) -> dict:
@@ -85,12 +85,11 @@ def unigram(tok_dir: Path, sp, suite: dict) -> dict:
     return {"macro_acc": statistics.fmean(tasks.values()), "tasks": tasks}
 
 
-def against_band(macro: float | None, band: dict | None) -> str | None:
-    """ "above", "inside" or "below" the untrained band (mean +/- 2 sd); None without one."""
-    if macro is None or not band:
+def run_against_band(macro: float | None, band: dict | None) -> str | None:
+    """A run's macro accuracy against its untrained band (`smallbench_band.against_band`)."""
+    if not band:
         return None
-    lo, hi = band["macro"]["band_low"], band["macro"]["band_high"]
-    return "above" if macro > hi else "below" if macro < lo else "inside"
+    return against_band(macro, band["macro"]["mean"], band["macro"]["sd"])
 
 
 def _spread(values: list[float]) -> dict:
