@@ -81,8 +81,9 @@ def test_the_api_prices_a_plan_and_names_a_gpu_it_cannot(tmp_path):
         assert (
             f["accelerator"] == "H100" and f["spot"] and f["packing_speedup"] == pytest.approx(3.76)
         )
-        # the 10M study: 30 ranking runs, 3-12 finalists; warm workers cost less than a VM a run
-        assert [p["runs"] for p in f["workers_forecast"]["high"]["phases"]] == [30, 12]
+        # the 10M study: 30 ranking shapes x a 3-point LR grid = 90 runs, 3-12 finalists; warm
+        # workers cost less than a VM a run
+        assert [p["runs"] for p in f["workers_forecast"]["high"]["phases"]] == [90, 12]
         for k in ("low", "high"):
             assert f["workers_forecast"][k]["usd"] < f["one_job_per_run"][k]["usd"] < 50
         r = svc.post(

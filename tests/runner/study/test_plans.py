@@ -23,9 +23,13 @@ def test_study_plan_cells():
     plan, kind = load_plan_text((ROOT / "configs" / "plan_10m.yaml").read_text())
     assert kind == "plan"
     cells = {c["cell"]: c for c in plan_cells(plan)}
-    assert [
-        c for c in cells if cells[c]["axis"] in ("baseline", "embedding_ratio", "glu_expansion")
-    ] == ["baseline", "emb25", "emb45", "glu2x", "glu3x", "glu4x"]
+    shapes = ["baseline", "emb25", "emb45", "glu2x", "glu3x", "glu4x"]
+    axes = ("baseline", "embedding_ratio", "glu_expansion")
+    # each shape at the plan's LR (lr_grid holds 1), then at the grid's other multipliers
+    assert plan.ranking.lr_grid == [0.5, 1.0, 2.0]
+    assert [c for c in cells if cells[c]["axis"] in axes] == shapes + [
+        f"{s}-lr{m}x" for s in shapes for m in ("0.5", "2")
+    ]
     assert cells["baseline"]["is_baseline"] and cells["baseline"]["model"] == {
         "embedding_ratio": 0.35,
         "glu_expansion": 2.66,
@@ -33,8 +37,11 @@ def test_study_plan_cells():
         "tied_lm_head": True,
     }
     ablation = [c for c in cells.values() if c["axis"] == "ablation"]
-    # V x tied x share = 12 points; the 3 at V=16k tied are ranking cells already
-    assert len(ablation) == 9
+    # V x tied x share = 12 points; the 3 at V=16k tied are ranking cells already; each of the
+    # other 9 at the grid's 3 LRs
+    assert len(ablation) == 9 * 3
+    shape = ("vocab_size", "tied_lm_head", "embedding_ratio")
+    assert len({tuple(c["model"][k] for k in shape) for c in ablation}) == 9
     assert plan.ranking.max_tokens <= 5_000_000 and plan.finalists.seeds == [1, 2, 3]
 
 
