@@ -159,7 +159,8 @@ def show(sweep: dict, report: Path) -> dict:
             r["cell"],
             f"{r['dev_ppl']:.2f}",
             str(r["killed"]),
-            f"{r['latency_ms']:.2f}",
+            # none: every seed's latency was measured beside other runs (left out, not mixed)
+            "-" if pd.isna(r["latency_ms"]) else f"{r['latency_ms']:.2f}",
         )
     console.print(t)
     f = Table(title="finalists (3 seeds)" + (" - SAMPLE data" if sample else ""))

@@ -156,6 +156,12 @@ class EvalSpec(Section):
         "data/smallbench",
         description="SmallBench suite folder; skipped (and reported as such) when missing.",
     )
+    smallbench_tasks: Literal["smallbench", "all"] = Field(
+        "smallbench",
+        description="Which BLiMP paradigms to score: 'smallbench' (the study's 9) or 'all' (the "
+        "archive's 67, from `scripts/download_smallbench.py --tasks all` into "
+        "<smallbench_dir>/all; about 7.6x the scoring time, the untrained band's included).",
+    )
     smallbench: bool = Field(True, description="Score SmallBench at the end.")
     profile: bool = Field(True, description="Measure batch-1 latency and memory at the end.")
     profile_repeats: int = Field(20, ge=3, le=1000, description="Timed runs per length.")

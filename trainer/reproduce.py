@@ -221,7 +221,7 @@ def _check(what: str, want: str | None, got: str) -> None:
 def rebuild_data(root: Path, index: dict, cfg: dict, work: Path, mirror: str | None) -> dict:
     """Fetch WikiText-2 (and SmallBench), retrain the tokenizer, and check each against the
     bundle's hashes; returns the config's data paths pointed at `work`."""
-    from trainer.prep.smallbench import build_suite
+    from trainer.prep.smallbench import build_suite, suite_dir
     from trainer.prep.tokenizer import build_tokenizer
     from trainer.prep.wikitext import download_wikitext
 
@@ -249,9 +249,13 @@ def rebuild_data(root: Path, index: dict, cfg: dict, work: Path, mirror: str | N
     paths = {"data": {"tokenized_dir": str(tok_root)}}
     if cfg.get("eval", {}).get("smallbench", True) and index.get("smallbench"):
         suite = work / "data" / "smallbench"
-        build_suite(suite, mirror=mirror, corpus=work / "data" / "wikitext-2" / "train.txt")
+        tasks = cfg.get("eval", {}).get("smallbench_tasks", "smallbench")
+        built = build_suite(
+            suite, mirror=mirror, corpus=work / "data" / "wikitext-2" / "train.txt", tasks=tasks
+        )
+        folder = suite_dir(suite, built["selection"])
         for name, digest in index["smallbench"].items():
-            _check(f"SmallBench {name}", digest, sha256_file(under(suite, name, "smallbench")))
+            _check(f"SmallBench {name}", digest, sha256_file(under(folder, name, "smallbench")))
         paths["eval"] = {"smallbench_dir": str(suite)}
     return paths
 

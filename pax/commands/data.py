@@ -90,10 +90,17 @@ def data_smallbench(
         "data/wikitext-2/train.txt"
     ),
     pairs_per_task: Annotated[int, typer.Option("--pairs-per-task", "--pairs_per_task")] = 200,
+    tasks: Annotated[
+        str,
+        typer.Option(
+            help="smallbench (the study's 9 paradigms, in OUTPUT) or all (BLiMP's 67, in "
+            "OUTPUT/all; a run scores them with eval.smallbench_tasks: all)."
+        ),
+    ] = "smallbench",
 ) -> None:
     """Fetch BLiMP and build the SmallBench suite (held out from the training corpus)."""
     from trainer.prep.fetch import FetchError
-    from trainer.prep.smallbench import build_suite
+    from trainer.prep.smallbench import build_suite, suite_dir
 
     if not corpus.is_file():
         err.print(
@@ -101,7 +108,9 @@ def data_smallbench(
             "(run scripts/download_wikitext.py first to enable it)"
         )
     try:
-        m = build_suite(output, mirror=mirror, corpus=corpus, pairs_per_task=pairs_per_task)
+        m = build_suite(
+            output, mirror=mirror, corpus=corpus, pairs_per_task=pairs_per_task, tasks=tasks
+        )
     except (FetchError, ValueError) as e:
         fail(str(e))
     for task, t in m["tasks"].items():
@@ -112,7 +121,8 @@ def data_smallbench(
     print(
         json.dumps(
             {
-                "output": str(output),
+                "output": str(suite_dir(output, tasks)),
+                "selection": tasks,
                 "tasks": len(m["tasks"]),
                 "pairs": sum(t["pairs"] for t in m["tasks"].values()),
                 "held_out_check": m["held_out_check"],

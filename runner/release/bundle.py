@@ -30,6 +30,7 @@ from runner.study.results import ledger_rows, to_csv
 from runner.study.stats import finalist_stats
 from trainer.config import TrainConfig
 from trainer.prep.fetch import sha256_file
+from trainer.prep.smallbench import suite_dir
 from trainer.reproduce import DATA, INDEX, MANIFEST, RUNS, TOKENIZERS, WEIGHTS, manifest_lines
 
 
@@ -86,7 +87,7 @@ def _data_files(configs: list[TrainConfig], stage: Path) -> dict:
             vocabs[cfg.model.vocab_size] = manifest["tokenizer_sha256"]
             data_dir = data_dir or Path(manifest["data_dir"])
         if cfg.eval.smallbench and smallbench is None:
-            smallbench = Path(cfg.eval.smallbench_dir)
+            smallbench = suite_dir(Path(cfg.eval.smallbench_dir), cfg.eval.smallbench_tasks)
     if data_dir is not None:
         _copy(
             data_dir / "DATASET_MANIFEST.json",

@@ -93,7 +93,9 @@ def model_card(f: dict, stats: dict, runs: list[dict], hf_dir: str | None) -> st
                      stats["test_ppl_ci95_high"])]],
     )  # fmt: skip
     sb = smallbench_rows(runs)
-    lines += ["### SmallBench (BLiMP minimal pairs, held out)", ""]
+    # the study's 9 paradigms, or all of BLiMP's with `eval.smallbench_tasks: all`
+    suite = ((res.get("smallbench") or {}).get("suite") or {}).get("name") or "SmallBench"
+    lines += [f"### {suite} (BLiMP minimal pairs, held out)", ""]
     lines += (
         table(["task", "field", "accuracy (mean over seeds)", "seed std", "pairs"], sb)
         if sb

@@ -86,6 +86,8 @@ def ablation_section(f: dict) -> list[str]:
             d = groups.get(g) or {}
             if d.get("gap_to_next") is None:
                 return ""
+            if d.get("noise") is None:
+                return f"{num(d['gap_to_next'])}, noise unknown (one seed)"
             clear = "clear" if d.get("clear") else "within noise"
             return f"{num(d['gap_to_next'])} vs noise {num(d['noise'])} ({clear})"
 
@@ -113,6 +115,16 @@ def partial(f: dict) -> str:
     )
 
 
+def suite_note(finalists: list[dict]) -> str:
+    """Which paradigms SmallBench means here, when it is not the study's 9."""
+    if not any(x.get("smallbench_suite") == "all" for x in finalists):
+        return ""
+    return (
+        " **SmallBench here scores every BLiMP paradigm** (eval.smallbench_tasks: all), not "
+        "the study's 9."
+    )
+
+
 def finalists_section(f: dict) -> list[str]:
     lines = ["## Finalists", ""]
     if not f["finalists"]:
@@ -123,7 +135,9 @@ def finalists_section(f: dict) -> list[str]:
         "so it holds model noise as well as item noise], beside the band of untrained models "
         "of the same shape (mean ± 2 sd over 5 inits: an untrained model does not score 0.5) "
         "and a unigram model of the training tokens; a score inside the band is not evidence "
-        "of learned grammar. Seeds that did not finish are counted, not averaged." + partial(f),
+        "of learned grammar. Seeds that did not finish are counted, not averaged."
+        + partial(f)
+        + suite_note(f["finalists"]),
         "",
     ]
     lines += table(

@@ -232,15 +232,18 @@ def ablation_findings(
     else:
         clear = {k: d["share"] for k, d in details.items() if d["clear"]}
         moves = len(set(clear.values())) > 1
+        one_seed = any(d["noise"] is None for d in details.values())
         if moves:
             summary = "the best embedding share moves with vocab size or tying"
         elif len(set(best.values())) > 1:
             summary = (
-                "the best embedding shares differ between groups, but within the seed noise: "
-                "no move shown"
+                "the best embedding shares differ between groups, but "
+                + ("with one seed their noise is unknown" if one_seed else "within the seed noise")
+                + ": no move shown"
             )
         else:
             summary = "the best embedding share does not move with vocab size or tying"
+            summary += " (one seed: its noise unknown)" if one_seed else ""
         summary += f" (compared on the common shares {', '.join(map(str, common))})"
     return {
         "best_embedding_ratio": best,
@@ -269,9 +272,15 @@ def _group_best(cells: list[dict], common: list[float]) -> dict:
     top = on[0]
     margins = []
     for c in on[1:]:
-        noise = 2 * math.sqrt((top["dev_ppl_std"] ** 2 + c["dev_ppl_std"] ** 2) / 2)
+        # one seed has no spread: its noise is unknown, not zero
+        seeds = min(len(top.get("ppls") or []), len(c.get("ppls") or []))
+        noise = (
+            2 * math.sqrt((top["dev_ppl_std"] ** 2 + c["dev_ppl_std"] ** 2) / 2)
+            if seeds >= 2
+            else None
+        )
         margins.append((c["dev_ppl"] - top["dev_ppl"], noise))
-    clear = all(noise > 0 and gap > noise for gap, noise in margins)
+    clear = all(noise is not None and noise > 0 and gap > noise for gap, noise in margins)
     return {
         "share": top["config"]["model"]["embedding_ratio"],
         "dev_ppl": top["dev_ppl"],

@@ -58,6 +58,7 @@ COLUMNS = [
     "smallbench_untrained_sd",
     "smallbench_vs_untrained",
     "smallbench_unigram_acc",
+    "smallbench_suite",
     "latency_seq128_ms",
     "latency_seq512_ms",
     "decode_ms_per_token_ctx128",
@@ -149,6 +150,8 @@ def row(*, config: dict, plan: dict | None, metrics: dict | None, **known: Any) 
             "smallbench_untrained_sd": _get(m, *UNTRAINED, "sd"),
             "smallbench_vs_untrained": _get(m, "smallbench", "vs_untrained"),
             "smallbench_unigram_acc": _get(m, "smallbench", "reference", "unigram", "macro_acc"),
+            # "smallbench" (the study's 9 paradigms) or "all" (BLiMP's 67)
+            "smallbench_suite": _get(m, "smallbench", "suite", "selection"),
             "latency_seq128_ms": _get(m, "latency", "seq128", "median_ms"),
             "latency_seq512_ms": _get(m, "latency", "seq512", "median_ms"),
             "decode_ms_per_token_ctx128": _get(m, "decode_latency", "ctx128", "ms_per_token"),

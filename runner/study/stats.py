@@ -160,7 +160,8 @@ def _untrained_band(g: list[dict]) -> dict:
     band = next((r for r in g if _finite(r.get("smallbench_untrained_mean"))), None)
     if band is None:
         return {"smallbench_untrained_mean": None, "smallbench_untrained_sd": None,
-                "smallbench_vs_untrained": None, "smallbench_unigram_acc": None}  # fmt: skip
+                "smallbench_vs_untrained": None, "smallbench_unigram_acc": None,
+                "smallbench_suite": None}  # fmt: skip
     mean, sd = band["smallbench_untrained_mean"], band["smallbench_untrained_sd"] or 0.0
     score = _mean(r["smallbench_macro_acc"] for r in g)
     vs = against_band(score, mean, sd) if math.isfinite(score) else None
@@ -169,6 +170,7 @@ def _untrained_band(g: list[dict]) -> dict:
         "smallbench_untrained_sd": sd,
         "smallbench_vs_untrained": vs,
         "smallbench_unigram_acc": band.get("smallbench_unigram_acc"),
+        "smallbench_suite": band.get("smallbench_suite"),
     }
 
 

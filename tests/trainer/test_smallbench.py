@@ -3,15 +3,19 @@ import io
 import json
 import math
 import zipfile
+from pathlib import Path
 
 import pytest
 import torch
 
+from tests.helpers import tiny_raw
+from trainer.config import validate
 from trainer.evaluation.smallbench import score, sentence_logprobs, wikitext_style
 from trainer.prep import smallbench
 from trainer.prep.fetch import FetchError
 from trainer.prep.smallbench import TASKS, build_suite, load_suite
 from trainer.prep.tokenizer import load_tokenizer
+from trainer.train import train
 
 
 class Prefers(torch.nn.Module):
@@ -77,10 +81,14 @@ def test_wikitext_style():
     assert wikitext_style("Sue's cats left.") == "Sue 's cats left ."
 
 
+# two paradigms outside SmallBench's 9: what `--tasks all` adds
+EXTRA = {"ellipsis_n_bar_1": "syntax", "sentential_negation_npi_scope": "semantics"}
+
+
 def blimp_zip(prefix="blimp-master/") -> bytes:
     buf = io.BytesIO()
     with zipfile.ZipFile(buf, "w") as z:
-        for task, field in TASKS.items():
+        for task, field in {**TASKS, **EXTRA}.items():
             rows = [
                 {
                     "sentence_good": f"Cats {i} like {task}.",
@@ -146,12 +154,79 @@ def test_missing_suite_says_what_to_run(tmp_path):
         load_suite(tmp_path)
 
 
+def _local_mirror(tmp_path) -> Path:
+    mirror = tmp_path / "mirror"
+    (mirror / "blimp").mkdir(parents=True)
+    data = blimp_zip(prefix="")
+    (mirror / "blimp" / "BLiMP.zip").write_bytes(data)
+    (mirror / "SHA256SUMS").write_text(f"{hashlib.sha256(data).hexdigest()}  blimp/BLiMP.zip\n")
+    return mirror
+
+
+def test_all_paradigms_build_beside_the_study_suite_which_stays_as_it_was(tmp_path, http_mirror):
+    """Issue 28: `tasks: all` scores every BLiMP paradigm, in <root>/all; SmallBench's 9 are
+    untouched (their files, hence their cached references, are the same bytes)."""
+    url = http_mirror(_local_mirror(tmp_path))
+    root = tmp_path / "sb"
+    nine = build_suite(root, mirror=url, pairs_per_task=20)
+    before = {p.name: p.read_bytes() for p in root.glob("*.jsonl")}
+    every = build_suite(root, mirror=url, pairs_per_task=20, tasks="all")
+    assert nine["selection"] == "smallbench" and set(nine["tasks"]) == set(TASKS)
+    assert every["selection"] == "all" and set(every["tasks"]) == set(TASKS) | set(EXTRA)
+    assert every["suite"] == f"BLiMP, all {len(TASKS) + len(EXTRA)} paradigms"
+    # BLiMP's own field for the paradigms SmallBench does not name
+    assert {t: every["tasks"][t]["field"] for t in EXTRA} == EXTRA
+    assert {p.name: p.read_bytes() for p in root.glob("*.jsonl")} == before
+    assert set(load_suite(root)) == set(TASKS)
+    assert set(load_suite(root, "all")) == set(TASKS) | set(EXTRA)
+    # the shared paradigms draw the same pairs in both suites
+    assert load_suite(root, "all")["passive_1"] == load_suite(root)["passive_1"]
+    with pytest.raises(ValueError, match="tasks='most'.*smallbench, all"):
+        build_suite(tmp_path / "x", mirror=url, tasks="most")
+    assert not (tmp_path / "x").exists()  # refused before anything was written
+
+
+def test_a_missing_all_suite_names_the_flag_that_builds_it(tmp_path):
+    with pytest.raises(FileNotFoundError, match="download_smallbench.py --tasks all --output"):
+        load_suite(tmp_path, "all")
+
+
+@pytest.mark.slow
+def test_a_run_with_smallbench_tasks_all_scores_every_paradigm(tmp_path, tokenized_dir):
+    root = tmp_path / "sb"
+    build_suite(root, mirror=str(_local_mirror(tmp_path)), pairs_per_task=10, tasks="all")
+    raw = tiny_raw(
+        tokenized_dir.parent,
+        eval={"smallbench": True, "smallbench_dir": str(root), "smallbench_tasks": "all"},
+    )
+    code, m = train(validate(raw), tmp_path / "r", progress=False)
+    sb = m["smallbench"]
+    assert code == 0 and set(sb["tasks"]) == set(TASKS) | set(EXTRA), sb.get("skipped")
+    assert sb["suite"] == {
+        "selection": "all",
+        "name": f"BLiMP, all {len(TASKS) + len(EXTRA)} paradigms",
+        "tasks": len(TASKS) + len(EXTRA),
+    }
+    # the references are of the same suite: its untrained band has every paradigm too
+    assert sb["pairs"] == 10 * (len(TASKS) + len(EXTRA))
+    assert sb["vs_untrained"] in ("above", "inside", "below")
+    # the study's default, with no all-suite built: skipped, saying how to build it
+    raw["eval"]["smallbench_dir"] = str(tmp_path / "none")
+    code, m = train(validate(raw), tmp_path / "r2", progress=False)
+    assert code == 0 and "--tasks all" in m["smallbench"]["skipped"]
+
+
 @pytest.mark.mirror
 def test_real_blimp_from_the_mirror(tmp_path, real_mirror):
     m = build_suite(tmp_path / "sb", mirror=str(real_mirror))
     assert len(m["tasks"]) == len(TASKS)
     assert all(t["pairs"] == 200 for t in m["tasks"].values())
     assert m["source"]["sha256"] == smallbench.MIRROR_SHA256
+    every = build_suite(tmp_path / "sb", mirror=str(real_mirror), tasks="all")
+    assert len(every["tasks"]) == 67 and every["suite"] == "BLiMP, all 67 paradigms"
+    assert {t["field"] for t in every["tasks"].values()} == {
+        "morphology", "syntax", "semantics", "syntax_semantics"
+    }  # fmt: skip
 
 
 def test_scores_do_not_depend_on_the_untrained_bos_row(tokenized_dir):

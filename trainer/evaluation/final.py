@@ -108,12 +108,13 @@ def select_final_model(run: Run) -> dict:
 
 def _smallbench(run: Run) -> dict:
     from trainer.evaluation import smallbench, smallbench_reference
-    from trainer.prep.smallbench import MANIFEST, load_suite
+    from trainer.prep.smallbench import MANIFEST, load_suite, suite_dir
     from trainer.prep.tokenizer import load_tokenizer
 
-    suite_dir = Path(run.cfg.eval.smallbench_dir)
+    root, tasks = Path(run.cfg.eval.smallbench_dir), run.cfg.eval.smallbench_tasks
+    folder = suite_dir(root, tasks)
     try:
-        suite = load_suite(suite_dir)
+        suite = load_suite(root, tasks)
     except FileNotFoundError as e:
         return {"skipped": str(e)}
     sp = load_tokenizer(run.tok_dir)
@@ -123,7 +124,9 @@ def _smallbench(run: Run) -> dict:
     out["vs_untrained"] = smallbench_reference.run_against_band(
         out["macro_acc"], out["reference"]["untrained"]
     )
-    out["suite_manifest"] = json.loads((suite_dir / MANIFEST).read_text()).get("held_out_check")
+    manifest = json.loads((folder / MANIFEST).read_text())
+    out["suite"] = {"selection": tasks, "name": manifest.get("suite"), "tasks": len(suite)}
+    out["suite_manifest"] = manifest.get("held_out_check")
     return out
 
 

@@ -41,7 +41,9 @@ def evaluate_run(run_dir: Path, *, smallbench_dir: Path | None = None, only: str
                 stride=cfg.eval.stride if cfg.eval.stride is not None else cfg.data.seq_len // 2,
             )
     if only in ("all", "smallbench"):
-        suite = load_suite(Path(smallbench_dir or cfg.eval.smallbench_dir))
+        suite = load_suite(
+            Path(smallbench_dir or cfg.eval.smallbench_dir), cfg.eval.smallbench_tasks
+        )
         out["smallbench"] = smallbench.score(model, load_tokenizer(tok_dir), suite, device)
     if only in ("all", "profile"):
         with profile.Window() as window:

@@ -47,6 +47,10 @@ TASKS = {
 PAIRS_PER_TASK = 200
 SUITE_SEED = 20200101
 MANIFEST = "manifest.json"
+# "smallbench": the 9 paradigms above, the study's suite; "all": every paradigm of the archive
+# (67), for a fuller read at 7.6x the scoring cost (bench/smallbench_cost.py). It lives in
+# <root>/all, beside the default.
+SELECTIONS = ("smallbench", "all")
 
 
 def _normalize(sentence: str) -> str:
@@ -64,14 +68,21 @@ def corpus_sentences(text: str) -> set[str]:
     return out
 
 
-def _read_zip(path: Path) -> dict[str, list[dict]]:
+def suite_dir(root: Path, tasks: str = "smallbench") -> Path:
+    """The folder of a selection's suite under the SmallBench root."""
+    if tasks not in SELECTIONS:
+        raise ValueError(f"tasks={tasks!r}: must be one of {', '.join(SELECTIONS)}")
+    return Path(root) if tasks == "smallbench" else Path(root) / "all"
+
+
+def _read_zip(path: Path, wanted=None) -> dict[str, list[dict]]:
     rows: dict[str, list[dict]] = {}
     with zipfile.ZipFile(path) as z:
         for name in z.namelist():
             # data/<paradigm>.jsonl, at any depth (the GitHub archive adds blimp-master/);
             # macOS resource forks (__MACOSX/._x.jsonl) are not data
             m = re.search(r"(?:^|/)data/([A-Za-z0-9_]+)\.jsonl$", name)
-            if m and "__MACOSX" not in name and m.group(1) in TASKS:
+            if m and "__MACOSX" not in name and (wanted is None or m.group(1) in wanted):
                 text = z.read(name).decode("utf-8")
                 rows[m.group(1)] = [json.loads(x) for x in text.splitlines() if x.strip()]
     return rows
@@ -83,10 +94,14 @@ def build_suite(
     mirror: str | None = None,
     corpus: Path | None = None,
     pairs_per_task: int = PAIRS_PER_TASK,
+    tasks: str = "smallbench",
 ) -> dict:
-    """Fetch BLiMP and write <output>/<task>.jsonl + manifest.json; return the manifest."""
+    """Fetch BLiMP and write <suite>/<task>.jsonl + manifest.json; return the manifest.
+    `tasks`: "smallbench" (the 9 of TASKS, in `output`) or "all" (every paradigm in the
+    archive, in `output`/all)."""
     if not 10 <= pairs_per_task <= 1000:
         raise ValueError(f"pairs_per_task={pairs_per_task}: must be in [10, 1000]")
+    output = suite_dir(output, tasks)  # an unknown selection: ValueError before any download
     base = resolve_mirror(mirror)
     if base is None:
         got = fetch(OFFICIAL_URL, OFFICIAL_FILE, sha256=None, subdir="blimp")
@@ -101,18 +116,23 @@ def build_suite(
             )
         except NotOnSource as e:
             raise FetchError(f"mirror {base} has no {MIRROR_FILE} ({e})") from None
-    rows = _read_zip(got.path)
+    rows = _read_zip(got.path, wanted=None if tasks == "all" else set(TASKS))
     missing = sorted(set(TASKS) - set(rows))
     if missing:
         raise FetchError(f"{got.url}: BLiMP archive lacks paradigms {missing}; is it BLiMP?")
+    # BLiMP's own field for the paradigms outside SmallBench's choice (one paradigm spells
+    # syntax_semantics "syntax/semantics")
+    fields = {
+        t: TASKS.get(t) or (rows[t][0].get("field", "") if rows[t] else "").replace("/", "_")
+        for t in rows
+    }
 
     seen = None
     if corpus is not None and Path(corpus).is_file():
         seen = corpus_sentences(Path(corpus).read_text(encoding="utf-8"))
-    output = Path(output)
     output.mkdir(parents=True, exist_ok=True)
-    tasks = {}
-    for task, field in TASKS.items():
+    chosen_tasks = {}
+    for task, field in sorted(fields.items()) if tasks == "all" else TASKS.items():
         items = rows[task]
         rng = random.Random(f"{SUITE_SEED}:{task}")  # one stream per task: stable selection
         chosen = sorted(rng.sample(range(len(items)), min(pairs_per_task, len(items))))
@@ -136,10 +156,15 @@ def build_suite(
         atomic_write_text(
             output / f"{task}.jsonl", "".join(json.dumps(k, sort_keys=True) + "\n" for k in kept)
         )
-        tasks[task] = {"field": field, "pairs": len(kept), "dropped_in_training_corpus": dropped}
+        chosen_tasks[task] = {
+            "field": field,
+            "pairs": len(kept),
+            "dropped_in_training_corpus": dropped,
+        }
     manifest = {
         "schema_version": 1,
-        "suite": "SmallBench",
+        "suite": "SmallBench" if tasks == "smallbench" else f"BLiMP, all {len(rows)} paradigms",
+        "selection": tasks,
         "source": {
             "dataset": "BLiMP",
             "url": got.url,
@@ -152,24 +177,25 @@ def build_suite(
         "held_out_check": {
             "corpus": str(corpus) if seen is not None else None,
             "checked": seen is not None,
-            "dropped": sum(t["dropped_in_training_corpus"] for t in tasks.values()),
+            "dropped": sum(t["dropped_in_training_corpus"] for t in chosen_tasks.values()),
         },
-        "tasks": tasks,
+        "tasks": chosen_tasks,
     }
     atomic_write_text(output / MANIFEST, json.dumps(manifest, indent=2) + "\n")
     return manifest
 
 
-def load_suite(suite_dir: Path) -> dict[str, list[dict]]:
-    suite_dir = Path(suite_dir)
-    manifest = suite_dir / MANIFEST
+def load_suite(root: Path, tasks: str = "smallbench") -> dict[str, list[dict]]:
+    """The suite of a selection under the SmallBench root, {task: pairs}."""
+    folder = suite_dir(root, tasks)
+    manifest = folder / MANIFEST
     if not manifest.is_file():
+        flag = "" if tasks == "smallbench" else f" --tasks {tasks}"
         raise FileNotFoundError(
-            f"{manifest} is missing: run `scripts/download_smallbench.py "
-            f"--output {suite_dir}` first"
+            f"{manifest} is missing: run `scripts/download_smallbench.py{flag} "
+            f"--output {root}` first"
         )
-    tasks = json.loads(manifest.read_text())["tasks"]
+    names = json.loads(manifest.read_text())["tasks"]
     return {
-        t: [json.loads(x) for x in (suite_dir / f"{t}.jsonl").read_text().splitlines()]
-        for t in tasks
+        t: [json.loads(x) for x in (folder / f"{t}.jsonl").read_text().splitlines()] for t in names
     }

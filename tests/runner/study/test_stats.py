@@ -6,6 +6,7 @@ import math
 import pandas as pd
 import pytest
 
+from runner.release.tables_md import ablation_section, suite_note
 from runner.study.report import ranking_table
 from runner.study.stats import finalist_stats, mean_ci
 
@@ -174,10 +175,27 @@ def test_the_ablation_verdict_compares_groups_on_common_shares_and_above_noise()
     got = ablation_findings(noisy, plan_10m())
     assert got["moves"] is False and "within the seed noise" in got["summary"]
     assert got["groups"]["V=8000 tied"]["clear"] is False
-    # one seed: no spread to tell a move from noise
+    # one seed: no spread to tell a move from noise; its noise is unknown, not zero (the demo's
+    # table read "2,254.16 vs noise 0.00 (within noise)")
     single = [cell(16000, True, 0.25, 90, std=0), cell(16000, True, 0.35, 100, std=0)]
     single += [cell(8000, True, 0.25, 100, std=0), cell(8000, True, 0.35, 90, std=0)]
-    assert ablation_findings(single, plan_10m())["moves"] is False
+    got = ablation_findings(single, plan_10m())
+    assert got["moves"] is False and "with one seed their noise is unknown" in got["summary"]
+    assert got["groups"]["V=8000 tied"]["noise"] is None
+    text = "\n".join(ablation_section({"promotion": {"ablation": got}}))
+    assert "| 10, noise unknown (one seed) |" in text and "vs noise" not in text
+    same = ablation_findings(
+        single[:2] + [cell(8000, True, 0.25, 90, std=0), cell(8000, True, 0.35, 100, std=0)],
+        plan_10m(),
+    )
+    assert same["summary"].startswith(
+        "the best embedding share does not move with vocab size or tying (one seed: its noise"
+    )
+    # with seeds, the table gives the noise it compared against
+    text = "\n".join(
+        ablation_section({"promotion": {"ablation": ablation_findings(noisy, plan_10m())}})
+    )
+    assert "| 1 vs noise 8.00 (within noise) |" in text
 
 
 def test_every_report_places_runs_beside_the_ngram_and_flags_worse_ones():
@@ -245,3 +263,8 @@ def test_finalists_carry_the_bootstrap_and_their_place_against_the_untrained_ban
     for r in rows:
         r["smallbench_macro_acc"] = 0.70
     assert finalist_stats(rows)[0]["smallbench_vs_untrained"] == "above"
+    # the report says which paradigms SmallBench means when it is not the study's 9
+    assert f["smallbench_suite"] is None and suite_note([f]) == ""
+    for r in rows:
+        r["smallbench_suite"] = "all"
+    assert "every BLiMP paradigm" in suite_note(finalist_stats(rows))
