@@ -41,6 +41,11 @@ def ranking(rows: list[dict]) -> dict[str, list[dict]]:
             ranked = [r for r in g if r["status"] != "killed"] or g
             ci = mean_ci(r["dev_word_ppl"] for r in ranked)
             ppls = [r["dev_word_ppl"] for r in ranked if _finite(r["dev_word_ppl"])]
+            best_interval = [
+                r["best_interval_dev_word_ppl"]
+                for r in ranked
+                if _finite(r.get("best_interval_dev_word_ppl"))
+            ]
             lat = [
                 r["latency_seq128_ms"]
                 for r in g
@@ -56,6 +61,10 @@ def ranking(rows: list[dict]) -> dict[str, list[dict]]:
                     "dev_ppl": ci["mean"],
                     "dev_ppl_std": ci["std"] if ci["n"] > 1 else None,
                     "dev_ppl_range": (min(ppls), max(ppls)) if len(ppls) > 1 else None,
+                    # the best periodic eval, beside the scored (annealed, under wsd) model
+                    "best_interval_ppl": (
+                        sum(best_interval) / len(best_interval) if best_interval else None
+                    ),
                     "killed": sum(r["status"] == "killed" for r in g),
                     "runs": len(g),
                     "latency_ms": sum(lat) / len(lat) if lat else None,

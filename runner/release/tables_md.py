@@ -13,7 +13,11 @@ def ranking_section(f: dict) -> list[str]:
         "Phase-1 runs (ranking and ablation) on each axis, baseline included; mean dev "
         "word-level PPL over seeds with the seed spread (std and range; none with one seed). "
         "A cell ranks on its seeds that trained to the end (`seeds`; a killed seed is never "
-        "averaged in); cells whose every seed was killed rank last, on truncated runs' PPL.",
+        "averaged in); cells whose every seed was killed rank last, on truncated runs' PPL. "
+        "`dev PPL` scores each run's reported model: under the wsd schedule the one at the end "
+        "of its decay (the annealed model), otherwise the one `eval.final_model` names; "
+        "`best interval` is the best periodic dev eval (on `eval.max_tokens` tokens, so "
+        "comparable within its column only), kept beside it.",
         "",
     ]
     grid = any(len(c.get("lr_curve") or []) > 1 for cells in f["ranking"].values() for c in cells)
@@ -29,7 +33,7 @@ def ranking_section(f: dict) -> list[str]:
         lines += table(
             ["rank", "cell", "requested", "achieved", "layers x width", "non-emb params",
              *(["LR", "LR curve"] if grid else []),
-             "seeds", "dev PPL", "seed std", "seed range", "killed", "latency ms"],
+             "seeds", "dev PPL", "best interval", "seed std", "seed range", "killed", "latency ms"],
             [
                 [
                     c["rank"],
@@ -41,6 +45,7 @@ def ranking_section(f: dict) -> list[str]:
                     *([f"{c['lr']:.2g}" if c.get("lr") else "-", lr_curve(c)] if grid else []),
                     c["seeds"],
                     num(c["dev_ppl"], 1),
+                    num(c.get("best_interval_ppl"), 1),
                     num(c["dev_ppl_std"], 1),
                     "-" if c["dev_ppl_range"] is None
                     else f"{num(c['dev_ppl_range'][0], 1)} to {num(c['dev_ppl_range'][1], 1)}",

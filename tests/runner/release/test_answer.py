@@ -109,3 +109,29 @@ def test_the_answer_reads_smallbench_against_the_untrained_band_and_a_unigram():
     assert "no evidence of learned grammar" in text  # inside the band says it alone
     best.update(smallbench_vs_untrained=None)
     assert "SmallBench" not in answer(facts(finalists=[best]))
+
+
+def test_the_ranking_shows_the_annealed_model_beside_the_best_interval_eval():
+    """Issue 28: the scored model is the one at the end of the schedule (annealed under wsd);
+    the best interval checkpoint stays a column beside it. RESULTS.md had only one PPL, so a
+    reader could not see which model was scored."""
+    from runner.release.facts import ranking
+    from runner.release.tables_md import ranking_section
+    from runner.study.results import row
+
+    rows = []
+    for seed, end, best in ((1, 3548.0, 3912.0), (2, 3600.0, 3950.0)):
+        r = row(config={"name": "baseline", "model": {"embedding_ratio": 0.35}}, plan={},
+                metrics=None)  # fmt: skip
+        r.update(cell="baseline", axis="baseline", is_baseline=True, phase="ranking", seed=seed,
+                 status="succeeded", dev_word_ppl=end, best_interval_dev_word_ppl=best,
+                 latency_seq128_ms=1.0)  # fmt: skip
+        rows.append(r)
+    text = "\n".join(ranking_section({"ranking": ranking(rows)}))
+    header = next(line for line in text.splitlines() if line.startswith("| rank"))
+    cells = [c.strip() for c in header.strip("|").split("|")]
+    line = next(line for line in text.splitlines() if "`baseline`" in line)
+    values = [c.strip() for c in line.strip("|").split("|")]
+    assert values[cells.index("dev PPL")] == "3,574.0"  # the annealed model, mean of 2 seeds
+    assert values[cells.index("best interval")] == "3,931.0"
+    assert "end of its decay" in text
