@@ -216,6 +216,24 @@ def baseline_runs(
     return [r[0] for r in rows]
 
 
+def judged_runs(engine: Engine, *, sweep_id: int, phase: str | None) -> list[RunRef]:
+    """The runs of a sweep phase the kill rule may still judge: active, not a baseline, not
+    already told to stop."""
+    with engine.connect() as conn:
+        rows = conn.execute(
+            select(*(R[c] for c in RunRef.__dataclass_fields__))
+            .where(
+                R.sweep_id == sweep_id,
+                R.phase.is_not_distinct_from(phase),
+                R.is_baseline.is_(False),
+                R.status.in_(ACTIVE),
+                R.stop_reason.is_(None),
+            )
+            .order_by(R.id)
+        ).all()
+    return [RunRef(*r) for r in rows]
+
+
 # ---------------------------------------------------------------- lists
 
 

@@ -1,13 +1,14 @@
 """The kill rule: stop a run that has trailed the baseline, by more than noise, for long enough.
 
-On every dev-PPL point, the run's curve is compared with the baseline's at the same amount of
-text seen: tokens x bytes per token, which is plain tokens when both use one vocabulary, and
-which does not penalise a small vocabulary for seeing less text per token (an 8k model has seen
-7.2% less text than a 16k one at equal tokens). The baseline is linearly interpolated, and
-several baseline seeds are averaged. No decision before the run has spent `min_fraction` of
-its budget (the trailing stretch counts from there: a slow starter's early points never count),
-after it has spent `max_fraction` (a kill there would land after the run finished), nor where
-the baseline has not got that far.
+On every dev-PPL point of a run, and of its baseline (a run that got ahead of the baseline is
+judged again when the baseline catches up), the run's curve is compared with the baseline's at
+the same amount of text seen: tokens x bytes per token, which is plain tokens when both use one
+vocabulary, and which does not penalise a small vocabulary for seeing less text per token (an 8k
+model has seen 7.2% less text than a 16k one at equal tokens). The baseline is linearly
+interpolated, and several baseline seeds are averaged. No decision before the run has spent
+`min_fraction` of its budget (the trailing stretch counts from there: a slow starter's early
+points never count), after it has spent `max_fraction` (a kill there would land after the run
+finished), nor where the baseline has not got that far.
 
 "Worse" means worse than the larger of two margins: `margin` (a fraction of the baseline's PPL
 by default, 5%; absolute PPL points when `relative` is false) and `sigmas` times the baseline's
@@ -31,7 +32,7 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy.engine import Engine
 
-from runner.ledger.runs import RunRef, baseline_runs
+from runner.ledger.runs import RunRef, baseline_runs, judged_runs
 from runner.ledger.series import curve
 from runner.ledger.stops import request_stop, stop_answer
 from runner.ledger.sweeps import get_sweep
@@ -146,7 +147,9 @@ def evaluate(
     start = len(worse) - 1
     while start > 0 and worse[start - 1]:
         start -= 1
-    span = x[-1] - x[start]
+    # to the nearest token: two runs on one tokenizer have a text-per-token ratio of 1 only up
+    # to rounding (0.9999999999999999 made a stretch exactly one window long fall short of it)
+    span = round(x[-1] - x[start])
     last = len(values) - 1
     evidence = {
         "metric": spec.metric,
@@ -213,9 +216,12 @@ class KillRule:
         """The answer to a trainer's post: stop when the run is finished or told to stop, or when
         this post's points make the rule's verdict a kill (recorded as a decision with its
         evidence; the run ends when its exit arrives). Only runs of a sweep with a baseline in
-        the same phase are judged, and the baseline never is."""
+        the same phase are judged, and the baseline never is. A baseline's new point judges the
+        phase's running runs again: a run that posted before the baseline had got as far was
+        not comparable then, and would otherwise never be judged at that point (a run whose
+        window lay wholly ahead of the baseline escaped the rule)."""
         action, reason = stop_answer(run)
-        if action == "stop" or run.sweep_id is None or run.is_baseline:
+        if action == "stop" or run.sweep_id is None:
             return action, reason
         # most posts carry no point of the compared curve: decide that before reading more
         spec = self.spec_for(engine, run.sweep_id)
@@ -223,6 +229,14 @@ class KillRule:
             return "continue", None
         if run.phase not in JUDGED_PHASES:
             return "continue", None
+        if run.is_baseline:
+            for other in judged_runs(engine, sweep_id=run.sweep_id, phase=run.phase):
+                self.judge(engine, other, spec)
+            return "continue", None
+        return self.judge(engine, run, spec)
+
+    def judge(self, engine: Engine, run: RunRef, spec: KillRuleSpec) -> tuple[str, str | None]:
+        """The rule's verdict on a run's curve as it stands; a kill is recorded as a decision."""
         bases = baseline_runs(engine, sweep_id=run.sweep_id, phase=run.phase)
         if not bases:
             return "continue", None
@@ -241,11 +255,10 @@ class KillRule:
             budget_tokens=run.max_tokens,
             scale=scale,
         )
-        base = bases[0]
         if not verdict.kill:
             return "continue", None
         reason = f"kill rule: {verdict.reason}"
-        evidence = {**verdict.evidence, "baseline_run": base}
+        evidence = {**verdict.evidence, "baseline_run": bases[0]}
         first = request_stop(engine, run_id=run.id, kind="kill", reason=reason, evidence=evidence)
         if first and self.on_verdict is not None:
             self.on_verdict(engine, run.sweep_id)

@@ -193,3 +193,21 @@ def test_no_judgement_in_the_last_tenth_of_the_budget():
     assert not v.kill and "last 10%" in v.reason
     assert evaluate(worse[:18], base, KillRuleSpec(), budget_tokens=5 * M).kill  # at 4.5M
     assert evaluate(worse, base, KillRuleSpec(max_fraction=1), budget_tokens=5 * M).kill
+
+
+def test_a_stretch_exactly_one_window_long_is_a_kill_on_one_tokenizer():
+    """The demo's lr=1e-5 control trailed its baseline 15x at both in-window evals, exactly one
+    window apart, and finished unkilled: its text-per-token ratio to the baseline (same
+    tokenizer, same split) came out 0.9999999999999999, so the stretch measured 16,383.99
+    tokens of a 16,384 window. The numbers are the demo's."""
+    base = [(16384, 54157.6), (32768, 13628.0), (49152, 10246.2), (65536, 8602.3)]
+    control = [(16384, 216685.7), (32768, 210489.1), (49152, 204375.9)]
+    spec = KillRuleSpec(margin=0.25, window_tokens=16384)
+    v = evaluate(
+        control, base, spec, budget_tokens=65536, scale=3.5279541015625 / 3.5279541015625004
+    )
+    assert v.kill and "for 16,384 tokens" in v.reason, v.reason
+    assert v.evidence["trailing_tokens"] == 16384
+    # a stretch short of the window by a whole token is still not enough
+    short = KillRuleSpec(margin=0.25, window_tokens=16385)
+    assert not evaluate(control, base, short, budget_tokens=65536).kill
