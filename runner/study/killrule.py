@@ -167,7 +167,7 @@ def evaluate(
         "gap_sigmas": float(gap[last] / spread[last]) if spread[last] > 0 else None,
         "margin_used": float(need[last]),
         "run": [[int(t), float(v)] for t, v in zip(tokens[start:], values[start:], strict=True)],
-        "baseline": [[int(t), float(v)] for t, v in zip(x[start:], ref[start:], strict=True)],
+        "baseline": [[round(t), float(v)] for t, v in zip(x[start:], ref[start:], strict=True)],
     }
     if span >= spec.window_tokens:
         sig = f", {evidence['gap_sigmas']:.1f} sigma" if evidence["gap_sigmas"] is not None else ""

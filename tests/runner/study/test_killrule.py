@@ -208,6 +208,8 @@ def test_a_stretch_exactly_one_window_long_is_a_kill_on_one_tokenizer():
     )
     assert v.kill and "for 16,384 tokens" in v.reason, v.reason
     assert v.evidence["trailing_tokens"] == 16384
+    # the baseline's points in the evidence at the tokens it was evaluated at (not 32,767)
+    assert [p[0] for p in v.evidence["baseline"]] == [32768, 49152]
     # a stretch short of the window by a whole token is still not enough
     short = KillRuleSpec(margin=0.25, window_tokens=16385)
     assert not evaluate(control, base, short, budget_tokens=65536).kill
