@@ -299,7 +299,7 @@ def test_bad_config_is_killed_and_good_is_not(service_factory, tokenized_dir):
 def test_a_run_ahead_of_its_baseline_is_judged_when_the_baseline_catches_up(service, tokenized_dir):
     """Run side by side, a control that posted its in-window points before the baseline had got
     that far was never judged at them (its own later points lie past 90% of its budget, where
-    the rule no longer decides): the demo's lr=1e-5 control finished unkilled. The baseline's
+    the rule no longer decides), as the kill test's old docstring warned. The baseline's
     points now judge the phase's running runs again."""
     from runner.ledger.db import make_engine
     from runner.ledger.lifecycle import claim_queued
