@@ -178,6 +178,12 @@ class Worker:
         self.claimed = 0
         self.trainers: dict[int, subprocess.Popen] = {}
         self.failure: int = 0
+        # The worker is idle as a whole: slots in a claim or a run, and since when none has been.
+        # A slot alone never leaves (an idle slot beside a busy one would be a lost slot for the
+        # rest of the VM's life: the finalists after a long last ranking run would get fewer).
+        self.busy = 0  # slots claiming or training
+        self.idle_since = time.monotonic()  # the start, or the end of the last run
+        self.leaving = False
 
     # ------------------------------------------------------------ the loop
 
@@ -207,6 +213,8 @@ class Worker:
             for t in threads:
                 t.join(timeout=0.5)  # short joins: the main thread keeps taking signals
         self.mps.stop()
+        if self.leaving:
+            self.log(f"worker {self.name}: every slot idle for {self.idle_exit_s:g}s: leaving")
         self.log(f"worker {self.name}: {self.done} runs done")
         return self.failure
 
@@ -227,14 +235,40 @@ class Worker:
                 self.alive_file.touch()
 
     def _take(self) -> bool:
+        """A slot may ask for a run: not past max_runs, and the worker is not leaving."""
         with self.lock:
-            if self.max_runs and self.claimed >= self.max_runs:
+            if self.leaving or (self.max_runs and self.claimed >= self.max_runs):
                 return False
             self.claimed += 1
+            self.busy += 1
             return True
 
+    def _untake(self) -> None:
+        """The claim brought nothing: this slot is idle again (an empty claim is not work, so
+        the worker's idle time runs on)."""
+        with self.lock:
+            self.claimed -= 1
+            self.busy -= 1
+
+    def _ran(self) -> None:
+        """A run ended in this slot: the worker's idle time counts from now."""
+        with self.lock:
+            self.busy -= 1
+            self.done += 1
+            self.idle_since = time.monotonic()
+
+    def _idle_out(self) -> bool:
+        """Whether the worker leaves: every slot idle for idle_exit_s. Decided once, under the
+        lock, so that no slot is claiming while the others go; then all slots leave."""
+        with self.lock:
+            if self.leaving:
+                return True
+            if not self.idle_exit_s or self.busy:
+                return False
+            self.leaving = time.monotonic() - self.idle_since > self.idle_exit_s
+            return self.leaving
+
     def _slot(self, index: int, device: str | None, share: float) -> None:
-        idle_since = time.monotonic()
         me = self.name if self.slots == 1 else f"{self.name}-s{index}"
         with Client(self.url, self.token, timeout=60) as c:
             while not self.stopping.is_set():
@@ -251,7 +285,7 @@ class Worker:
                     self._untake()
                     # nothing to train and no service for as long as idle: leave, or a cloud
                     # VM whose service is gone for good would be paid for forever
-                    if self.idle_exit_s and time.monotonic() - idle_since > self.idle_exit_s:
+                    if self._idle_out():
                         self.log(
                             f"worker {me}: the service has been unreachable for over "
                             f"{self.idle_exit_s:.0f}s with nothing to train: leaving ({e})"
@@ -269,19 +303,15 @@ class Worker:
                 self.alive()  # the service answered
                 if claim is None:
                     self._untake()
-                    if self.idle_exit_s and time.monotonic() - idle_since > self.idle_exit_s:
+                    if self._idle_out():
                         return
                     self.stopping.wait(self.poll_s)
                     continue
-                code = self.train(claim, device)
-                self._report(c, claim, code)
-                with self.lock:
-                    self.done += 1
-                idle_since = time.monotonic()
-
-    def _untake(self) -> None:
-        with self.lock:
-            self.claimed -= 1
+                try:
+                    code = self.train(claim, device)
+                    self._report(c, claim, code)
+                finally:
+                    self._ran()
 
     def _report(self, c: Client, claim: dict, code: int) -> None:
         for _ in range(10):  # the service may be restarting: the exit must arrive

@@ -5,6 +5,7 @@ import re
 import signal
 import subprocess
 import sys
+import time
 
 import pytest
 
@@ -177,6 +178,41 @@ def test_slots_train_runs_at_once_sharing_a_gpu(service_factory, tokenized_dir, 
     first, second = sorted(rows, key=lambda x: x["started_at"])
     assert second["started_at"] < first["ended_at"]  # they trained at the same time
     assert_gpu_time_split(service, rows, "ws:gpu0")
+
+
+@pytest.mark.slow
+def test_a_slot_idle_beside_a_busy_one_stays_for_the_next_run(
+    service_factory, tokenized_dir, tmp_path
+):
+    """Each slot used to leave on its own idle time: a slot with nothing to claim while its
+    sibling trained a long run was gone for the VM's life, so runs queued later (the finalists
+    after a long last ranking run, a preempted worker's requeued runs) got fewer slots than the
+    worker had. Now the worker leaves as a whole, once every slot has been idle that long."""
+    service = service_factory()
+    long = post_run(service, tiny_raw(tokenized_dir.parent, max_tokens=10**7), name="long")
+    w = start_worker(
+        service, tmp_path, "wi", "--slots", "2", "--gpus", "1", "--accelerator", "T4",
+        "--idle-exit-s", "2",
+    )  # fmt: skip
+    try:
+        wait_until(lambda: service.run(long["id"])["status"] == "running", 120, "the long run")
+        # the other slot has had nothing to claim for over its idle time; the long run trains on
+        wait_until(
+            lambda: time.time() - service.run(long["id"])["started_at"] > 5, 60, "idle seconds"
+        )
+        late = post_run(service, tiny_raw(tokenized_dir.parent), name="late")
+        wait_until(
+            lambda: service.run(late["id"])["status"] in ("running", "succeeded"),
+            60,
+            "the idle slot claiming the late run while the long one trains",
+        )
+        assert service.run(long["id"])["status"] == "running"
+        slots = {service.run(r["id"])["launcher"] for r in (long, late)}
+        assert slots == {"worker:wi-s0", "worker:wi-s1"}, slots
+    finally:
+        service.post(f"/runs/{long['id']}/cancel")
+    assert finish(w) == 0, (tmp_path / "wi.log").read_text()
+    assert "every slot idle for 2s: leaving" in (tmp_path / "wi.log").read_text()
 
 
 def assert_gpu_time_split(service, rows: list[dict], device: str) -> None:
