@@ -198,6 +198,15 @@ class Settings(BaseSettings):
         description="How often SkyPilot's job queue (and the bucket) is read: each read is a "
         "request to SkyPilot's API server, so not every scheduler tick.",
     )
+    cloud_refill_s: float = Field(
+        30.0,
+        gt=0,
+        le=3600,
+        description="How long runs for workers may wait in the queue, not taken by any live "
+        "worker, before the warm pool launches again a worker that left idle (up to the number "
+        "`pax cloud up` asked for): a preempted worker's requeued runs, or finalists promoted "
+        "after the others left, are never stranded.",
+    )
     sky_call_timeout_s: float = Field(
         600.0,
         ge=10,

@@ -131,6 +131,11 @@ def status(
             f" x{w['slots']}  job {w['backend_id'] or '-'}  VM {w['vm_seconds'] / 60:.1f} min"
             f"  ${w['vm_usd']:.2f} (runs ${w['runs_usd']:.2f}, idle ${w['idle_usd']:.2f})"
             + (f"  {w['reason']}" if w["reason"] else "")
+            + (
+                f"; replaced by {by}"
+                if (by := w.get("replaced_by")) and by not in (w["reason"] or "")
+                else ""
+            )
         )
     c = s["controller"]
     print(

@@ -32,6 +32,7 @@ from runner.launch.retries import back_off
 from runner.launch.sky_errors import classify, failure_cause
 from runner.launch.skypilot import SkyOptions, validate_options
 from runner.ledger import cloud_workers as cw
+from runner.ledger.runs import waiting_for
 from runner.settings import Settings
 
 log = logging.getLogger("pax.cloud")
@@ -54,6 +55,12 @@ STATUS = {
     "CANCELLED": "cancelled",
 }
 VM_UP = ("STARTING", "RUNNING", "RECOVERING", "CANCELLING", "WINDING_DOWN")
+
+
+def vacant(w) -> bool:
+    """A place in the pool that a refill may take: a worker that left idle (the queue had
+    nothing for it), not taken down, not yet replaced."""
+    return w.status == "ended" and not w.down_requested and w.replaced_by is None
 
 
 def worker_task_config(
@@ -151,8 +158,8 @@ class CloudPool:
             raise ValueError(
                 f"idle_exit_s={idle_exit_s:g} is under twice PAX_LEASE_S ({self.settings.lease_s:g}"
                 " s): a preempted worker's runs wait one lease before they are requeued, and "
-                "workers that left by then leave them with no one to claim them; use 0 (never) "
-                f"or at least {2 * self.settings.lease_s:g}"
+                "workers that left by then must be launched again for them (minutes of start-up "
+                f"on a new VM); use 0 (never) or at least {2 * self.settings.lease_s:g}"
             )
         opts = SkyOptions(**{**self.opts.__dict__, "accelerators": (accelerator,)})
         worker_task_config(  # the whole task checked before anything is recorded
@@ -177,11 +184,15 @@ class CloudPool:
 
     def down(self) -> int:
         """Every live worker told to go: launched ones are cancelled at the next step (their
-        trainers checkpoint and their runs are requeued), unlaunched ones simply end."""
+        trainers checkpoint and their runs are requeued), unlaunched ones simply end. Workers
+        that left idle are closed too: the pool no longer refills their places."""
         n = 0
-        for w in cw.workers(self.engine, live_only=True):
+        for w in cw.workers(self.engine):
+            if w.status in cw.LIVE:
+                n += 1
+            elif not vacant(w):
+                continue
             cw.update_worker(self.engine, worker_id=w.id, down_requested=True)
-            n += 1
         return n
 
     # ------------------------------------------------------------ one step
@@ -211,6 +222,7 @@ class CloudPool:
         launched = [w for w in live if w.backend_id is not None]
         if launched:
             self._observe(launched, now)
+        self._refill(now)
 
     def _call(self, fn, *args):
         """A SkyPilot call with a deadline (the pool's thread never waits longer)."""
@@ -335,9 +347,48 @@ class CloudPool:
 
     def _replace(self, w, cause: str, now: float) -> str:
         """A worker whose job found no capacity (SkyPilot gave up: FAILED_NO_RESOURCE) is a
-        launch that waits, not a worker lost for good: a new one asks again after the back-off.
-        A new row, so that each keeps its own VM time and the gap between them is never billed."""
+        launch that waits, not a worker lost for good: a new one asks again after the back-off."""
         wait = back_off(self.settings, w.launch_errors)
+        return self._respawn(
+            w,
+            reason=f"replaces {w.name}: {cause}; launch retried in {wait:.0f} s",
+            note=f"replaces {w.name}; launch retried in {wait:.0f} s",
+            launch_errors=w.launch_errors + 1,
+            not_before=now + wait,
+        )
+
+    def _refill(self, now: float) -> None:
+        """The pool keeps the size `up` asked for while work waits. A worker that left idle is
+        launched again (a new row in its place) when runs for workers have waited over
+        PAX_CLOUD_REFILL_S with no live worker taking them: the live ones are busy, or there
+        are none. Without it, runs queued after the others left (a preempted worker's runs,
+        requeued after their lease; finalists promoted after a long last ranking run) wait
+        forever, and the sweep never finishes. One worker per `slots` waiting runs, less the
+        workers still starting."""
+        vacancies = [w for w in cw.workers(self.engine) if vacant(w)]
+        if not vacancies:
+            return
+        waited = [
+            t for t in waiting_for(self.engine, kind="worker", t=now)
+            if now - t > self.settings.cloud_refill_s
+        ]  # fmt: skip
+        if not waited:
+            return
+        starting = sum(
+            w.status in ("launching", "pending", "recovering")
+            for w in cw.workers(self.engine, live_only=True)
+        )
+        need = -(-len(waited) // max(1, vacancies[0].slots)) - starting
+        for w in vacancies[: max(0, need)]:
+            self._respawn(
+                w,
+                reason=f"replaces {w.name}, which left idle: {len(waited)} runs for workers "
+                f"waited over {self.settings.cloud_refill_s:g} s with no worker taking them",
+            )
+
+    def _respawn(self, w, *, reason: str, note: str | None = None, **fields) -> str:
+        """A new worker in `w`'s place, as `w` was asked (GPU, slots, idle exit, price). A new
+        row, so that each keeps its own VM time and the gap between them is never billed."""
         (new,) = cw.add_workers(
             self.engine,
             accelerator=w.accelerator,
@@ -348,13 +399,9 @@ class CloudPool:
             price=(w.price_per_hour or 0.0, w.price_source or ""),
         )
         cw.update_worker(
-            self.engine,
-            worker_id=new.id,
-            launch_errors=w.launch_errors + 1,
-            not_before=now + wait,
-            reason=f"replaces {w.name}: {cause}; launch retried in {wait:.0f} s",
-            note=f"replaces {w.name}; launch retried in {wait:.0f} s",
+            self.engine, worker_id=new.id, reason=reason, note=note or reason, **fields
         )
+        cw.update_worker(self.engine, worker_id=w.id, replaced_by=new.name)
         return new.name
 
     # ------------------------------------------------------------ the thread

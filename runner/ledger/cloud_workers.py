@@ -141,6 +141,7 @@ def bill(engine: Engine, *, controller: tuple[float, float, str], t: float | Non
                     "spot": w.spot,
                     "slots": w.slots,
                     "recoveries": w.recoveries,
+                    "replaced_by": w.replaced_by,
                     "vm_seconds": w.vm_seconds,
                     "price_per_hour": w.price_per_hour,
                     "price_source": w.price_source,

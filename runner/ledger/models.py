@@ -278,6 +278,10 @@ class CloudWorker(SQLModel, table=True):
     launch_errors: int = 0
     not_before: float | None = None
     down_requested: bool = False
+    replaced_by: str | None = Field(
+        default=None,
+        description="The worker launched in its place (a refill, or a launch SkyPilot gave up).",
+    )
     created_at: float
     provisioned_at: float | None = Field(
         default=None, description="When its VM was first seen (STARTING or later)."

@@ -367,6 +367,24 @@ def active_count(engine: Engine, *, launcher: str) -> int:
         )
 
 
+def waiting_for(engine: Engine, *, kind: str, t: float) -> list[float]:
+    """When each queued run that a launcher of `kind` would claim now (out of any back-off, in
+    no paused sweep) was last queued, oldest first: what the warm pool reads to refill."""
+    paused = select(Sweep.__table__.c.id).where(Sweep.__table__.c.status == "paused")
+    q = (
+        select(R.updated_at)
+        .where(
+            R.status == "queued",
+            R.launcher_wanted == kind,
+            or_(R.not_before.is_(None), R.not_before <= t),
+            or_(R.sweep_id.is_(None), R.sweep_id.not_in(paused)),
+        )
+        .order_by(R.updated_at)
+    )
+    with engine.connect() as conn:
+        return [float(x) for (x,) in conn.execute(q).all()]
+
+
 def cancelled_with_jobs(engine: Engine, *, launcher: str, since: float) -> list[Run]:
     """Runs of `launcher` cancelled since `since` that had a job (to cancel it there too)."""
     with Session(engine) as s:

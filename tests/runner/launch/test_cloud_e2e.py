@@ -54,6 +54,10 @@ def cloud(tmp_path, tokenized_dir):
         # a preempted worker's runs are requeued after one lease: short, so that the workers
         # (idle exit 15 s, at least twice the lease) are still there to claim them
         PAX_LEASE_S="6",
+        # a run lost before its first heartbeat (claimed by the killed VM as it died) waits out
+        # the start-up grace instead; by then both workers may have left, and the pool refills
+        PAX_STARTUP_GRACE_S="60",
+        PAX_CLOUD_REFILL_S="5",
         PAX_HEARTBEAT_S="1",
         PAX_LAUNCH_RETRY_S="1",
         PAX_REPORTS_ROOT=str(tmp_path / "reports"),
@@ -204,7 +208,8 @@ def test_a_study_on_warm_spot_workers_finishes_and_bills_what_the_cloud_would(cl
     assert finalists and len(finalists) % 3 == 0, by_name  # each promoted cell x 3 seeds
     with sqlite3.connect(svc.db) as db:  # every attempt, not only each run's last
         devices = {d.split(":")[0] for (d,) in db.execute("SELECT device FROM attempts") if d}
-    assert devices == {"pax-w1", "pax-w2"}, devices  # both workers trained runs
+    # both workers trained runs (and any worker the pool launched again for requeued runs)
+    assert {"pax-w1", "pax-w2"} <= devices, devices
     report = svc.post(f"/sweeps/{sweep}/report", params={"pdf": "false"})
     assert report.status_code == 200, report.text
 
@@ -225,7 +230,8 @@ def test_a_study_on_warm_spot_workers_finishes_and_bills_what_the_cloud_would(cl
     assert final["vm_usd"] == pytest.approx(vm_s / 3600 * price, rel=1e-9)
     for w in final["workers"]:
         assert w["price_source"].startswith("table of") and w["vm_usd"] > 0
-        assert w["runs_usd"] > 0 and w["idle_usd"] > 0
+        assert w["runs_usd"] > 0 or w["name"] not in ("pax-w1", "pax-w2")
+        assert w["idle_usd"] > 0
         assert w["runs_usd"] + w["idle_usd"] == pytest.approx(w["vm_usd"], rel=1e-9)
     spent = svc.get(f"/sweeps/{sweep}/cost").json()["spent_usd"]
     assert final["runs_usd"] == pytest.approx(spent, rel=1e-9)  # the runs' charges: the sweep's

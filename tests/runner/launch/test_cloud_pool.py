@@ -171,6 +171,54 @@ def test_a_worker_job_that_found_no_capacity_is_asked_again_not_lost(tmp_path):
     assert len(cw.workers(engine, live_only=True)) == 1  # replaced once, not once per poll
 
 
+def test_runs_queued_after_the_workers_left_idle_get_a_worker_again(tmp_path, tokenized_dir):
+    """A sweep on warm workers never finished (seen in tests/runner/launch/test_cloud_e2e.py): a
+    preempted worker's runs were requeued after their lease, when both workers had already left
+    idle, and nothing launched one again. Now the pool refills its places while runs for workers
+    wait untaken: one worker per `slots` waiting runs, up to the size `up` asked for, once."""
+    import time
+
+    clock = Clock(time.time())  # the runs are queued on the real clock
+    cloud = FakeCloud(clock)
+    engine, pool = make_pool(tmp_path, clock, cloud)
+    pool.up(accelerator="H100", workers=2, slots=2, idle_exit_s=600)
+    settle(pool, clock)
+    for job in (101, 102):  # both leave idle
+        cloud.set(job, status="SUCCEEDED", start_at=clock(), end_at=clock() + 60)
+    settle(pool, clock, 60)
+    assert [w.status for w in cw.workers(engine)] == ["ended", "ended"]
+    clock.t = time.time()  # the runs are queued now
+    cfg = validate(tiny_raw(tokenized_dir.parent))
+    runs = [create_run(engine, cfg=cfg, launcher="worker") for _ in range(3)]
+    create_run(engine, cfg=cfg, launcher="local")  # not a worker's: never counted
+    settle(pool, clock, 10)  # a live worker would have taken them by now; none is up
+    assert len(cloud.tasks) == 2  # not yet: they have waited 10 s of PAX_CLOUD_REFILL_S=30
+    settle(pool, clock, 25)
+    w = rows(engine)
+    assert len(cloud.tasks) == 4  # 3 runs for 2-slot workers: both places refilled
+    assert (w["pax-w1"].replaced_by, w["pax-w2"].replaced_by) == ("pax-w3", "pax-w4")
+    assert "replaces pax-w1, which left idle: 3 runs for workers waited" in w["pax-w3"].reason
+    assert (w["pax-w3"].slots, w["pax-w3"].idle_exit_s, w["pax-w3"].accelerator) == (
+        2, 600, "H100",
+    )  # fmt: skip
+    settle(pool, clock, 60)
+    assert len(cloud.tasks) == 4  # each place once, however long the runs still wait
+    # the new workers leave idle too; one run is left, waiting: one place is refilled
+    for r in runs[1:]:
+        set_status(engine, run_id=r.id, to="cancelled", reason="test", pricing=Pricing())
+    for job in (103, 104):
+        cloud.set(job, status="SUCCEEDED", start_at=clock(), end_at=clock() + 1)
+    settle(pool, clock, 1)  # seen ended, the place refilled
+    settle(pool, clock, 1)  # launched
+    assert len(cloud.tasks) == 5 and rows(engine)["pax-w5"].status in cw.LIVE
+    # `pax cloud down` closes the pool: nothing is refilled after it
+    pool.down()
+    cloud.set(105, status="CANCELLED", end_at=clock())
+    settle(pool, clock, 10)
+    settle(pool, clock, 120)
+    assert len(cloud.tasks) == 5 and not cw.workers(engine, live_only=True)
+
+
 def test_a_bad_credential_ends_the_worker_with_the_fix(tmp_path):
     clock = Clock()
     cloud = FakeCloud(clock)
