@@ -244,8 +244,13 @@ def new_postgres_ledger(postgres, name: str | None = None, migrated: bool = True
 
 
 def pytest_generate_tests(metafunc):
-    if "backend" in metafunc.fixturenames and metafunc.definition.get_closest_marker(
-        "both_backends"
+    # a test marked sqlite_only is about processes (a worker's slots, its checkpoint store), not
+    # the ledger: a second run on PostgreSQL would only add its minute to CI
+    d = metafunc.definition
+    if (
+        "backend" in metafunc.fixturenames
+        and d.get_closest_marker("both_backends")
+        and not d.get_closest_marker("sqlite_only")
     ):
         metafunc.parametrize("backend", ["sqlite", "postgresql"], indirect=True)
 

@@ -110,6 +110,7 @@ def test_two_workers_racing_for_one_queue(service_factory, tokenized_dir, tmp_pa
 
 
 @pytest.mark.slow
+@pytest.mark.sqlite_only  # the lease and the claim on PostgreSQL: test_reliability, test_replicas
 def test_a_run_requeued_to_another_worker_resumes_from_its_last_checkpoint(
     service_factory, tokenized_dir, tmp_path
 ):
@@ -181,6 +182,7 @@ def test_slots_train_runs_at_once_sharing_a_gpu(service_factory, tokenized_dir, 
 
 
 @pytest.mark.slow
+@pytest.mark.sqlite_only  # the worker's own slots: nothing of the ledger's
 def test_a_slot_idle_beside_a_busy_one_stays_for_the_next_run(
     service_factory, tokenized_dir, tmp_path
 ):

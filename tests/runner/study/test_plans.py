@@ -349,6 +349,7 @@ def evidence_time(event: dict) -> float:
 
 
 @pytest.mark.slow
+@pytest.mark.sqlite_only  # the script's columns against the service's CSV: not the ledger's
 def test_aggregate_script_matches_results_csv_columns(tmp_path, tokenized_dir, service):
     from trainer.config import validate
     from trainer.train import train
