@@ -374,16 +374,18 @@ class CloudPool:
         ]  # fmt: skip
         if not waited:
             return
-        starting = sum(
-            w.status in ("launching", "pending", "recovering")
-            for w in cw.workers(self.engine, live_only=True)
-        )
+        # still starting: no VM yet, or up but not yet claiming (SkyPilot says RUNNING when the
+        # task starts; the worker claims seconds later). Counted, or each step adds another.
+        live = cw.workers(self.engine, live_only=True)
+        up = [w.name for w in live if w.status == "running"]
+        starting = len(live) - len(cw.have_claimed(self.engine, up))
         need = -(-len(waited) // max(1, vacancies[0].slots)) - starting
         for w in vacancies[: max(0, need)]:
             self._respawn(
                 w,
-                reason=f"replaces {w.name}, which left idle: {len(waited)} runs for workers "
-                f"waited over {self.settings.cloud_refill_s:g} s with no worker taking them",
+                reason=f"replaces {w.name}, which left idle: {len(waited)} "
+                f"run{'s' if len(waited) > 1 else ''} for workers waited over "
+                f"{self.settings.cloud_refill_s:g} s with no worker taking them",
             )
 
     def _respawn(self, w, *, reason: str, note: str | None = None, **fields) -> str:

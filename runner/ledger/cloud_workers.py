@@ -88,6 +88,25 @@ def update_worker(
         return w
 
 
+def have_claimed(engine: Engine, names: list[str]) -> set[str]:
+    """Which of these workers have claimed a run (an attempt launched by `worker:<name>` or one
+    of its slots `worker:<name>-sN`): a worker up that has claimed nothing is still starting."""
+    if not names:
+        return set()
+    A = Attempt.__table__.c
+    got = set()
+    with engine.connect() as conn:
+        for name in names:
+            hit = conn.execute(
+                select(A.id)
+                .where((A.launcher == f"worker:{name}") | A.launcher.like(f"worker:{name}-s%"))
+                .limit(1)
+            ).first()
+            if hit is not None:
+                got.add(name)
+    return got
+
+
 def runs_share(s: Session, w: CloudWorker, t: float) -> float:
     """What the runs in the worker's slots were charged for its GPU (open attempts to `t`)."""
     rows = s.scalars(select(Attempt).where(Attempt.device.like(f"{w.name}:%"))).all()

@@ -40,11 +40,12 @@ def _transition(
     pricing: Prices | None,
     usage: Usage | None = None,
     outcome: str | None = None,
+    ended_at: float | None = None,
     **fields: Any,
 ) -> None:
     """Change a run's status and record why, in the caller's transaction. Leaving an active
     state ends the current attempt (its outcome: `outcome`, else the new status), which is
-    charged then (runner.ledger.attempts)."""
+    charged then (runner.ledger.attempts), up to `ended_at` when given, else now."""
     t = now()
     s.add(
         event(
@@ -58,7 +59,8 @@ def _transition(
         )
     )
     if run.status in ACTIVE and to not in ACTIVE:
-        attempts.end(s, run, t=t, outcome=outcome or to, prices=pricing, usage=usage)
+        end = t if ended_at is None else min(t, max(ended_at, run.started_at or ended_at))
+        attempts.end(s, run, t=end, outcome=outcome or to, prices=pricing, usage=usage)
         run.running_since = None
     run.status = to
     run.updated_at = t
@@ -174,7 +176,13 @@ def requeue_or_fail(
         if run is None or run.status not in ACTIVE:
             return None
         if lost:
-            _transition(s, run, "lost", reason, pricing, usage)
+            # A worker's run is charged for the time it was heard training: its VM may be gone
+            # (a preemption), and the silence is on the VM's bill as idle, not the run's (the
+            # pool's runs + idle = VM time). Other launchers held the GPU until now.
+            heard = None
+            if (run.launcher or "").startswith("worker:"):
+                heard = run.last_heartbeat or run.started_at
+            _transition(s, run, "lost", reason, pricing, usage, ended_at=heard)
         if run.attempt >= max_attempts:
             why = f"{reason}; gave up after {run.attempt} attempts"
             _transition(s, run, "failed", why, pricing, usage, outcome=outcome)

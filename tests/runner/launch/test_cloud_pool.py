@@ -44,11 +44,12 @@ def make_pool(tmp_path, clock, cloud, runner_url=URL):
 
 
 def settle(pool, clock, seconds=0.0):
-    """Move the clock, then step until the pool's launch calls have come back."""
+    """Move the clock, then step until the pool's launch calls have come back (those of the
+    second step too: a step that refills a place launches it at the next)."""
     clock.advance(seconds)
-    pool.step()
-    wait_until(lambda: all(f.done() for f, _ in pool.launching.values()), 30, "launch calls")
-    pool.step()
+    for _ in range(2):
+        pool.step()
+        wait_until(lambda: all(f.done() for f, _ in pool.launching.values()), 30, "launch calls")
 
 
 def rows(engine):
@@ -211,6 +212,11 @@ def test_runs_queued_after_the_workers_left_idle_get_a_worker_again(tmp_path, to
     settle(pool, clock, 1)  # seen ended, the place refilled
     settle(pool, clock, 1)  # launched
     assert len(cloud.tasks) == 5 and rows(engine)["pax-w5"].status in cw.LIVE
+    # its task runs before its worker claims: up, not yet claiming, it is still starting (the
+    # e2e saw each step refill another place while the run waited those seconds)
+    cloud.set(105, status="RUNNING", start_at=clock())
+    settle(pool, clock, 60)
+    assert len(cloud.tasks) == 5 and rows(engine)["pax-w5"].status == "running"
     # `pax cloud down` closes the pool: nothing is refilled after it
     pool.down()
     cloud.set(105, status="CANCELLED", end_at=clock())
