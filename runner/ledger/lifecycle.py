@@ -176,12 +176,10 @@ def requeue_or_fail(
         if run is None or run.status not in ACTIVE:
             return None
         if lost:
-            # A worker's run is charged for the time it was heard training: its VM may be gone
-            # (a preemption), and the silence is on the VM's bill as idle, not the run's (the
-            # pool's runs + idle = VM time). Other launchers held the GPU until now.
-            heard = None
-            if (run.launcher or "").startswith("worker:"):
-                heard = run.last_heartbeat or run.started_at
+            # A worker's run is charged to when it was last heard: its VM may be gone, and the
+            # silence is on the VM's bill as idle (runs + idle = VM). Others held the GPU till now.
+            worker = (run.launcher or "").startswith("worker:")
+            heard = (run.last_heartbeat or run.started_at) if worker else None
             _transition(s, run, "lost", reason, pricing, usage, ended_at=heard)
         if run.attempt >= max_attempts:
             why = f"{reason}; gave up after {run.attempt} attempts"

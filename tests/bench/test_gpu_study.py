@@ -45,7 +45,11 @@ def test_the_study_runs_a_plan_through_the_service_on_cpu(tmp_path, tokenized_di
                     "glu_expansion": [2.66]},
         "controls": [{"name": "lr-tiny", "overrides": {"optim": {"lr": 1e-6}}}],
         "finalists": {"max_tokens": 8 * 8 * 64, "seeds": [1, 2]},
-        "kill_rule": {"margin": 0.03, "relative": True, "window_tokens": 2048},
+        # judged to the end: on 2 busy cores a run trains its 16k tokens in about a second, and
+        # start-up differs by more, so the control can pass 90% before the baseline reaches the
+        # window (CI saw it finish unkilled); it stays active through its final evals
+        "kill_rule": {"margin": 0.03, "relative": True, "window_tokens": 2048,
+                      "max_fraction": 1.0},
     }  # fmt: skip
     path = tmp_path / "plan.yaml"
     path.write_text(yaml.safe_dump(plan))
