@@ -25,7 +25,7 @@ from runner.ledger.db import lock_run, write_session
 from runner.ledger.errors import Conflict, NotFound
 from runner.ledger.events import event, now
 from runner.ledger.models import ACTIVE, FINISHED, Run, Sweep
-from runner.ledger.runs import get_run
+from runner.ledger.runs import CLAIMABLE, get_run
 from runner.ledger.stops import stop_answer
 from trainer.exits import EXIT_BAD_CONFIG, EXIT_KILLED, EXIT_OK, EXIT_PREEMPTED
 
@@ -198,12 +198,7 @@ def requeue_or_fail(
 # PostgreSQL the pick locks its row and skips rows other claimers hold (SKIP LOCKED), so claimers
 # in many processes take different runs instead of queueing behind one.
 # A run waiting out a launch error's back-off (`not_before`), or in a paused sweep, is skipped.
-_NEXT = (
-    "SELECT id FROM runs WHERE status = 'queued' AND (launcher_wanted IN :kinds OR "
-    "(:any_kind AND launcher_wanted IS NULL)) AND (not_before IS NULL OR not_before <= :now) "
-    "AND (sweep_id IS NULL OR sweep_id NOT IN (SELECT id FROM sweeps WHERE status = 'paused')) "
-    "ORDER BY priority DESC, created_at, id LIMIT 1"
-)
+_NEXT = f"SELECT id FROM runs WHERE {CLAIMABLE} ORDER BY priority DESC, created_at, id LIMIT 1"
 NEXT_QUEUED = {
     "sqlite": text(_NEXT).bindparams(bindparam("kinds", expanding=True)),
     "postgresql": text(_NEXT + " FOR UPDATE SKIP LOCKED").bindparams(

@@ -10,7 +10,7 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import case, func, or_, select, text
+from sqlalchemy import bindparam, case, func, or_, select, text
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, col
 from sqlmodel import select as orm_select
@@ -367,22 +367,25 @@ def active_count(engine: Engine, *, launcher: str) -> int:
         )
 
 
+# What a launcher of :kinds (or, with :any_kind, of any kind) may claim at :now: queued, out of
+# any launch error's back-off (`not_before`), in no paused sweep. The claim and the warm pool's
+# refill read the same condition.
+CLAIMABLE = (
+    "status = 'queued' AND (launcher_wanted IN :kinds OR (:any_kind AND launcher_wanted IS NULL)) "
+    "AND (not_before IS NULL OR not_before <= :now) "
+    "AND (sweep_id IS NULL OR sweep_id NOT IN (SELECT id FROM sweeps WHERE status = 'paused'))"
+)
+_WAITING = text(f"SELECT updated_at FROM runs WHERE {CLAIMABLE} ORDER BY updated_at").bindparams(
+    bindparam("kinds", expanding=True)
+)
+
+
 def waiting_for(engine: Engine, *, kind: str, t: float) -> list[float]:
-    """When each queued run that a launcher of `kind` would claim now (out of any back-off, in
-    no paused sweep) was last queued, oldest first: what the warm pool reads to refill."""
-    paused = select(Sweep.__table__.c.id).where(Sweep.__table__.c.status == "paused")
-    q = (
-        select(R.updated_at)
-        .where(
-            R.status == "queued",
-            R.launcher_wanted == kind,
-            or_(R.not_before.is_(None), R.not_before <= t),
-            or_(R.sweep_id.is_(None), R.sweep_id.not_in(paused)),
-        )
-        .order_by(R.updated_at)
-    )
+    """When each run that a launcher of `kind` would claim at `t` was last queued, oldest
+    first: what the warm pool reads to refill."""
     with engine.connect() as conn:
-        return [float(x) for (x,) in conn.execute(q).all()]
+        rows = conn.execute(_WAITING, {"kinds": [kind], "any_kind": False, "now": t}).all()
+    return [float(x) for (x,) in rows]
 
 
 def cancelled_with_jobs(engine: Engine, *, launcher: str, since: float) -> list[Run]:
